@@ -1,0 +1,191 @@
+//! Backup: walk the source, store what is new, write index files and then the snapshot.
+//!
+//! Write order is packs → index → snapshot: a snapshot is written only once every blob it
+//! names is in an index file, so an interrupted backup never leaves a snapshot that points
+//! at missing data. Leftover packs of an interrupted run are unreferenced garbage that a
+//! later prune removes.
+
+pub mod exclude;
+pub mod stages;
+pub mod walk;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::backend::counting::RequestStats;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::snapshot::{Snapshot, Summary};
+use exclude::Excludes;
+use stages::{Counters, Failure, FileWorker, Known, PendingIndex};
+use walk::{PathTrie, Walker};
+
+pub struct BackupOptions {
+    /// Absolute, normalised paths.
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub hostname: String,
+    /// The parent snapshot, already chosen.
+    pub parent: Option<(Id, Snapshot)>,
+    pub excludes: Excludes,
+    pub one_file_system: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupResult {
+    /// None on a dry run.
+    pub snapshot_id: Option<Id>,
+    pub summary: Summary,
+    pub duration_secs: f64,
+    pub requests: RequestStats,
+    #[serde(skip)]
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Absolute form of a path the user gave, without following a final symlink: the parent
+/// folder is canonicalised, the last name kept as given.
+pub fn absolute_path(p: &std::path::Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
+            Ok(parent.join(name))
+        }
+        // `/` itself, or a path ending in `..`.
+        _ => abs.canonicalize().map_err(|e| Error::io(&abs, e)),
+    }
+}
+
+/// Queue depths: small multiples of the worker count keep every stage busy while bounding
+/// memory to a few chunks per thread.
+const JOB_QUEUE: usize = 64;
+
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &indicatif::ProgressBar) -> Result<BackupResult> {
+    let started = Instant::now();
+    let start_time = chrono::Utc::now();
+    let threads = crate::threads();
+    let known = Known::new(repo.index());
+    let counters = Counters::default();
+    let failure = Failure::default();
+    let pending = PendingIndex::default();
+    let trie = PathTrie::new(&opts.paths);
+    let uploaders = 2;
+
+    let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_QUEUE);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded();
+    let (raw_tx, raw_rx) = crossbeam_channel::bounded(threads * 2);
+    let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(threads * 2);
+    let (pack_tx, pack_rx) = crossbeam_channel::bounded(1);
+
+    let walk_result = std::thread::scope(|s| {
+        if !progress.is_hidden() {
+            let bar = progress.clone();
+            let (paths, excludes) = (&opts.paths, &opts.excludes);
+            s.spawn(move || walk::scan_totals(paths, excludes, &bar));
+        }
+        for _ in 0..uploaders {
+            let rx = pack_rx.clone();
+            let (pending, failure) = (&pending, &failure);
+            s.spawn(move || stages::run_uploader(repo, rx, pending, opts.dry_run, failure));
+        }
+        drop(pack_rx);
+        {
+            let failure = &failure;
+            s.spawn(move || stages::run_packer(repo, sealed_rx, pack_tx, failure));
+        }
+        for _ in 0..threads {
+            let (rx, tx) = (raw_rx.clone(), sealed_tx.clone());
+            let (counters, failure) = (&counters, &failure);
+            s.spawn(move || stages::run_sealer(repo, counters, rx, tx, failure));
+        }
+        drop((raw_rx, sealed_tx));
+        for _ in 0..threads {
+            let (jobs, results, raw) = (job_rx.clone(), res_tx.clone(), raw_tx.clone());
+            let worker = FileWorker {
+                repo,
+                known: &known,
+                counters: &counters,
+                progress,
+            };
+            s.spawn(move || worker.run(jobs, results, raw));
+        }
+        drop((job_rx, res_tx));
+        let walker = Walker::new(
+            repo,
+            &opts.excludes,
+            opts.one_file_system,
+            &known,
+            &counters,
+            progress,
+            job_tx,
+            res_rx,
+            raw_tx,
+        );
+        // The walker recurses once per directory level; give it room for deep trees.
+        let parent_root = opts.parent.as_ref().map(|(_, s)| s.tree);
+        std::thread::Builder::new()
+            .stack_size(256 * 1024 * 1024)
+            .spawn_scoped(s, move || walker.run(&trie, parent_root))
+            .map_err(|e| Error::Other(format!("cannot start the walker thread: {e}")))?
+            .join()
+            .map_err(|_| Error::Other("the walker thread panicked".into()))?
+    });
+    // All stages have stopped here (the scope joined them). A stage's error explains a
+    // walker that merely saw its queue close, so it comes first.
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let outcome = walk_result?;
+    pending.flush(repo, opts.dry_run)?;
+    progress.finish_and_clear();
+
+    let mut summary = outcome.summary;
+    walk::counters_summary(&counters, &mut summary);
+    summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
+    summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let mut paths: Vec<String> = opts.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    paths.sort();
+    let snapshot = Snapshot {
+        v: 1,
+        time: summary.backup_start,
+        tree: outcome.root,
+        paths,
+        hostname: opts.hostname.clone(),
+        username: crate::sysinfo::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        tags: opts.tags.clone(),
+        parent: opts.parent.as_ref().map(|(id, _)| *id),
+        summary: Some(summary.clone()),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let snapshot_id = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot)?)
+    };
+    repo.index().flush()?;
+    Ok(BackupResult {
+        snapshot_id,
+        summary,
+        duration_secs: started.elapsed().as_secs_f64(),
+        requests: repo.request_stats(),
+        failed: outcome.failed,
+    })
+}
+
+/// The parent for a new backup: the latest snapshot of the same host and the same paths.
+pub fn find_parent(snapshots: &[(Id, Snapshot)], hostname: &str, paths: &[PathBuf]) -> Option<(Id, Snapshot)> {
+    let mut wanted: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    wanted.sort();
+    snapshots
+        .iter()
+        .filter(|(_, s)| s.hostname == hostname && s.paths == wanted)
+        .max_by_key(|(_, s)| s.time)
+        .cloned()
+}

@@ -1,0 +1,455 @@
+//! The walker: goes through the source depth-first, compares with the parent snapshot,
+//! hands files to the workers and writes each directory's tree as soon as everything in it
+//! is done, so trees are built bottom-up without holding the whole source in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::exclude::Excludes;
+use super::stages::{Counters, FileJob, FileOutcome, FileResult, Known, RawBlob};
+use crate::cbor;
+use crate::error::{Error, Result};
+use crate::fsmeta::{node_from_metadata, unchanged};
+use crate::id::Id;
+use crate::pack::BlobType;
+use crate::repository::Repository;
+use crate::snapshot::Summary;
+use crate::sysinfo::NameCache;
+use crate::tree::{Node, NodeKind, Tree};
+
+/// The backup's paths as a trie of names from `/`: inner entries are directories on the
+/// way to a path, marked entries are the paths themselves.
+#[derive(Default)]
+pub struct PathTrie {
+    children: BTreeMap<OsString, PathTrie>,
+    target: bool,
+}
+
+impl PathTrie {
+    /// Builds the trie from absolute paths; a path inside another given path is dropped.
+    pub fn new(paths: &[PathBuf]) -> PathTrie {
+        let mut root = PathTrie::default();
+        for p in paths {
+            let mut node = &mut root;
+            for comp in p.components().skip(1) {
+                if node.target {
+                    break;
+                }
+                node = node.children.entry(comp.as_os_str().to_owned()).or_default();
+            }
+            node.target = true;
+            node.children.clear();
+        }
+        root
+    }
+}
+
+/// A directory whose tree is not written yet.
+struct PendingDir {
+    nodes: Vec<Node>,
+    /// Indices of nodes to leave out (files that could not be read).
+    dropped: Vec<usize>,
+    /// Files and subdirectories not finished yet.
+    outstanding: usize,
+    /// All entries have been listed.
+    enumerated: bool,
+    /// Where the finished tree's id goes: (parent dir, node index), or none for the root.
+    link: Option<(u64, usize)>,
+    /// The parent snapshot's tree for this directory, for the summary.
+    previous: Option<Id>,
+}
+
+/// What the walker learned, for the snapshot and the user.
+pub struct WalkOutcome {
+    pub root: Id,
+    pub summary: Summary,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+pub struct Walker<'a> {
+    pub repo: &'a Repository,
+    pub excludes: &'a Excludes,
+    pub one_file_system: bool,
+    pub known: &'a Known<'a>,
+    pub counters: &'a Counters,
+    pub progress: &'a indicatif::ProgressBar,
+    pub jobs: Sender<FileJob>,
+    pub results: Receiver<FileResult>,
+    pub raw: Sender<RawBlob>,
+    names: NameCache,
+    dirs: HashMap<u64, PendingDir>,
+    next_dir: u64,
+    /// Device of the backup path being walked, for --one-file-system.
+    device: u64,
+    root: Option<Id>,
+    summary: Summary,
+    failed: Vec<(PathBuf, String)>,
+    /// Parent content of files handed to workers, to tell changed from unmodified.
+    previous_content: HashMap<(u64, usize), Vec<Id>>,
+}
+
+fn stopped() -> Error {
+    Error::Other("backup pipeline stopped".into())
+}
+
+impl<'a> Walker<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: &'a Repository,
+        excludes: &'a Excludes,
+        one_file_system: bool,
+        known: &'a Known<'a>,
+        counters: &'a Counters,
+        progress: &'a indicatif::ProgressBar,
+        jobs: Sender<FileJob>,
+        results: Receiver<FileResult>,
+        raw: Sender<RawBlob>,
+    ) -> Walker<'a> {
+        Walker {
+            repo,
+            excludes,
+            one_file_system,
+            known,
+            counters,
+            progress,
+            jobs,
+            results,
+            raw,
+            names: NameCache::default(),
+            dirs: HashMap::new(),
+            next_dir: 0,
+            device: 0,
+            root: None,
+            summary: Summary::default(),
+            failed: Vec::new(),
+            previous_content: HashMap::new(),
+        }
+    }
+
+    /// Walks everything and returns once every tree is written to the sealers.
+    pub fn run(mut self, trie: &PathTrie, parent_root: Option<Id>) -> Result<WalkOutcome> {
+        self.walk_virtual(Path::new("/"), trie, None, parent_root)?;
+        // No more jobs: wait for the workers' last results.
+        let (dummy, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.jobs, dummy));
+        while !self.dirs.is_empty() {
+            let r = self.results.recv().map_err(|_| stopped())?;
+            self.apply(r)?;
+        }
+        let root = self.root.ok_or_else(stopped)?;
+        Ok(WalkOutcome {
+            root,
+            summary: self.summary,
+            failed: self.failed,
+        })
+    }
+
+    fn load_parent_tree(&self, id: Option<Id>, path: &Path) -> Option<Tree> {
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("{}: parent snapshot's tree unreadable ({e}); reading all files", path.display());
+                None
+            }
+        }
+    }
+
+    fn new_dir(&mut self, link: Option<(u64, usize)>, previous: Option<Id>) -> u64 {
+        let key = self.next_dir;
+        self.next_dir += 1;
+        self.dirs.insert(
+            key,
+            PendingDir {
+                nodes: Vec::new(),
+                dropped: Vec::new(),
+                outstanding: 0,
+                enumerated: false,
+                link,
+                previous,
+            },
+        );
+        key
+    }
+
+    fn dir(&mut self, key: u64) -> &mut PendingDir {
+        self.dirs.get_mut(&key).expect("pending directory exists until finished")
+    }
+
+    /// The directories from `/` down to the backup paths.
+    fn walk_virtual(&mut self, path: &Path, trie: &PathTrie, link: Option<(u64, usize)>, previous: Option<Id>) -> Result<()> {
+        let parent = self.load_parent_tree(previous, path);
+        let key = self.new_dir(link, previous);
+        for (name, child) in &trie.children {
+            let child_path = path.join(name);
+            let meta = std::fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
+            let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
+            if child.target {
+                self.device = meta.dev();
+                self.entry(key, &child_path, name, &meta, previous)?;
+            } else {
+                let node = node_from_metadata(name, &meta, &mut self.names);
+                let sub = previous.and_then(|p| p.subtree);
+                let d = self.dir(key);
+                d.nodes.push(node);
+                d.outstanding += 1;
+                let idx = d.nodes.len() - 1;
+                self.walk_virtual(&child_path, child, Some((key, idx)), sub)?;
+            }
+        }
+        self.dir(key).enumerated = true;
+        self.try_finish(key)
+    }
+
+    fn walk_dir(&mut self, path: &Path, link: (u64, usize), previous: Option<Id>) -> Result<()> {
+        let parent = self.load_parent_tree(previous, path);
+        let key = self.new_dir(Some(link), previous);
+        let mut names: Vec<OsString> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.fail(path, e.to_string()),
+                    }
+                }
+            }
+            Err(e) => self.fail(path, e.to_string()),
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            self.drain_results()?;
+            let child = path.join(&name);
+            let meta = match std::fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Vanished since listing, or unreadable: leave it out, say so.
+                    self.fail(&child, e.to_string());
+                    continue;
+                }
+            };
+            let is_dir = meta.is_dir();
+            if self.excludes.matches(&child, is_dir) || (is_dir && self.excludes.marked(&child)) {
+                continue;
+            }
+            let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
+            self.entry(key, &child, &name, &meta, previous)?;
+        }
+        self.dir(key).enumerated = true;
+        self.try_finish(key)
+    }
+
+    fn fail(&mut self, path: &Path, msg: String) {
+        self.summary.files_failed += 1;
+        self.failed.push((path.to_path_buf(), msg));
+    }
+
+    /// Adds one entry of directory `key`.
+    fn entry(&mut self, key: u64, path: &Path, name: &OsStr, meta: &std::fs::Metadata, previous: Option<&Node>) -> Result<()> {
+        let mut node = node_from_metadata(name, meta, &mut self.names);
+        match node.kind {
+            NodeKind::File => {
+                self.summary.total_files_processed += 1;
+                self.summary.total_bytes_processed += node.size;
+                if let Some(p) = previous
+                    && unchanged(&node, p)
+                    && self.all_known(&p.content)?
+                {
+                    node.content = p.content.clone();
+                    self.summary.files_unmodified += 1;
+                    self.progress.inc(node.size);
+                    self.dir(key).nodes.push(node);
+                    return Ok(());
+                }
+                let d = self.dir(key);
+                d.nodes.push(node);
+                d.outstanding += 1;
+                let idx = d.nodes.len() - 1;
+                if let Some(p) = previous.filter(|p| p.kind == NodeKind::File) {
+                    self.previous_content.insert((key, idx), p.content.clone());
+                }
+                self.send_job(FileJob {
+                    dir: key,
+                    idx,
+                    path: path.to_path_buf(),
+                })?;
+            }
+            NodeKind::Dir => {
+                let sub = previous.filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree);
+                let crosses = self.one_file_system && meta.dev() != self.device;
+                let d = self.dir(key);
+                d.nodes.push(node);
+                let idx = d.nodes.len() - 1;
+                if crosses {
+                    // A mount point: keep the directory itself, empty.
+                    let empty = self.store_tree(Tree::new(Vec::new()))?;
+                    self.dir(key).nodes[idx].subtree = Some(empty);
+                } else {
+                    self.dir(key).outstanding += 1;
+                    self.walk_dir(path, (key, idx), sub)?;
+                }
+            }
+            NodeKind::Symlink => {
+                match std::fs::read_link(path) {
+                    Ok(t) => node.target = t.into_os_string().as_bytes().to_vec(),
+                    Err(e) => {
+                        self.fail(path, e.to_string());
+                        return Ok(());
+                    }
+                }
+                self.dir(key).nodes.push(node);
+            }
+            _ => self.dir(key).nodes.push(node),
+        }
+        Ok(())
+    }
+
+    fn all_known(&self, content: &[Id]) -> Result<bool> {
+        for id in content {
+            if !self.known.has(BlobType::Data, id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hands a file to the workers, taking in results while the queue is full so that
+    /// neither side waits on the other forever.
+    fn send_job(&mut self, mut job: FileJob) -> Result<()> {
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::TrySendError::Full(j)) => {
+                    job = j;
+                    crossbeam_channel::select! {
+                        recv(self.results) -> r => {
+                            let r = r.map_err(|_| stopped())?;
+                            self.apply(r)?;
+                        }
+                        send(self.jobs, job) -> res => {
+                            return res.map_err(|_| stopped());
+                        }
+                    }
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(stopped()),
+            }
+        }
+    }
+
+    fn drain_results(&mut self) -> Result<()> {
+        while let Ok(r) = self.results.try_recv() {
+            self.apply(r)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, r: FileResult) -> Result<()> {
+        let previous = self.previous_content.remove(&(r.dir, r.idx));
+        match r.outcome {
+            FileOutcome::Done { content, size } => {
+                match previous {
+                    None => self.summary.files_new += 1,
+                    Some(p) if p == content => self.summary.files_unmodified += 1,
+                    Some(_) => self.summary.files_changed += 1,
+                }
+                let node = &mut self.dir(r.dir).nodes[r.idx];
+                node.content = content;
+                node.size = size;
+            }
+            FileOutcome::Failed(msg) => {
+                self.fail(&r.path, msg);
+                self.dir(r.dir).dropped.push(r.idx);
+            }
+        }
+        self.dir(r.dir).outstanding -= 1;
+        self.try_finish(r.dir)
+    }
+
+    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let bytes = cbor::encode(&tree);
+        let id = self.repo.key().blob_id(&bytes);
+        if self.known.claim(BlobType::Tree, &id)? {
+            self.raw
+                .send(RawBlob {
+                    kind: BlobType::Tree,
+                    id,
+                    data: bytes,
+                })
+                .map_err(|_| stopped())?;
+        }
+        Ok(id)
+    }
+
+    /// Writes the trees of `key` and of every ancestor that it completes.
+    fn try_finish(&mut self, mut key: u64) -> Result<()> {
+        loop {
+            let d = &self.dirs[&key];
+            if !d.enumerated || d.outstanding > 0 {
+                return Ok(());
+            }
+            let mut d = self.dirs.remove(&key).expect("present");
+            d.dropped.sort_unstable();
+            for idx in d.dropped.iter().rev() {
+                d.nodes.remove(*idx);
+            }
+            let id = self.store_tree(Tree::new(d.nodes))?;
+            match d.previous {
+                None => self.summary.dirs_new += 1,
+                Some(p) if p == id => self.summary.dirs_unmodified += 1,
+                Some(_) => self.summary.dirs_changed += 1,
+            }
+            match d.link {
+                None => {
+                    self.root = Some(id);
+                    return Ok(());
+                }
+                Some((parent, idx)) => {
+                    let p = self.dir(parent);
+                    p.nodes[idx].subtree = Some(id);
+                    p.outstanding -= 1;
+                    key = parent;
+                }
+            }
+        }
+    }
+}
+
+/// Counts files and bytes under the paths, for the progress bar's total and ETA. Runs
+/// beside the backup only when a bar is shown.
+pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes, bar: &indicatif::ProgressBar) {
+    fn walk(p: &Path, excludes: &Excludes, bar: &indicatif::ProgressBar) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if excludes.matches(&path, meta.is_dir()) {
+                continue;
+            }
+            if meta.is_dir() {
+                walk(&path, excludes, bar);
+            } else if meta.is_file() {
+                bar.inc_length(meta.len());
+            }
+        }
+    }
+    for p in paths {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, excludes, bar),
+            Ok(m) if m.is_file() => bar.inc_length(m.len()),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn counters_summary(c: &Counters, s: &mut Summary) {
+    s.data_blobs = c.data_blobs.load(Relaxed);
+    s.tree_blobs = c.tree_blobs.load(Relaxed);
+    s.data_added = c.data_added.load(Relaxed);
+    s.data_added_packed = c.data_added_packed.load(Relaxed);
+}

@@ -1,0 +1,128 @@
+//! Where repository objects are stored.
+//!
+//! A backend stores opaque named objects; it knows nothing of encryption or formats. The
+//! layout (which name lives under which path) is fixed here so that every backend uses the
+//! same one, and no object path is ever a prefix of another.
+
+pub mod counting;
+pub mod local;
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::id::Id;
+
+/// The kinds of object a repository holds, each in its own folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl Kind {
+    /// The folder of this kind (`Config` has none: it is the single object `config`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Config => "",
+            Kind::Key => "keys",
+            Kind::Pack => "data",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshots",
+            Kind::Lock => "locks",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Key => "key",
+            Kind::Pack => "pack",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshot",
+            Kind::Lock => "lock",
+        }
+    }
+}
+
+/// A named object of the repository.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectName {
+    pub kind: Kind,
+    /// 64 hex digits, except for the config.
+    pub name: String,
+}
+
+impl ObjectName {
+    pub fn config() -> ObjectName {
+        ObjectName {
+            kind: Kind::Config,
+            name: "config".into(),
+        }
+    }
+
+    pub fn new(kind: Kind, id: &Id) -> ObjectName {
+        ObjectName {
+            kind,
+            name: id.to_hex(),
+        }
+    }
+
+    /// The object's path below the repository root: `config`, `keys/<id>`,
+    /// `data/<first 2 hex>/<id>`, `index/<id>`, `snapshots/<id>`, `locks/<id>`.
+    pub fn path(&self) -> String {
+        match self.kind {
+            Kind::Config => "config".into(),
+            Kind::Pack => format!("data/{}/{}", &self.name[..2.min(self.name.len())], self.name),
+            kind => format!("{}/{}", kind.dir(), self.name),
+        }
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// One listed object: its name (without folder) and stored size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Storage of repository objects. Implementations must be safe to call from many threads.
+///
+/// Writes are whole-object: an object is either fully present under its name or absent,
+/// never partly written, so a crash or failed upload leaves nothing that looks valid.
+pub trait Backend: Send + Sync {
+    /// Where the repository is, for messages (`/path` or `s3://bucket/prefix`).
+    fn location(&self) -> String;
+
+    /// Prepares an empty repository (folders, for a local one).
+    fn create(&self) -> Result<()>;
+
+    /// Reads a whole object. A missing object is `Error::ObjectNotFound`.
+    fn read(&self, obj: &ObjectName) -> Result<Vec<u8>>;
+
+    /// Reads `length` bytes at `offset`.
+    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>>;
+
+    /// Creates an object. Objects are never replaced: writing a name that already exists
+    /// is `Error::Invalid` for the config and key files, and a no-op for content-named
+    /// objects (the same name means the same bytes).
+    fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()>;
+
+    /// Lists the objects of one kind.
+    fn list(&self, kind: Kind) -> Result<Vec<Listed>>;
+
+    /// Size of one object, or `None` if it does not exist.
+    fn stat(&self, obj: &ObjectName) -> Result<Option<u64>>;
+
+    /// Removes an object; removing a missing one is not an error.
+    fn remove(&self, obj: &ObjectName) -> Result<()>;
+}

@@ -1,0 +1,52 @@
+//! CBOR encoding of every repository structure, with the version check that all of them share.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Every stored structure carries `v`, its format version. An unknown version is reported as
+/// such, never as "damaged".
+pub trait Versioned {
+    /// What the structure is, for messages ("snapshot", "index", ...).
+    const WHAT: &'static str;
+    /// The one version this build reads and writes.
+    const VERSION: u64;
+    fn version(&self) -> u64;
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail, and our types contain no maps with non-string keys
+    // or other shapes that ciborium refuses.
+    ciborium::into_writer(value, &mut out).expect("CBOR encoding into memory cannot fail");
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct VersionProbe {
+    v: u64,
+}
+
+/// Decodes `bytes` as `T`, checking its version. `name` names the object in errors.
+pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], name: &str) -> Result<T> {
+    match ciborium::from_reader::<T, _>(bytes) {
+        Ok(value) if value.version() == T::VERSION => Ok(value),
+        Ok(value) => Err(Error::UnknownVersion {
+            what: format!("{} {name}", T::WHAT),
+            found: value.version(),
+            supported: T::VERSION,
+        }),
+        Err(err) => match ciborium::from_reader::<VersionProbe, _>(bytes) {
+            Ok(probe) if probe.v != T::VERSION => Err(Error::UnknownVersion {
+                what: format!("{} {name}", T::WHAT),
+                found: probe.v,
+                supported: T::VERSION,
+            }),
+            _ => Err(Error::corrupt(
+                format!("{} {name}", T::WHAT),
+                format!("cannot decode: {err}"),
+            )),
+        },
+    }
+}

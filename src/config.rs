@@ -1,0 +1,104 @@
+//! The repository's `config` object: its id and the parameters every writer must share.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cbor::Versioned;
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Repository format version written by this build. Bumped with every change to
+/// format-spec.md.
+pub const REPO_VERSION: u64 = 1;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkerParams {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min: 512 * 1024,
+            avg: 1024 * 1024,
+            max: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// FastCDC only `debug_assert!`s its limits; sizes read from a repository are checked
+    /// here instead, so a hostile config cannot make the chunker misbehave.
+    pub fn validate(&self) -> Result<()> {
+        let ok = (64..=1024 * 1024).contains(&self.min)
+            && (256..=4 * 1024 * 1024).contains(&self.avg)
+            && (1024..=16 * 1024 * 1024).contains(&self.max)
+            && self.min % 2 == 0
+            && self.avg % 2 == 0
+            && self.max % 2 == 0
+            && self.min <= self.avg
+            && self.avg <= self.max;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "chunker sizes {}/{}/{} are outside FastCDC's limits (min 64 B–1 MiB, avg 256 B–4 MiB, max 1 KiB–16 MiB, even, min ≤ avg ≤ max)",
+                self.min, self.avg, self.max
+            )))
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    pub v: u64,
+    /// Random repository id; names the local cache.
+    pub id: Id,
+    pub chunker: ChunkerParams,
+    /// zstd level for blobs and metadata.
+    pub zstd_level: i32,
+    /// Target size of a pack in bytes.
+    pub pack_size: u32,
+}
+
+impl Versioned for Config {
+    const WHAT: &'static str = "repository config";
+    const VERSION: u64 = REPO_VERSION;
+    fn version(&self) -> u64 {
+        self.v
+    }
+}
+
+impl Config {
+    pub fn new(chunker: ChunkerParams, zstd_level: i32) -> Result<Config> {
+        let mut id = [0u8; 32];
+        crate::crypto::random_bytes(&mut id)?;
+        let cfg = Config {
+            v: REPO_VERSION,
+            id: Id(id),
+            chunker,
+            zstd_level,
+            pack_size: 16 * 1024 * 1024,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.chunker.validate()?;
+        if !(1..=22).contains(&self.zstd_level) {
+            return Err(Error::Invalid(format!(
+                "zstd level {} is outside 1..=22",
+                self.zstd_level
+            )));
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.pack_size) {
+            return Err(Error::Invalid(format!(
+                "pack size {} is outside 1 MiB..1 GiB",
+                self.pack_size
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! Keys, sealing and blob ids.
+//!
+//! * Master key: random; an AES-256-GCM-SIV key, a BLAKE3 key for blob ids and the chunker
+//!   seed. It never leaves the process unwrapped.
+//! * Sealed bytes: `nonce (12) ‖ AES-256-GCM-SIV(plaintext) (len + 16)`, with associated data
+//!   that names what the bytes are, so bytes moved to another place fail to open.
+//! * Key files wrap the master key under a key derived from the password with Argon2id.
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::cbor::{self, Versioned};
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed value adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// What a sealed value is; part of its associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aad {
+    Config,
+    Index,
+    Snapshot,
+    PackHeader,
+    /// Master key inside a key file.
+    MasterKey,
+    /// A blob: its type byte and id.
+    Blob(u8, Id),
+}
+
+impl Aad {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = b"cairn.v1.".to_vec();
+        match self {
+            Aad::Config => out.extend_from_slice(b"config"),
+            Aad::Index => out.extend_from_slice(b"index"),
+            Aad::Snapshot => out.extend_from_slice(b"snapshot"),
+            Aad::PackHeader => out.extend_from_slice(b"pack-header"),
+            Aad::MasterKey => out.extend_from_slice(b"master-key"),
+            Aad::Blob(kind, id) => {
+                out.extend_from_slice(b"blob.");
+                out.push(*kind);
+                out.extend_from_slice(&id.0);
+            }
+        }
+        out
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::Other(format!("the OS random generator failed: {e}")))
+}
+
+/// The repository's secret material.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey {
+    v: u64,
+    /// AES-256-GCM-SIV key for everything sealed in the repository.
+    #[serde(with = "serde_key")]
+    encrypt: [u8; 32],
+    /// BLAKE3 key for blob ids.
+    #[serde(with = "serde_key")]
+    id_key: [u8; 32],
+    /// Seed XORed into the FastCDC gear table, so chunk boundaries depend on the key.
+    pub chunker_seed: u64,
+}
+
+impl Versioned for MasterKey {
+    const WHAT: &'static str = "master key";
+    const VERSION: u64 = 1;
+    fn version(&self) -> u64 {
+        self.v
+    }
+}
+
+mod serde_key {
+    use serde::{Deserializer, Serializer, de};
+    pub fn serialize<S: Serializer>(k: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(k)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let v: Vec<u8> = crate::id::bytes::deserialize(d)?;
+        let v = zeroize::Zeroizing::new(v);
+        v.as_slice()
+            .try_into()
+            .map_err(|_| de::Error::invalid_length(v.len(), &"32 bytes"))
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Result<MasterKey> {
+        let mut key = MasterKey {
+            v: MasterKey::VERSION,
+            encrypt: [0; 32],
+            id_key: [0; 32],
+            chunker_seed: 0,
+        };
+        random_bytes(&mut key.encrypt)?;
+        random_bytes(&mut key.id_key)?;
+        let mut seed = [0u8; 8];
+        random_bytes(&mut seed)?;
+        key.chunker_seed = u64::from_le_bytes(seed);
+        Ok(key)
+    }
+
+    /// The id of a blob: keyed BLAKE3 of its plaintext, so ids reveal nothing about content
+    /// to anyone without the key.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    fn cipher(&self) -> Aes256GcmSiv {
+        // The key is exactly 32 bytes, which is what AES-256 takes.
+        Aes256GcmSiv::new_from_slice(&self.encrypt).expect("32-byte AES-256 key")
+    }
+
+    pub fn seal(&self, aad: Aad, plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.cipher(), aad, plaintext)
+    }
+
+    pub fn open(&self, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {
+        open_with(&self.cipher(), aad, sealed, name)
+    }
+
+    /// A reusable cipher for hot loops (one per thread).
+    pub fn sealer(&self) -> Sealer {
+        Sealer {
+            cipher: self.cipher(),
+        }
+    }
+}
+
+/// A cipher instance bound to the master key, for threads that seal many blobs.
+pub struct Sealer {
+    cipher: Aes256GcmSiv,
+}
+
+impl Sealer {
+    pub fn seal(&self, aad: Aad, plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.cipher, aad, plaintext)
+    }
+    pub fn open(&self, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {
+        open_with(&self.cipher, aad, sealed, name)
+    }
+}
+
+fn seal_with(cipher: &Aes256GcmSiv, aad: Aad, plaintext: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    let aad = aad.bytes();
+    let ct = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::Other("encryption failed".into()))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn open_with(cipher: &Aes256GcmSiv, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::corrupt(
+            name,
+            format!("{} bytes is too short to be sealed data", sealed.len()),
+        ));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+    let aad = aad.bytes();
+    cipher
+        .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
+        .map_err(|_| Error::corrupt(name, "authentication failed (modified or misplaced bytes)"))
+}
+
+/// Argon2id parameters as stored in a key file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Always "argon2id" in version 1.
+    pub algorithm: String,
+    /// Memory in KiB.
+    pub m_cost: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+    #[serde(with = "crate::id::bytes")]
+    pub salt: Vec<u8>,
+}
+
+impl KdfParams {
+    /// 64 MiB, 3 passes, 1 lane: about 0.1–0.3 s on a current core, costly to brute-force.
+    pub fn new_default() -> Result<KdfParams> {
+        let mut salt = vec![0u8; 32];
+        random_bytes(&mut salt)?;
+        Ok(KdfParams {
+            algorithm: "argon2id".into(),
+            m_cost: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+            salt,
+        })
+    }
+
+    /// Derives the key-wrapping key. Parameters come from a file an attacker may have
+    /// written, so they are bounded before use.
+    pub fn derive(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        if self.algorithm != "argon2id" {
+            return Err(Error::Invalid(format!(
+                "key file uses unknown KDF {:?}",
+                self.algorithm
+            )));
+        }
+        if self.m_cost > 4 * 1024 * 1024 || self.t_cost > 100 || self.p_cost > 64 {
+            return Err(Error::Invalid(
+                "key file asks for unreasonable Argon2 parameters (over 4 GiB, 100 passes or 64 lanes)".into(),
+            ));
+        }
+        let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| Error::Invalid(format!("bad Argon2 parameters in key file: {e}")))?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(password, &self.salt, out.as_mut())
+            .map_err(|e| Error::Invalid(format!("Argon2 failed: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// Wraps the master key under a password-derived key.
+pub fn wrap_master_key(master: &MasterKey, kdf: &KdfParams, password: &[u8]) -> Result<Vec<u8>> {
+    let kek = kdf.derive(password)?;
+    let cipher = Aes256GcmSiv::new_from_slice(kek.as_ref()).expect("32-byte key");
+    let plain = Zeroizing::new(cbor::encode(master));
+    seal_with(&cipher, Aad::MasterKey, &plain)
+}
+
+/// Unwraps a master key. `Ok(None)` means the password does not fit this key file.
+pub fn unwrap_master_key(
+    sealed: &[u8],
+    kdf: &KdfParams,
+    password: &[u8],
+    name: &str,
+) -> Result<Option<MasterKey>> {
+    let kek = kdf.derive(password)?;
+    let cipher = Aes256GcmSiv::new_from_slice(kek.as_ref()).expect("32-byte key");
+    match open_with(&cipher, Aad::MasterKey, sealed, name) {
+        Ok(plain) => {
+            let plain = Zeroizing::new(plain);
+            Ok(Some(cbor::decode(&plain, name)?))
+        }
+        Err(Error::Corrupt(..)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_binds_associated_data() {
+        let key = MasterKey::generate().unwrap();
+        let id = key.blob_id(b"hello");
+        let sealed = key.seal(Aad::Blob(0, id), b"hello").unwrap();
+        assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(key.open(Aad::Blob(0, id), &sealed, "x").unwrap(), b"hello");
+        // Same bytes claimed to be another blob, or another type, must not open.
+        let other = key.blob_id(b"other");
+        assert!(key.open(Aad::Blob(0, other), &sealed, "x").is_err());
+        assert!(key.open(Aad::Blob(1, id), &sealed, "x").is_err());
+        assert!(key.open(Aad::Index, &sealed, "x").is_err());
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::generate().unwrap();
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_ne!(a.blob_id(b"x").0, *blake3::hash(b"x").as_bytes());
+    }
+
+    #[test]
+    fn wrap_and_unwrap() {
+        let master = MasterKey::generate().unwrap();
+        let mut kdf = KdfParams::new_default().unwrap();
+        kdf.m_cost = 1024; // keep the unit test fast
+        let wrapped = wrap_master_key(&master, &kdf, b"pw").unwrap();
+        let back = unwrap_master_key(&wrapped, &kdf, b"pw", "k").unwrap().unwrap();
+        assert_eq!(back.blob_id(b"z"), master.blob_id(b"z"));
+        assert!(unwrap_master_key(&wrapped, &kdf, b"wrong", "k").unwrap().is_none());
+    }
+}

@@ -1,0 +1,97 @@
+//! Errors that reach the user, and the exit codes they map to.
+//!
+//! Exit codes follow restic's so that users' scripts carry over; they are documented in
+//! README.md and must not change meaning.
+
+use std::path::PathBuf;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a fatal error; nothing (or nothing more) was done.
+pub const EXIT_FATAL: i32 = 1;
+/// Exit code: backup finished and wrote a snapshot, but some source files could not be read.
+pub const EXIT_PARTIAL: i32 = 3;
+/// Exit code: the repository does not exist.
+pub const EXIT_NO_REPOSITORY: i32 = 10;
+/// Exit code: the repository is locked by another process.
+pub const EXIT_LOCKED: i32 = 11;
+/// Exit code: the password does not open any key of the repository.
+pub const EXIT_WRONG_PASSWORD: i32 = 12;
+/// Exit code: interrupted by the user (SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("repository {0} does not exist (create it with `cairn init`, or `cairn backup --init`)")]
+    RepositoryNotFound(String),
+
+    #[error("repository {0} already exists; refusing to initialise it again")]
+    RepositoryExists(String),
+
+    #[error("wrong password: no key in {0} can be opened with it")]
+    WrongPassword(String),
+
+    #[error("repository is locked: {0}")]
+    Locked(String),
+
+    #[error("no password given: set CAIRN_PASSWORD, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD_COMMAND, or run on a terminal to be asked")]
+    NoPassword,
+
+    #[error("{what} uses format version {found}, but this cairn understands version {supported}; upgrade cairn")]
+    UnknownVersion {
+        what: String,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("{0} is damaged: {1} (run `cairn check` to see what is affected)")]
+    Corrupt(String, String),
+
+    #[error("{0} not found in the repository")]
+    ObjectNotFound(String),
+
+    #[error("backend error on {object}: {source}")]
+    Backend {
+        object: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The documented process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::RepositoryNotFound(_) => EXIT_NO_REPOSITORY,
+            Error::WrongPassword(_) => EXIT_WRONG_PASSWORD,
+            Error::Locked(_) => EXIT_LOCKED,
+            _ => EXIT_FATAL,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Error::Corrupt(what.into(), why.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

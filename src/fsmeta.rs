@@ -1,0 +1,103 @@
+//! Reading a file's metadata into a tree node, and putting it back on restore.
+
+use std::fs::{Metadata, Permissions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+
+use crate::error::{Error, Result};
+use crate::sysinfo::NameCache;
+use crate::tree::{Node, NodeKind};
+
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+pub fn kind_of(meta: &Metadata) -> NodeKind {
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else if ft.is_char_device() {
+        NodeKind::Chardev
+    } else {
+        NodeKind::Blockdev
+    }
+}
+
+/// A node for `name` from its `lstat` metadata. Content, subtree and link target are
+/// filled in by the caller.
+pub fn node_from_metadata(name: &std::ffi::OsStr, meta: &Metadata, names: &mut NameCache) -> Node {
+    let kind = kind_of(meta);
+    Node {
+        name: name.as_bytes().to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        user: names.user(meta.uid()),
+        group: names.group(meta.gid()),
+        mtime: nanos(meta.mtime(), meta.mtime_nsec()),
+        ctime: nanos(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        links: meta.nlink(),
+        size: if kind == NodeKind::File { meta.len() } else { 0 },
+        content: Vec::new(),
+        subtree: None,
+        target: Vec::new(),
+        rdev: if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+            meta.rdev()
+        } else {
+            0
+        },
+    }
+}
+
+/// True when a file may be taken over from the parent snapshot without reading it: the
+/// same type, size, mtime, ctime and inode (restic's rule).
+pub fn unchanged(current: &Node, parent: &Node) -> bool {
+    current.kind == parent.kind
+        && current.size == parent.size
+        && current.mtime == parent.mtime
+        && current.ctime == parent.ctime
+        && current.inode == parent.inode
+}
+
+fn timespec(ns: i64) -> TimeSpec {
+    TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+}
+
+/// Sets owner (when running as root), mode and mtime of a restored entry. Symlinks get
+/// owner and times only (their mode means nothing on Linux).
+pub fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
+    let err = |e: nix::Error| Error::io(path, std::io::Error::from(e));
+    if Uid::effective().is_root() {
+        nix::unistd::fchownat(
+            AT_FDCWD,
+            path,
+            Some(Uid::from_raw(node.uid)),
+            Some(Gid::from_raw(node.gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(err)?;
+    }
+    if node.kind != NodeKind::Symlink {
+        std::fs::set_permissions(path, Permissions::from_mode(node.mode))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let mtime = timespec(node.mtime);
+    utimensat(AT_FDCWD, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Pack files: many sealed blobs followed by a sealed header that lists them.
+//!
+//! ```text
+//! blob_0 ‖ blob_1 ‖ … ‖ blob_n-1 ‖ sealed header ‖ header length (u32 little-endian)
+//! ```
+//! A pack is built whole in memory and written in one call, so it exists whole or not at all.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cbor::{self, Versioned};
+use crate::crypto::{Aad, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// What a blob holds. Stored as one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum BlobType {
+    Data = 0,
+    Tree = 1,
+}
+
+impl From<BlobType> for u8 {
+    fn from(t: BlobType) -> u8 {
+        t as u8
+    }
+}
+
+impl TryFrom<u8> for BlobType {
+    type Error = String;
+    fn try_from(v: u8) -> std::result::Result<BlobType, String> {
+        match v {
+            0 => Ok(BlobType::Data),
+            1 => Ok(BlobType::Tree),
+            _ => Err(format!("unknown blob type {v}")),
+        }
+    }
+}
+
+/// How a blob's plaintext was stored. Stored as one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Compression {
+    None = 0,
+    Zstd = 1,
+}
+
+impl From<Compression> for u8 {
+    fn from(c: Compression) -> u8 {
+        c as u8
+    }
+}
+
+impl TryFrom<u8> for Compression {
+    type Error = String;
+    fn try_from(v: u8) -> std::result::Result<Compression, String> {
+        match v {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Zstd),
+            _ => Err(format!("unknown compression {v}")),
+        }
+    }
+}
+
+/// One blob inside a pack. Encoded as a CBOR array
+/// `[type, id, offset, length, raw_length, compression]` to keep indexes small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry(
+    pub BlobType,
+    pub Id,
+    /// Offset of the sealed blob in the pack.
+    pub u32,
+    /// Length of the sealed blob (nonce and tag included).
+    pub u32,
+    /// Length of the plaintext.
+    pub u32,
+    pub Compression,
+);
+
+impl PackEntry {
+    pub fn kind(&self) -> BlobType {
+        self.0
+    }
+    pub fn id(&self) -> Id {
+        self.1
+    }
+    pub fn offset(&self) -> u32 {
+        self.2
+    }
+    pub fn length(&self) -> u32 {
+        self.3
+    }
+    pub fn raw_length(&self) -> u32 {
+        self.4
+    }
+    pub fn compression(&self) -> Compression {
+        self.5
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PackHeader {
+    pub v: u64,
+    pub blobs: Vec<PackEntry>,
+}
+
+impl Versioned for PackHeader {
+    const WHAT: &'static str = "pack header";
+    const VERSION: u64 = 1;
+    fn version(&self) -> u64 {
+        self.v
+    }
+}
+
+/// A blob ready for a pack: sealed bytes and what the header must say about them.
+pub struct SealedBlob {
+    pub kind: BlobType,
+    pub id: Id,
+    pub raw_length: u32,
+    pub compression: Compression,
+    pub bytes: Vec<u8>,
+}
+
+/// Accumulates sealed blobs of one type into a pack.
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A finished pack, ready to upload.
+pub struct FinishedPack {
+    pub id: Id,
+    pub bytes: Vec<u8>,
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn new(capacity: usize) -> PackBuilder {
+        PackBuilder {
+            buf: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn add(&mut self, blob: SealedBlob) -> Result<()> {
+        let offset = u32::try_from(self.buf.len())
+            .map_err(|_| Error::Other("pack grew beyond 4 GiB".into()))?;
+        let length = u32::try_from(blob.bytes.len())
+            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
+        self.buf.extend_from_slice(&blob.bytes);
+        self.entries.push(PackEntry(
+            blob.kind,
+            blob.id,
+            offset,
+            length,
+            blob.raw_length,
+            blob.compression,
+        ));
+        Ok(())
+    }
+
+    /// Appends the sealed header and names the pack by the hash of all its bytes.
+    pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack> {
+        let header = PackHeader {
+            v: PackHeader::VERSION,
+            blobs: self.entries,
+        };
+        let sealed = key.seal(Aad::PackHeader, &cbor::encode(&header))?;
+        self.buf.extend_from_slice(&sealed);
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        Ok(FinishedPack {
+            id: Id::of_stored(&self.buf),
+            bytes: self.buf,
+            entries: header.blobs,
+        })
+    }
+}
+
+/// Reads the header of a pack given its last bytes (at least the header and the length).
+/// `tail` must end where the pack ends; `pack_len` is the pack's full size.
+pub fn decode_header(key: &MasterKey, tail: &[u8], pack_len: u64, name: &str) -> Result<Vec<PackEntry>> {
+    if tail.len() < 4 {
+        return Err(Error::corrupt(name, "too short to hold a pack header"));
+    }
+    let (rest, len) = tail.split_at(tail.len() - 4);
+    let hlen = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    if hlen > rest.len() {
+        return Err(Error::corrupt(name, format!("header length {hlen} exceeds the pack")));
+    }
+    let sealed = &rest[rest.len() - hlen..];
+    let plain = key.open(Aad::PackHeader, sealed, name)?;
+    let header: PackHeader = cbor::decode(&plain, name)?;
+    let data_end = pack_len - 4 - hlen as u64;
+    for e in &header.blobs {
+        if u64::from(e.offset()) + u64::from(e.length()) > data_end {
+            return Err(Error::corrupt(name, format!("blob {} lies outside the pack", e.id())));
+        }
+    }
+    Ok(header.blobs)
+}

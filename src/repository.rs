@@ -1,0 +1,281 @@
+//! An open repository: backend, master key, config and index cache, and the operations on
+//! its sealed objects that every command shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::counting::{Counting, RequestStats};
+use crate::backend::{Backend, Kind, ObjectName};
+use crate::blob::open_blob;
+use crate::cache::{BlobLocation, IndexCache};
+use crate::cbor::{self, Versioned};
+use crate::config::{ChunkerParams, Config};
+use crate::crypto::{Aad, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::IndexFile;
+use crate::keyfile::KeyFile;
+use crate::pack::BlobType;
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+
+/// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
+const META_RAW: u8 = 0;
+const META_ZSTD: u8 = 1;
+
+pub struct Repository {
+    backend: Arc<Counting>,
+    key: Arc<MasterKey>,
+    config: Config,
+    index: IndexCache,
+}
+
+/// Options for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub zstd_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+        }
+    }
+}
+
+fn seal_meta<T: Serialize>(key: &MasterKey, aad: Aad, value: &T, level: i32) -> Result<Vec<u8>> {
+    let cbor = cbor::encode(value);
+    let mut body = Vec::with_capacity(cbor.len() / 2 + 1);
+    body.push(META_ZSTD);
+    body.extend_from_slice(
+        &zstd::bulk::compress(&cbor, level).map_err(|e| Error::Other(format!("zstd: {e}")))?,
+    );
+    key.seal(aad, &body)
+}
+
+fn open_meta<T: DeserializeOwned + Versioned>(
+    key: &MasterKey,
+    aad: Aad,
+    sealed: &[u8],
+    name: &str,
+) -> Result<T> {
+    let plain = key.open(aad, sealed, name)?;
+    let (flag, body) = plain
+        .split_first()
+        .ok_or_else(|| Error::corrupt(name, "empty"))?;
+    match *flag {
+        META_RAW => cbor::decode(body, name),
+        META_ZSTD => {
+            let mut raw = Vec::new();
+            zstd::stream::copy_decode(body, &mut raw)
+                .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
+            cbor::decode(&raw, name)
+        }
+        other => Err(Error::corrupt(name, format!("unknown encoding byte {other}"))),
+    }
+}
+
+/// The default cache base: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+pub fn default_cache_base() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("cairn"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+}
+
+impl Repository {
+    /// Creates a repository: a new master key wrapped under `password`, then the config.
+    /// The config is written last: its presence is what makes the repository exist.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Config> {
+        match backend.stat(&ObjectName::config()) {
+            Ok(Some(_)) => return Err(Error::RepositoryExists(backend.location())),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        backend.create()?;
+        let master = MasterKey::generate()?;
+        let config = Config::new(opts.chunker, opts.zstd_level)?;
+        let (kid, kbytes) = KeyFile::create(&master, password)?.encode();
+        backend.write(&ObjectName::new(Kind::Key, &kid), &kbytes)?;
+        let sealed = seal_meta(&master, Aad::Config, &config, config.zstd_level)?;
+        backend.write(&ObjectName::config(), &sealed)?;
+        Ok(config)
+    }
+
+    /// Opens a repository with a password. `cache_base` holds one cache folder per
+    /// repository id; `None` uses a temporary cache.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8], cache_base: Option<&Path>) -> Result<Repository> {
+        let backend = Arc::new(Counting::new(backend));
+        let config_bytes = match backend.read(&ObjectName::config()) {
+            Ok(b) => b,
+            Err(Error::ObjectNotFound(_)) => {
+                return Err(Error::RepositoryNotFound(backend.location()));
+            }
+            Err(e) => return Err(e),
+        };
+        let (key, config) = Self::unlock(&backend, password, &config_bytes)?;
+        config.validate()?;
+        let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
+        let index = IndexCache::open(cache_dir.as_deref())?;
+        let repo = Repository {
+            backend,
+            key: Arc::new(key),
+            config,
+            index,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// Tries every key file. A key file that opens but whose master key does not open the
+    /// config (left over from an interrupted `init`) is skipped.
+    fn unlock(backend: &Counting, password: &[u8], config_bytes: &[u8]) -> Result<(MasterKey, Config)> {
+        let mut keys = backend.list(Kind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut damaged = Vec::new();
+        for listed in keys {
+            let name = ObjectName {
+                kind: Kind::Key,
+                name: listed.name,
+            };
+            let bytes = backend.read(&name)?;
+            let kf = match KeyFile::decode(&bytes, &name.path()) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(e.to_string());
+                    continue;
+                }
+            };
+            let Some(master) = kf.open(password, &name.path())? else {
+                continue;
+            };
+            match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
+                Ok(config) => return Ok((master, config)),
+                Err(e @ Error::UnknownVersion { .. }) => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        for d in damaged {
+            tracing::warn!("{d}");
+        }
+        Err(Error::WrongPassword(backend.location()))
+    }
+
+    pub fn backend(&self) -> &Arc<Counting> {
+        &self.backend
+    }
+
+    pub fn key(&self) -> &Arc<MasterKey> {
+        &self.key
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn index(&self) -> &IndexCache {
+        &self.index
+    }
+
+    pub fn request_stats(&self) -> RequestStats {
+        self.backend.stats()
+    }
+
+    /// Reads the repository's index files into the cache where it lacks them.
+    pub fn sync_index(&self) -> Result<()> {
+        let listed = self.backend.list(Kind::Index)?;
+        let mut ids = Vec::with_capacity(listed.len());
+        for l in &listed {
+            match Id::from_hex(&l.name) {
+                Ok(id) => ids.push(id),
+                Err(_) => tracing::warn!("ignoring index/{}: not an index name", l.name),
+            }
+        }
+        self.index
+            .sync(&self.config.id, &ids, |id| self.load_meta(Kind::Index, Aad::Index, id))
+    }
+
+    /// Seals a metadata object and returns its name and bytes without writing it.
+    pub fn seal_meta<T: Serialize>(&self, aad: Aad, value: &T) -> Result<(Id, Vec<u8>)> {
+        let sealed = seal_meta(&self.key, aad, value, self.config.zstd_level)?;
+        Ok((Id::of_stored(&sealed), sealed))
+    }
+
+    pub fn load_meta<T: DeserializeOwned + Versioned>(&self, kind: Kind, aad: Aad, id: &Id) -> Result<T> {
+        let name = ObjectName::new(kind, id);
+        let bytes = self.backend.read(&name)?;
+        if Id::of_stored(&bytes) != *id {
+            return Err(Error::corrupt(name.path(), "its bytes do not match its name"));
+        }
+        open_meta(&self.key, aad, &bytes, &name.path())
+    }
+
+    /// Writes an index file and records its blobs in the cache.
+    pub fn save_index(&self, index: &IndexFile) -> Result<Id> {
+        let (id, bytes) = self.seal_meta(Aad::Index, index)?;
+        self.backend.write(&ObjectName::new(Kind::Index, &id), &bytes)?;
+        self.index.add_index(&id, index)?;
+        Ok(id)
+    }
+
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let (id, bytes) = self.seal_meta(Aad::Snapshot, snap)?;
+        self.backend.write(&ObjectName::new(Kind::Snapshot, &id), &bytes)?;
+        Ok(id)
+    }
+
+    /// All snapshots, oldest first. Unreadable ones are reported and skipped.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for l in self.backend.list(Kind::Snapshot)? {
+            let id = match Id::from_hex(&l.name) {
+                Ok(id) => id,
+                Err(_) => continue,
+            };
+            match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
+                Ok(s) => out.push((id, s)),
+                Err(e @ Error::UnknownVersion { .. }) => return Err(e),
+                Err(e) => tracing::warn!("skipping snapshot {}: {e}", id.short()),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {
+        self.index.get(kind, id)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("{} blob {id}", if kind == BlobType::Tree { "tree" } else { "data" }),
+                "not in any index: the repository is missing data",
+            )
+        })
+    }
+
+    /// Reads, opens and checks one blob.
+    pub fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(kind, id)?;
+        self.load_blob_at(&loc)
+    }
+
+    pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let sealed = self.backend.read_range(
+            &ObjectName::new(Kind::Pack, &loc.pack),
+            u64::from(loc.entry.offset()),
+            u64::from(loc.entry.length()),
+        )?;
+        open_blob(&self.key, loc, &sealed)
+    }
+
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.load_blob(BlobType::Tree, id)?;
+        cbor::decode(&bytes, &format!("tree {id}"))
+    }
+}
