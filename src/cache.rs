@@ -75,7 +75,10 @@ impl IndexCache {
                 Err(first) => {
                     // A damaged cache is thrown away and built anew; if even that fails
                     // (another cairn holds it), work from a temporary one.
-                    tracing::warn!("index cache at {} unusable ({first}); rebuilding", dir.display());
+                    tracing::warn!(
+                        "index cache at {} unusable ({first}); rebuilding",
+                        dir.display()
+                    );
                     if std::fs::remove_dir_all(dir).is_ok()
                         && let Ok(c) = Self::open_at(dir)
                     {
@@ -141,7 +144,9 @@ impl IndexCache {
         let format = self.db.get(b"format").map_err(sled_err)?;
         if owner.as_deref() != Some(&repo_id.0[..]) || format.as_deref() != Some(CACHE_FORMAT) {
             self.clear()?;
-            self.db.insert(b"repository", &repo_id.0[..]).map_err(sled_err)?;
+            self.db
+                .insert(b"repository", &repo_id.0[..])
+                .map_err(sled_err)?;
             self.db.insert(b"format", CACHE_FORMAT).map_err(sled_err)?;
         }
         let listed_set: HashSet<Id> = listed.iter().copied().collect();
@@ -160,7 +165,11 @@ impl IndexCache {
             self.clear()?;
             cached.clear();
         }
-        let missing: Vec<Id> = listed.iter().filter(|id| !cached.contains(id)).copied().collect();
+        let missing: Vec<Id> = listed
+            .iter()
+            .filter(|id| !cached.contains(id))
+            .copied()
+            .collect();
         // Index files are decrypted on both cores; sled takes the inserts from one.
         let (tx, rx) = crossbeam_channel::bounded::<(Id, Result<IndexFile>)>(4);
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -193,7 +202,10 @@ impl IndexCache {
         let mut batch = sled::Batch::default();
         for pack in &index.packs {
             for e in &pack.blobs {
-                batch.insert(&key(e.kind(), &e.id())[..], &encode_location(&pack.id, e)[..]);
+                batch.insert(
+                    &key(e.kind(), &e.id())[..],
+                    &encode_location(&pack.id, e)[..],
+                );
             }
         }
         self.blobs.apply_batch(batch).map_err(sled_err)?;

@@ -110,6 +110,11 @@ mod tests {
         let a = cut(&data, 3);
         let b = cut(&edited, 3);
         let same = b.iter().filter(|c| a.contains(c)).count();
-        assert!(b.len() - same <= 2, "{} of {} chunks changed", b.len() - same, b.len());
+        assert!(
+            b.len() - same <= 2,
+            "{} of {} chunks changed",
+            b.len() - same,
+            b.len()
+        );
     }
 }

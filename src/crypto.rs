@@ -227,7 +227,8 @@ impl KdfParams {
         }
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::Invalid(format!("bad Argon2 parameters in key file: {e}")))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(password, &self.salt, out.as_mut())
@@ -295,8 +296,14 @@ mod tests {
         let mut kdf = KdfParams::new_default().unwrap();
         kdf.m_cost = 1024; // keep the unit test fast
         let wrapped = wrap_master_key(&master, &kdf, b"pw").unwrap();
-        let back = unwrap_master_key(&wrapped, &kdf, b"pw", "k").unwrap().unwrap();
+        let back = unwrap_master_key(&wrapped, &kdf, b"pw", "k")
+            .unwrap()
+            .unwrap();
         assert_eq!(back.blob_id(b"z"), master.blob_id(b"z"));
-        assert!(unwrap_master_key(&wrapped, &kdf, b"wrong", "k").unwrap().is_none());
+        assert!(
+            unwrap_master_key(&wrapped, &kdf, b"wrong", "k")
+                .unwrap()
+                .is_none()
+        );
     }
 }

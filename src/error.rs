@@ -22,7 +22,9 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("repository {0} does not exist (create it with `cairn init`, or `cairn backup --init`)")]
+    #[error(
+        "repository {0} does not exist (create it with `cairn init`, or `cairn backup --init`)"
+    )]
     RepositoryNotFound(String),
 
     #[error("repository {0} already exists; refusing to initialise it again")]
@@ -34,10 +36,14 @@ pub enum Error {
     #[error("repository is locked: {0}")]
     Locked(String),
 
-    #[error("no password given: set CAIRN_PASSWORD, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD_COMMAND, or run on a terminal to be asked")]
+    #[error(
+        "no password given: set CAIRN_PASSWORD, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD_COMMAND, or run on a terminal to be asked"
+    )]
     NoPassword,
 
-    #[error("{what} uses format version {found}, but this cairn understands version {supported}; upgrade cairn")]
+    #[error(
+        "{what} uses format version {found}, but this cairn understands version {supported}; upgrade cairn"
+    )]
     UnknownVersion {
         what: String,
         found: u64,

@@ -53,7 +53,11 @@ pub fn node_from_metadata(name: &std::ffi::OsStr, meta: &Metadata, names: &mut N
         ctime: nanos(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
         links: meta.nlink(),
-        size: if kind == NodeKind::File { meta.len() } else { 0 },
+        size: if kind == NodeKind::File {
+            meta.len()
+        } else {
+            0
+        },
         content: Vec::new(),
         subtree: None,
         target: Vec::new(),
@@ -98,6 +102,13 @@ pub fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
             .map_err(|e| Error::io(path, e))?;
     }
     let mtime = timespec(node.mtime);
-    utimensat(AT_FDCWD, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(err)?;
+    utimensat(
+        AT_FDCWD,
+        path,
+        &mtime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(err)?;
     Ok(())
 }

@@ -187,14 +187,22 @@ impl PackBuilder {
 
 /// Reads the header of a pack given its last bytes (at least the header and the length).
 /// `tail` must end where the pack ends; `pack_len` is the pack's full size.
-pub fn decode_header(key: &MasterKey, tail: &[u8], pack_len: u64, name: &str) -> Result<Vec<PackEntry>> {
+pub fn decode_header(
+    key: &MasterKey,
+    tail: &[u8],
+    pack_len: u64,
+    name: &str,
+) -> Result<Vec<PackEntry>> {
     if tail.len() < 4 {
         return Err(Error::corrupt(name, "too short to hold a pack header"));
     }
     let (rest, len) = tail.split_at(tail.len() - 4);
     let hlen = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
     if hlen > rest.len() {
-        return Err(Error::corrupt(name, format!("header length {hlen} exceeds the pack")));
+        return Err(Error::corrupt(
+            name,
+            format!("header length {hlen} exceeds the pack"),
+        ));
     }
     let sealed = &rest[rest.len() - hlen..];
     let plain = key.open(Aad::PackHeader, sealed, name)?;
@@ -202,7 +210,10 @@ pub fn decode_header(key: &MasterKey, tail: &[u8], pack_len: u64, name: &str) ->
     let data_end = pack_len - 4 - hlen as u64;
     for e in &header.blobs {
         if u64::from(e.offset()) + u64::from(e.length()) > data_end {
-            return Err(Error::corrupt(name, format!("blob {} lies outside the pack", e.id())));
+            return Err(Error::corrupt(
+                name,
+                format!("blob {} lies outside the pack", e.id()),
+            ));
         }
     }
     Ok(header.blobs)

@@ -77,7 +77,10 @@ fn open_meta<T: DeserializeOwned + Versioned>(
                 .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
             cbor::decode(&raw, name)
         }
-        other => Err(Error::corrupt(name, format!("unknown encoding byte {other}"))),
+        other => Err(Error::corrupt(
+            name,
+            format!("unknown encoding byte {other}"),
+        )),
     }
 }
 
@@ -112,7 +115,11 @@ impl Repository {
 
     /// Opens a repository with a password. `cache_base` holds one cache folder per
     /// repository id; `None` uses a temporary cache.
-    pub fn open(backend: Arc<dyn Backend>, password: &[u8], cache_base: Option<&Path>) -> Result<Repository> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        cache_base: Option<&Path>,
+    ) -> Result<Repository> {
         let backend = Arc::new(Counting::new(backend));
         let config_bytes = match backend.read(&ObjectName::config()) {
             Ok(b) => b,
@@ -137,7 +144,11 @@ impl Repository {
 
     /// Tries every key file. A key file that opens but whose master key does not open the
     /// config (left over from an interrupted `init`) is skipped.
-    fn unlock(backend: &Counting, password: &[u8], config_bytes: &[u8]) -> Result<(MasterKey, Config)> {
+    fn unlock(
+        backend: &Counting,
+        password: &[u8],
+        config_bytes: &[u8],
+    ) -> Result<(MasterKey, Config)> {
         let mut keys = backend.list(Kind::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         let mut damaged = Vec::new();
@@ -199,8 +210,9 @@ impl Repository {
                 Err(_) => tracing::warn!("ignoring index/{}: not an index name", l.name),
             }
         }
-        self.index
-            .sync(&self.config.id, &ids, |id| self.load_meta(Kind::Index, Aad::Index, id))
+        self.index.sync(&self.config.id, &ids, |id| {
+            self.load_meta(Kind::Index, Aad::Index, id)
+        })
     }
 
     /// Seals a metadata object and returns its name and bytes without writing it.
@@ -209,11 +221,19 @@ impl Repository {
         Ok((Id::of_stored(&sealed), sealed))
     }
 
-    pub fn load_meta<T: DeserializeOwned + Versioned>(&self, kind: Kind, aad: Aad, id: &Id) -> Result<T> {
+    pub fn load_meta<T: DeserializeOwned + Versioned>(
+        &self,
+        kind: Kind,
+        aad: Aad,
+        id: &Id,
+    ) -> Result<T> {
         let name = ObjectName::new(kind, id);
         let bytes = self.backend.read(&name)?;
         if Id::of_stored(&bytes) != *id {
-            return Err(Error::corrupt(name.path(), "its bytes do not match its name"));
+            return Err(Error::corrupt(
+                name.path(),
+                "its bytes do not match its name",
+            ));
         }
         open_meta(&self.key, aad, &bytes, &name.path())
     }
@@ -221,14 +241,16 @@ impl Repository {
     /// Writes an index file and records its blobs in the cache.
     pub fn save_index(&self, index: &IndexFile) -> Result<Id> {
         let (id, bytes) = self.seal_meta(Aad::Index, index)?;
-        self.backend.write(&ObjectName::new(Kind::Index, &id), &bytes)?;
+        self.backend
+            .write(&ObjectName::new(Kind::Index, &id), &bytes)?;
         self.index.add_index(&id, index)?;
         Ok(id)
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let (id, bytes) = self.seal_meta(Aad::Snapshot, snap)?;
-        self.backend.write(&ObjectName::new(Kind::Snapshot, &id), &bytes)?;
+        self.backend
+            .write(&ObjectName::new(Kind::Snapshot, &id), &bytes)?;
         Ok(id)
     }
 
@@ -253,7 +275,14 @@ impl Repository {
     pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {
         self.index.get(kind, id)?.ok_or_else(|| {
             Error::corrupt(
-                format!("{} blob {id}", if kind == BlobType::Tree { "tree" } else { "data" }),
+                format!(
+                    "{} blob {id}",
+                    if kind == BlobType::Tree {
+                        "tree"
+                    } else {
+                        "data"
+                    }
+                ),
                 "not in any index: the repository is missing data",
             )
         })

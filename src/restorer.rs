@@ -1,0 +1,398 @@
+//! Restore: a whole snapshot or chosen paths of it, below a target directory, and the
+//! lookups `ls` and `dump` share.
+//!
+//! Files are written by a pool of workers, each file's blobs in order; directories get
+//! their metadata last, deepest first, so writing their contents does not disturb their
+//! mtimes. Every blob is checked against its id before a byte of it is written.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fsmeta::apply_metadata;
+use crate::id::Id;
+use crate::pack::BlobType;
+use crate::repository::Repository;
+use crate::tree::{Node, NodeKind};
+
+/// A name from a tree, checked to be one plain path component: a damaged or hostile tree
+/// must not write outside the target (`..`, `/`, empty names).
+pub fn safe_name(name: &[u8]) -> Result<&OsStr> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(Error::corrupt(
+            "tree",
+            format!(
+                "holds an invalid file name {:?}",
+                String::from_utf8_lossy(name)
+            ),
+        ));
+    }
+    Ok(OsStr::from_bytes(name))
+}
+
+/// The components of an absolute snapshot path (`/home/me/x` → `home`, `me`, `x`).
+pub fn path_components(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n.as_bytes().to_vec()),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{}: give a path inside the snapshot without `..`",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The root of a snapshot as a node, so that `/` can be listed and restored like any dir.
+pub fn root_node(tree: Id) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime: 0,
+        ctime: 0,
+        inode: 0,
+        links: 0,
+        size: 0,
+        content: Vec::new(),
+        subtree: Some(tree),
+        target: Vec::new(),
+        rdev: 0,
+    }
+}
+
+/// Finds the node at an absolute path of a snapshot.
+pub fn find_node(repo: &Repository, root: Id, path: &Path) -> Result<Node> {
+    let mut node = root_node(root);
+    for comp in path_components(path)? {
+        let sub = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(sub)) => sub,
+            _ => return Err(not_in_snapshot(path)),
+        };
+        let tree = repo.load_tree(&sub)?;
+        node = tree
+            .find(&comp)
+            .cloned()
+            .ok_or_else(|| not_in_snapshot(path))?;
+    }
+    Ok(node)
+}
+
+fn not_in_snapshot(path: &Path) -> Error {
+    Error::Invalid(format!(
+        "{} is not in the snapshot (see `cairn ls SNAPSHOT`)",
+        path.display()
+    ))
+}
+
+/// Calls `each` with every node below `node` (itself included when `with_self`), depth
+/// first in name order, with its absolute snapshot path.
+pub fn walk_nodes(
+    repo: &Repository,
+    path: &Path,
+    node: &Node,
+    with_self: bool,
+    each: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
+    if with_self {
+        each(path, node)?;
+    }
+    if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+        let tree = repo.load_tree(&sub)?;
+        for child in &tree.nodes {
+            let p = path.join(safe_name(&child.name)?);
+            walk_nodes(repo, &p, child, true, each)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file's content to `out`, blob by blob.
+pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let mut written = 0;
+    for id in &node.content {
+        let data = repo.load_blob(BlobType::Data, id)?;
+        out.write_all(&data)
+            .map_err(|e| Error::Other(format!("writing output: {e}")))?;
+        written += data.len() as u64;
+    }
+    Ok(written)
+}
+
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Absolute snapshot paths to restore; empty means everything.
+    pub includes: Vec<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+    pub verified_files: u64,
+    #[serde(skip)]
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+enum Selection {
+    /// Restore this node and all below.
+    All,
+    /// Only a way to an included path: create the directory, restore nothing else.
+    Passage,
+    Skip,
+}
+
+fn select(path: &Path, includes: &[PathBuf]) -> Selection {
+    if includes.is_empty() {
+        return Selection::All;
+    }
+    if includes.iter().any(|i| path.starts_with(i)) {
+        Selection::All
+    } else if includes.iter().any(|i| i.starts_with(path)) {
+        Selection::Passage
+    } else {
+        Selection::Skip
+    }
+}
+
+struct FileJob {
+    dest: PathBuf,
+    node: Node,
+}
+
+pub fn restore(
+    repo: &Repository,
+    root: Id,
+    opts: &RestoreOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<RestoreSummary> {
+    for inc in &opts.includes {
+        find_node(repo, root, inc)?;
+    }
+    fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let summary = Mutex::new(RestoreSummary::default());
+    let record_error = |path: &Path, e: Error| {
+        let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
+        s.errors.push((path.to_path_buf(), e.to_string()));
+    };
+    let (tx, rx) = crossbeam_channel::bounded::<FileJob>(256);
+    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let walk = std::thread::scope(|s| -> Result<()> {
+        for _ in 0..crate::threads() * 2 {
+            let rx = rx.clone();
+            let (summary, record_error) = (&summary, &record_error);
+            s.spawn(move || {
+                for job in rx {
+                    match restore_file(repo, &job.dest, &job.node, opts.verify, progress) {
+                        Ok(verified) => {
+                            let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
+                            s.files += 1;
+                            s.bytes += job.node.size;
+                            s.verified_files += u64::from(verified);
+                        }
+                        Err(e) => record_error(&job.dest, e),
+                    }
+                }
+            });
+        }
+        drop(rx);
+        let mut each = |path: &Path, node: &Node| -> Result<()> {
+            let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Err(e) = fs::create_dir_all(&dest) {
+                        record_error(&dest, Error::io(&dest, e));
+                    } else {
+                        dirs.push((dest, node.clone()));
+                    }
+                }
+                NodeKind::File => {
+                    tx.send(FileJob {
+                        dest,
+                        node: node.clone(),
+                    })
+                    .map_err(|_| Error::Other("restore workers stopped".into()))?;
+                }
+                _ => match restore_special(&dest, node) {
+                    Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
+                    Err(e) => record_error(&dest, e),
+                },
+            }
+            Ok(())
+        };
+        let result = walk_selected(
+            repo,
+            Path::new("/"),
+            &root_node(root),
+            &opts.includes,
+            &mut each,
+        );
+        drop(tx);
+        result
+    });
+    walk?;
+    // Deepest first, so a parent's mtime is set after its children are complete.
+    dirs.sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (dest, node) in &dirs {
+        if node.name.is_empty() {
+            continue; // the snapshot root is the target itself
+        }
+        match apply_metadata(dest, node) {
+            Ok(()) => summary.dirs += 1,
+            Err(e) => summary.errors.push((dest.clone(), e.to_string())),
+        }
+    }
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+fn walk_selected(
+    repo: &Repository,
+    path: &Path,
+    node: &Node,
+    includes: &[PathBuf],
+    each: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
+    match select(path, includes) {
+        Selection::Skip => Ok(()),
+        Selection::All => walk_nodes(repo, path, node, true, each),
+        Selection::Passage => {
+            each(path, node)?;
+            if let Some(sub) = node.subtree {
+                let tree = repo.load_tree(&sub)?;
+                for child in &tree.nodes {
+                    let p = path.join(safe_name(&child.name)?);
+                    walk_selected(repo, &p, child, includes, each)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes one file and its metadata; returns whether it was verified.
+fn restore_file(
+    repo: &Repository,
+    dest: &Path,
+    node: &Node,
+    verify: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool> {
+    // An existing symlink at the destination must not redirect the write elsewhere.
+    if let Ok(m) = fs::symlink_metadata(dest)
+        && !m.is_file()
+    {
+        remove_any(dest)?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| Error::io(dest, e))?;
+    for id in &node.content {
+        let data = repo.load_blob(BlobType::Data, id)?;
+        f.write_all(&data).map_err(|e| Error::io(dest, e))?;
+        progress.inc(data.len() as u64);
+    }
+    f.flush().map_err(|e| Error::io(dest, e))?;
+    drop(f);
+    let verified = if verify {
+        verify_file(repo, dest, node)?;
+        true
+    } else {
+        false
+    };
+    apply_metadata(dest, node)?;
+    Ok(verified)
+}
+
+/// Re-reads a restored file and checks every blob's id against the snapshot.
+fn verify_file(repo: &Repository, dest: &Path, node: &Node) -> Result<()> {
+    let mut f = File::open(dest).map_err(|e| Error::io(dest, e))?;
+    let mut buf = Vec::new();
+    for id in &node.content {
+        let loc = repo.locate(BlobType::Data, id)?;
+        buf.clear();
+        (&mut f)
+            .take(u64::from(loc.entry.raw_length()))
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(dest, e))?;
+        if repo.key().blob_id(&buf) != *id {
+            return Err(Error::Other(format!(
+                "{}: verification failed: restored content differs from the snapshot",
+                dest.display()
+            )));
+        }
+    }
+    let mut rest = [0u8; 1];
+    if f.read(&mut rest).map_err(|e| Error::io(dest, e))? != 0 {
+        return Err(Error::Other(format!(
+            "{}: verification failed: restored file is longer than in the snapshot",
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    let r = if m.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    r.map_err(|e| Error::io(path, e))
+}
+
+/// Symlinks, FIFOs and device nodes. Sockets are not restored (they are created by the
+/// program that listens on them), which is what restic and tar do too.
+fn restore_special(dest: &Path, node: &Node) -> Result<()> {
+    if fs::symlink_metadata(dest).is_ok() {
+        remove_any(dest)?;
+    }
+    let err = |e: nix::Error| Error::io(dest, std::io::Error::from(e));
+    use nix::sys::stat::{Mode, SFlag};
+    match node.kind {
+        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), dest)
+            .map_err(|e| Error::io(dest, e))?,
+        NodeKind::Fifo => {
+            nix::unistd::mkfifo(dest, Mode::from_bits_truncate(0o600)).map_err(err)?
+        }
+        NodeKind::Chardev | NodeKind::Blockdev => {
+            let kind = if node.kind == NodeKind::Chardev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknod(dest, kind, Mode::from_bits_truncate(0o600), node.rdev)
+                .map_err(err)?
+        }
+        NodeKind::Socket => return Ok(()),
+        NodeKind::File | NodeKind::Dir => unreachable!("handled by the caller"),
+    }
+    apply_metadata(dest, node)
+}

@@ -79,7 +79,9 @@ pub fn resolve<'a>(list: &'a [(Id, Snapshot)], wanted: &str) -> Result<&'a (Id, 
             "{wanted:?} is not a snapshot id: give `latest` or hex digits of an id (see `cairn snapshots`)"
         )));
     }
-    let mut found = list.iter().filter(|(id, _)| id.to_hex().starts_with(&wanted_lc));
+    let mut found = list
+        .iter()
+        .filter(|(id, _)| id.to_hex().starts_with(&wanted_lc));
     match (found.next(), found.next()) {
         (Some(one), None) => Ok(one),
         (None, _) => Err(Error::Invalid(format!(

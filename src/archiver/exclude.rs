@@ -27,7 +27,11 @@ impl Default for Excludes {
 impl Excludes {
     /// Patterns follow gitignore rules with `/` as the root: `*.tmp` matches at any depth,
     /// `/home/me/cache` only that path, `cache/` only directories, `**` any run of folders.
-    pub fn new(patterns: &[String], files: &[std::path::PathBuf], if_present: &[String]) -> Result<Excludes> {
+    pub fn new(
+        patterns: &[String],
+        files: &[std::path::PathBuf],
+        if_present: &[String],
+    ) -> Result<Excludes> {
         let mut b = GitignoreBuilder::new("/");
         for p in patterns {
             b.add_line(None, p)
@@ -41,7 +45,10 @@ impl Excludes {
                     continue;
                 }
                 b.add_line(Some(f.clone()), line).map_err(|e| {
-                    Error::Invalid(format!("bad exclude pattern {line:?} in {}: {e}", f.display()))
+                    Error::Invalid(format!(
+                        "bad exclude pattern {line:?} in {}: {e}",
+                        f.display()
+                    ))
                 })?;
             }
         }

@@ -65,7 +65,11 @@ pub fn absolute_path(p: &std::path::Path) -> Result<PathBuf> {
 /// memory to a few chunks per thread.
 const JOB_QUEUE: usize = 64;
 
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &indicatif::ProgressBar) -> Result<BackupResult> {
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<BackupResult> {
     let started = Instant::now();
     let start_time = chrono::Utc::now();
     let threads = crate::threads();
@@ -148,7 +152,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &indicatif::Pro
     walk::counters_summary(&counters, &mut summary);
     summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
     summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let mut paths: Vec<String> = opts.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut paths: Vec<String> = opts
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     paths.sort();
     let snapshot = Snapshot {
         v: 1,
@@ -180,8 +188,15 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &indicatif::Pro
 }
 
 /// The parent for a new backup: the latest snapshot of the same host and the same paths.
-pub fn find_parent(snapshots: &[(Id, Snapshot)], hostname: &str, paths: &[PathBuf]) -> Option<(Id, Snapshot)> {
-    let mut wanted: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+pub fn find_parent(
+    snapshots: &[(Id, Snapshot)],
+    hostname: &str,
+    paths: &[PathBuf],
+) -> Option<(Id, Snapshot)> {
+    let mut wanted: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     wanted.sort();
     snapshots
         .iter()

@@ -144,7 +144,12 @@ impl FileWorker<'_> {
         }
     }
 
-    fn process(&self, chunker: &Chunker, job: &FileJob, raw: &Sender<RawBlob>) -> Result<(Vec<Id>, u64), ChunkError> {
+    fn process(
+        &self,
+        chunker: &Chunker,
+        job: &FileJob,
+        raw: &Sender<RawBlob>,
+    ) -> Result<(Vec<Id>, u64), ChunkError> {
         let mut file = File::open(&job.path).map_err(ChunkError::Io)?;
         let mut content = Vec::new();
         let mut size = 0u64;
@@ -203,8 +208,12 @@ pub fn run_sealer(
                     BlobType::Tree => &counters.tree_blobs,
                 };
                 counter.fetch_add(1, Relaxed);
-                counters.data_added.fetch_add(blob.data.len() as u64, Relaxed);
-                counters.data_added_packed.fetch_add(sb.bytes.len() as u64, Relaxed);
+                counters
+                    .data_added
+                    .fetch_add(blob.data.len() as u64, Relaxed);
+                counters
+                    .data_added_packed
+                    .fetch_add(sb.bytes.len() as u64, Relaxed);
                 if sealed.send(sb).is_err() {
                     return;
                 }
@@ -214,7 +223,12 @@ pub fn run_sealer(
     }
 }
 
-pub fn run_packer(repo: &Repository, sealed: Receiver<SealedBlob>, packs: Sender<FinishedPack>, failure: &Failure) {
+pub fn run_packer(
+    repo: &Repository,
+    sealed: Receiver<SealedBlob>,
+    packs: Sender<FinishedPack>,
+    failure: &Failure,
+) {
     let target = repo.config().pack_size as usize;
     // Data and tree blobs go to separate packs, so that reading trees (ls, restore
     // planning, the next backup's parent) never pulls file data along.
@@ -235,7 +249,11 @@ pub fn run_packer(repo: &Repository, sealed: Receiver<SealedBlob>, packs: Sender
             };
             builder.add(blob)?;
             if builder.size() >= target {
-                let cap = if kind == BlobType::Data { target + target / 8 } else { 0 };
+                let cap = if kind == BlobType::Data {
+                    target + target / 8
+                } else {
+                    0
+                };
                 finish(std::mem::replace(builder, PackBuilder::new(cap)))?;
             }
         }

@@ -41,7 +41,10 @@ impl PathTrie {
                 if node.target {
                     break;
                 }
-                node = node.children.entry(comp.as_os_str().to_owned()).or_default();
+                node = node
+                    .children
+                    .entry(comp.as_os_str().to_owned())
+                    .or_default();
             }
             node.target = true;
             node.children.clear();
@@ -155,7 +158,10 @@ impl<'a> Walker<'a> {
         match self.repo.load_tree(&id) {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::warn!("{}: parent snapshot's tree unreadable ({e}); reading all files", path.display());
+                tracing::warn!(
+                    "{}: parent snapshot's tree unreadable ({e}); reading all files",
+                    path.display()
+                );
                 None
             }
         }
@@ -179,16 +185,25 @@ impl<'a> Walker<'a> {
     }
 
     fn dir(&mut self, key: u64) -> &mut PendingDir {
-        self.dirs.get_mut(&key).expect("pending directory exists until finished")
+        self.dirs
+            .get_mut(&key)
+            .expect("pending directory exists until finished")
     }
 
     /// The directories from `/` down to the backup paths.
-    fn walk_virtual(&mut self, path: &Path, trie: &PathTrie, link: Option<(u64, usize)>, previous: Option<Id>) -> Result<()> {
+    fn walk_virtual(
+        &mut self,
+        path: &Path,
+        trie: &PathTrie,
+        link: Option<(u64, usize)>,
+        previous: Option<Id>,
+    ) -> Result<()> {
         let parent = self.load_parent_tree(previous, path);
         let key = self.new_dir(link, previous);
         for (name, child) in &trie.children {
             let child_path = path.join(name);
-            let meta = std::fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
+            let meta =
+                std::fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
             let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
             if child.target {
                 self.device = meta.dev();
@@ -251,7 +266,14 @@ impl<'a> Walker<'a> {
     }
 
     /// Adds one entry of directory `key`.
-    fn entry(&mut self, key: u64, path: &Path, name: &OsStr, meta: &std::fs::Metadata, previous: Option<&Node>) -> Result<()> {
+    fn entry(
+        &mut self,
+        key: u64,
+        path: &Path,
+        name: &OsStr,
+        meta: &std::fs::Metadata,
+        previous: Option<&Node>,
+    ) -> Result<()> {
         let mut node = node_from_metadata(name, meta, &mut self.names);
         match node.kind {
             NodeKind::File => {
@@ -281,7 +303,9 @@ impl<'a> Walker<'a> {
                 })?;
             }
             NodeKind::Dir => {
-                let sub = previous.filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree);
+                let sub = previous
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree);
                 let crosses = self.one_file_system && meta.dev() != self.device;
                 let d = self.dir(key);
                 d.nodes.push(node);
@@ -427,7 +451,9 @@ pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes, bar: &indicatif::Prog
         let Ok(rd) = std::fs::read_dir(p) else { return };
         for e in rd.flatten() {
             let path = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             if excludes.matches(&path, meta.is_dir()) {
                 continue;
             }

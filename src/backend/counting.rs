@@ -79,14 +79,18 @@ impl Backend for Counting {
     fn read(&self, obj: &ObjectName) -> Result<Vec<u8>> {
         self.counters.get.fetch_add(1, Relaxed);
         let data = self.inner.read(obj)?;
-        self.counters.bytes_down.fetch_add(data.len() as u64, Relaxed);
+        self.counters
+            .bytes_down
+            .fetch_add(data.len() as u64, Relaxed);
         Ok(data)
     }
 
     fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>> {
         self.counters.get.fetch_add(1, Relaxed);
         let data = self.inner.read_range(obj, offset, length)?;
-        self.counters.bytes_down.fetch_add(data.len() as u64, Relaxed);
+        self.counters
+            .bytes_down
+            .fetch_add(data.len() as u64, Relaxed);
         Ok(data)
     }
 

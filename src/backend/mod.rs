@@ -76,7 +76,11 @@ impl ObjectName {
     pub fn path(&self) -> String {
         match self.kind {
             Kind::Config => "config".into(),
-            Kind::Pack => format!("data/{}/{}", &self.name[..2.min(self.name.len())], self.name),
+            Kind::Pack => format!(
+                "data/{}/{}",
+                &self.name[..2.min(self.name.len())],
+                self.name
+            ),
             kind => format!("{}/{}", kind.dir(), self.name),
         }
     }

@@ -1,0 +1,98 @@
+use std::path::{Path, PathBuf};
+
+use cairn::Result;
+use cairn::error::EXIT_OK;
+use cairn::restorer::{find_node, walk_nodes};
+use cairn::tree::{Node, NodeKind};
+
+use super::{display_bytes, pick_snapshot};
+use crate::cli::{Global, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshot: `latest` or an id prefix
+    snapshot: String,
+    /// Path inside the snapshot to list (default: everything)
+    path: Option<PathBuf>,
+    /// Show mode, owner, size and mtime
+    #[arg(short, long)]
+    long: bool,
+}
+
+fn mode_string(node: &Node) -> String {
+    let t = match node.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+        NodeKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (node.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn mtime(node: &Node) -> chrono::DateTime<chrono::Local> {
+    chrono::DateTime::from_timestamp_nanos(node.mtime).with_timezone(&chrono::Local)
+}
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let repo = g.open()?;
+    let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
+    let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let start = if start.is_absolute() {
+        start
+    } else {
+        Path::new("/").join(start)
+    };
+    let node = find_node(&repo, snap.tree, &start)?;
+    let with_self = start != Path::new("/");
+    walk_nodes(&repo, &start, &node, with_self, &mut |path, node| {
+        let p = path.to_string_lossy();
+        if g.json {
+            print_json(&serde_json::json!({
+                "path": p,
+                "name": display_bytes(&node.name),
+                "type": node.kind.as_str(),
+                "mode": node.mode,
+                "uid": node.uid,
+                "gid": node.gid,
+                "user": node.user,
+                "group": node.group,
+                "size": node.size,
+                "mtime": mtime(node).to_rfc3339(),
+                "inode": node.inode,
+                "link_target": (node.kind == NodeKind::Symlink).then(|| display_bytes(&node.target)),
+            }))?;
+        } else if args.long {
+            let owner = node.user.clone().unwrap_or_else(|| node.uid.to_string());
+            let group = node.group.clone().unwrap_or_else(|| node.gid.to_string());
+            let link = if node.kind == NodeKind::Symlink {
+                format!(" -> {}", display_bytes(&node.target))
+            } else {
+                String::new()
+            };
+            println!(
+                "{} {:>8} {:>8} {:>12} {} {}{}",
+                mode_string(node),
+                owner,
+                group,
+                node.size,
+                mtime(node).format("%Y-%m-%d %H:%M:%S"),
+                p,
+                link
+            );
+        } else {
+            println!("{p}");
+        }
+        Ok(())
+    })?;
+    Ok(EXIT_OK)
+}

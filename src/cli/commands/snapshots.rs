@@ -1,0 +1,76 @@
+use cairn::Result;
+use cairn::error::EXIT_OK;
+
+use crate::cli::{Global, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only snapshots of this host
+    #[arg(long)]
+    host: Option<String>,
+    /// Only snapshots with this tag (repeatable: any of them)
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable: any of them)
+    #[arg(long = "path")]
+    paths: Vec<String>,
+}
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let repo = g.open()?;
+    let list: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .filter(|(_, s)| args.tags.is_empty() || s.tags.iter().any(|t| args.tags.contains(t)))
+        .filter(|(_, s)| args.paths.is_empty() || s.paths.iter().any(|p| args.paths.contains(p)))
+        .collect();
+    if g.json {
+        let items: Vec<_> = list
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(),
+                    "short_id": id.short(),
+                    "time": s.local_time().to_rfc3339(),
+                    "tree": s.tree.to_hex(),
+                    "paths": s.paths,
+                    "hostname": s.hostname,
+                    "username": s.username,
+                    "tags": s.tags,
+                    "parent": s.parent.map(|p| p.to_hex()),
+                    "summary": s.summary,
+                    "program": s.program,
+                })
+            })
+            .collect();
+        print_json(&items)?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<8}  {:<19}  {:<15}  {:<15}  Paths",
+        "ID", "Time", "Host", "Tags"
+    );
+    println!("{}", "-".repeat(80));
+    for (id, s) in &list {
+        let mut first = true;
+        for p in &s.paths {
+            if first {
+                println!(
+                    "{:<8}  {:<19}  {:<15}  {:<15}  {}",
+                    id.short(),
+                    s.local_time().format("%Y-%m-%d %H:%M:%S"),
+                    s.hostname,
+                    s.tags.join(","),
+                    p
+                );
+                first = false;
+            } else {
+                println!("{:<8}  {:<19}  {:<15}  {:<15}  {}", "", "", "", "", p);
+            }
+        }
+    }
+    println!("{}", "-".repeat(80));
+    println!("{} snapshots", list.len());
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,167 @@
+//! Argument parsing, global options, and turning errors into messages and exit codes.
+
+mod commands;
+mod password;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn::backend::Backend;
+use cairn::backend::local::LocalBackend;
+use cairn::repository::{Repository, default_cache_base};
+use cairn::{Error, Result};
+use clap::{Parser, Subcommand};
+
+use password::PasswordSource;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Deduplicating, compressed, encrypted backups", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct Global {
+    /// Repository: a local directory path
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    repo: Option<String>,
+    /// Read the password from this file (or set CAIRN_PASSWORD)
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true)]
+    password_command: Option<String>,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress and no informational output
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Folder for local caches (default $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new repository
+    Init(commands::init::NewRepoArgs),
+    /// Back up files and directories into a new snapshot
+    Backup(commands::backup::Args),
+    /// List snapshots
+    Snapshots(commands::snapshots::Args),
+    /// List the files of a snapshot
+    Ls(commands::ls::Args),
+    /// Restore a snapshot, or some paths of it
+    Restore(commands::restore::Args),
+    /// Write one file of a snapshot to stdout
+    Dump(commands::dump::Args),
+}
+
+impl Global {
+    fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let Some(repo) = self.repo.as_deref().filter(|r| !r.is_empty()) else {
+            return Err(Error::Invalid(
+                "no repository given: use -r/--repo or set CAIRN_REPOSITORY".into(),
+            ));
+        };
+        if let Some((scheme, _)) = repo.split_once("://") {
+            return Err(Error::Invalid(format!(
+                "repository {repo:?}: the {scheme}:// backend is not available in this build; give a local directory path"
+            )));
+        }
+        let path = std::path::absolute(repo).map_err(|e| Error::io(repo, e))?;
+        Ok(Arc::new(LocalBackend::new(path)))
+    }
+
+    fn password(&self) -> PasswordSource {
+        PasswordSource {
+            file: self.password_file.clone(),
+            command: self.password_command.clone(),
+        }
+    }
+
+    fn cache_base(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(default_cache_base)
+    }
+
+    /// Opens the repository, asking for the password.
+    fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        let password = self.password().get(false)?;
+        Repository::open(backend, &password, self.cache_base().as_deref())
+    }
+
+    fn progress(&self) -> bool {
+        cairn::progress::wanted(self.quiet, self.json)
+    }
+
+    /// Prints an informational line on stderr unless quiet or JSON.
+    fn info(&self, msg: impl std::fmt::Display) {
+        if !self.quiet && !self.json {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+/// Parses arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let level = match cli.global.verbose {
+        0 if cli.global.quiet => tracing::Level::ERROR,
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Init(a) => commands::init::run(g, a),
+        Command::Backup(a) => commands::backup::run(g, a),
+        Command::Snapshots(a) => commands::snapshots::run(g, a),
+        Command::Ls(a) => commands::ls::run(g, a),
+        Command::Restore(a) => commands::restore::run(g, a),
+        Command::Dump(a) => commands::dump::run(g, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": e.exit_code()})
+                );
+            }
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Prints a JSON value on one line of stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let s = serde_json::to_string(value).map_err(|e| Error::Other(format!("JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
