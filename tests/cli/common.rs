@@ -1,0 +1,269 @@
+//! Helpers shared by the end-to-end tests: a scratch area with a repository, the real
+//! `cairn` binary, seeded random source trees, and a byte-for-byte tree comparison.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A scratch directory holding a repository, a cache and source and restore folders.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: String,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = dir.path().join("repo").to_string_lossy().into_owned();
+        Env { dir, repo }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A `cairn` command on this repository with the password set.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_CACHE_DIR", self.path("cache"))
+            .arg("-r")
+            .arg(&self.repo)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs cairn and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run cairn")
+    }
+
+    /// Runs cairn and insists on exit code 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init"]);
+    }
+
+    /// Backs up `paths` with `--json` and returns the summary line.
+    pub fn backup_json(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        let ps: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        args.extend(ps.iter().map(String::as_str));
+        let out = self.ok(&args);
+        summary_line(&out)
+    }
+
+    /// Total bytes stored in the repository directory.
+    pub fn repo_size(&self) -> u64 {
+        dir_size(Path::new(&self.repo))
+    }
+}
+
+pub fn summary_line(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary line in {stdout}"))
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(p).expect("read dir") {
+        let e = e.expect("entry");
+        let m = e.metadata().expect("metadata");
+        total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+/// All files below a directory, recursively.
+pub fn all_files(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(p).expect("read dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_dir() {
+            out.extend(all_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v);
+    v
+}
+
+pub fn set_mtime(path: &Path, secs: i64, nsec: i64) {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let t = TimeSpec::new(secs, nsec);
+    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).expect("utimensat");
+}
+
+/// Builds a random tree below `root`: empty files, a file over 20 MiB, non-UTF-8 names,
+/// deep nesting, dangling, absolute and self-referencing symlinks, varied modes and mtimes.
+pub fn random_tree(root: &Path, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    fs::create_dir_all(root).expect("mkdir");
+    // Deep nesting.
+    let mut deep = root.to_path_buf();
+    for i in 0..40 {
+        deep.push(format!("d{i}"));
+    }
+    fs::create_dir_all(&deep).expect("deep");
+    fs::write(deep.join("bottom.txt"), b"at the bottom").expect("write");
+    // A spread of files in a few folders.
+    let dirs = ["", "docs", "docs/sub", "media", "empty-dir"];
+    for d in dirs {
+        fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    for i in 0..60 {
+        let dir = dirs[rng.usize(..dirs.len() - 1)];
+        let size = match rng.u8(..10) {
+            0 => 0,
+            1..=6 => rng.usize(1..20_000),
+            7 | 8 => rng.usize(20_000..2_000_000),
+            _ => rng.usize(2_000_000..4_000_000),
+        };
+        let p = root.join(dir).join(format!("file-{i}.bin"));
+        // Half the files compress well, half do not.
+        let data = if i % 2 == 0 {
+            random_bytes(&mut rng, size)
+        } else {
+            (0..size).map(|j| (j % 251) as u8 ^ (i as u8)).collect()
+        };
+        fs::write(&p, data).expect("write");
+        let mode = [0o644, 0o600, 0o755, 0o640, 0o444][rng.usize(..5)];
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+        set_mtime(&p, 1_500_000_000 + rng.i64(0..200_000_000), rng.i64(0..1_000_000_000));
+    }
+    // One file above 20 MiB.
+    let big = root.join("media/big.bin");
+    fs::write(&big, random_bytes(&mut rng, 21 * 1024 * 1024 + 123)).expect("big");
+    fs::write(root.join("empty"), b"").expect("empty");
+    // Names that are not UTF-8, and odd but legal names.
+    fs::write(root.join(OsStr::from_bytes(b"caf\xe9-latin1.txt")), b"latin-1 name").expect("latin1");
+    fs::create_dir_all(root.join(OsStr::from_bytes(b"dir-\xff\xfe"))).expect("nonutf8 dir");
+    fs::write(root.join(OsStr::from_bytes(b"dir-\xff\xfe/inner")), b"inside").expect("inner");
+    fs::write(root.join("with space and\nnewline"), b"odd name").expect("odd");
+    // Symlinks: relative, dangling, absolute, and a link to its own directory.
+    std::os::unix::fs::symlink("docs/sub", root.join("link-rel")).expect("symlink");
+    std::os::unix::fs::symlink("does/not/exist", root.join("link-dangling")).expect("symlink");
+    std::os::unix::fs::symlink("/etc/hostname", root.join("link-abs")).expect("symlink");
+    std::os::unix::fs::symlink(".", root.join("docs/link-self")).expect("symlink");
+    std::os::unix::fs::symlink("..", root.join("docs/sub/link-up")).expect("symlink");
+    // Directory modes and mtimes, set last so that writing files does not change them.
+    fs::set_permissions(root.join("docs/sub"), fs::Permissions::from_mode(0o750)).expect("chmod");
+    for d in ["docs/sub", "docs", "media", "empty-dir"] {
+        set_mtime(&root.join(d), 1_600_000_000 + rng.i64(0..1000), 0);
+    }
+}
+
+/// What the comparison looks at for one entry.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    kind: &'static str,
+    mode: u32,
+    mtime: (i64, i64),
+    content: Vec<u8>,
+}
+
+/// Every entry below `root` (root itself excluded), with content bytes (files), link
+/// targets (symlinks), permission bits and mtimes.
+pub fn tree_state(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Entry>) {
+        for e in fs::read_dir(dir).expect("read dir") {
+            let p = e.expect("entry").path();
+            let m = fs::symlink_metadata(&p).expect("lstat");
+            let rel = p.strip_prefix(root).expect("prefix").as_os_str().as_bytes().to_vec();
+            let ft = m.file_type();
+            let (kind, content) = if ft.is_symlink() {
+                ("symlink", fs::read_link(&p).expect("readlink").as_os_str().as_bytes().to_vec())
+            } else if ft.is_dir() {
+                walk(root, &p, out);
+                ("dir", Vec::new())
+            } else if ft.is_file() {
+                ("file", fs::read(&p).expect("read"))
+            } else {
+                ("other", Vec::new())
+            };
+            let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+            out.insert(
+                rel,
+                Entry {
+                    kind,
+                    mode,
+                    mtime: (m.mtime(), m.mtime_nsec()),
+                    content,
+                },
+            );
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+/// Asserts that two trees hold the same entries, naming the first difference.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let a = tree_state(expected);
+    let b = tree_state(actual);
+    for (k, v) in &a {
+        let name = String::from_utf8_lossy(k);
+        let other = b.get(k).unwrap_or_else(|| panic!("{name} missing from {}", actual.display()));
+        assert_eq!(v.kind, other.kind, "{name}: type");
+        assert_eq!(v.mode, other.mode, "{name}: mode");
+        assert!(v.content == other.content, "{name}: content differs");
+        assert_eq!(v.mtime, other.mtime, "{name}: mtime");
+    }
+    for k in b.keys() {
+        assert!(a.contains_key(k), "{} appeared in the restore", String::from_utf8_lossy(k));
+    }
+}
+
+/// Makes `cmd` run without the capabilities that let root read any file, so that a
+/// mode-000 file is unreadable for it as for anyone else.
+pub fn drop_read_override(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const CAP_DAC_OVERRIDE: nix::libc::c_ulong = 1;
+    const CAP_DAC_READ_SEARCH: nix::libc::c_ulong = 2;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+                if nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `cairn` binary on real files and real repositories.
+
+mod common;
+
+mod bad_input;
+mod confidentiality;
+mod dedup;
+mod roundtrip;
+mod single_file;

@@ -1,0 +1,113 @@
+use crate::common::*;
+
+fn roundtrip(seed: u64) {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, seed);
+    let summary = env.backup_json(&[&src], &[]);
+    assert_eq!(summary["files_failed"], 0);
+    let target = env.path("restore");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &restored);
+}
+
+#[test]
+fn random_trees_restore_byte_for_byte() {
+    roundtrip(1);
+    roundtrip(2);
+}
+
+#[test]
+fn unchanged_rerun_reads_nothing_and_restores_the_same() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 3);
+    env.backup_json(&[&src], &[]);
+    let again = env.backup_json(&[&src], &[]);
+    assert_eq!(again["files_new"], 0);
+    assert_eq!(again["files_changed"], 0);
+    assert_eq!(again["data_blobs"], 0, "{again}");
+    // The source tree itself is unchanged. Its ancestors (/tmp and the scratch folder) are
+    // stored too, and other tests running beside this one change /tmp's mtime; so at most
+    // those few trees are new: one tree pack and one index, then the snapshot.
+    let depth = src.ancestors().count() as u64;
+    assert!(again["dirs_changed"].as_u64().unwrap() <= depth, "{again}");
+    assert!(again["tree_blobs"].as_u64().unwrap() <= depth, "{again}");
+    assert!(again["requests"]["put"].as_u64().unwrap() <= 3, "{again}");
+    assert!(again["data_added"].as_u64().unwrap() < 64 * 1024, "{again}");
+    let target = env.path("restore");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn excludes_leave_paths_out() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("keep")).unwrap();
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    std::fs::create_dir_all(src.join("marked")).unwrap();
+    std::fs::write(src.join("keep/a.txt"), b"a").unwrap();
+    std::fs::write(src.join("keep/b.tmp"), b"b").unwrap();
+    std::fs::write(src.join("cache/c"), b"c").unwrap();
+    std::fs::write(src.join("marked/.nobackup"), b"").unwrap();
+    std::fs::write(src.join("marked/d"), b"d").unwrap();
+    let patterns = env.path("patterns");
+    std::fs::write(&patterns, format!("# comment\n{}\n", src.join("cache").display())).unwrap();
+    env.backup_json(
+        &[&src],
+        &["--exclude", "*.tmp", "--exclude-file", patterns.to_str().unwrap(), "--exclude-if-present", ".nobackup"],
+    );
+    let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("keep/a.txt"), "{listing}");
+    assert!(!listing.contains("b.tmp"), "{listing}");
+    assert!(!listing.contains("cache"), "{listing}");
+    assert!(!listing.contains("marked"), "{listing}");
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 4);
+    let before = env.repo_size();
+    let summary = env.backup_json(&[&src], &["--dry-run"]);
+    assert!(summary["data_added"].as_u64().unwrap() > 0);
+    assert!(summary["snapshot_id"].is_null());
+    assert_eq!(env.repo_size(), before);
+    let out = env.ok(&["snapshots", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn snapshots_and_ls_json() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("x"), b"12345").unwrap();
+    env.backup_json(&[&src], &["--tag", "daily", "--host", "box"]);
+    let out = env.ok(&["snapshots", "--json", "--tag", "daily"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snap = &list[0];
+    assert_eq!(snap["hostname"], "box");
+    assert_eq!(snap["tags"][0], "daily");
+    assert_eq!(snap["paths"][0], src.to_str().unwrap());
+    let none = env.ok(&["snapshots", "--json", "--host", "other"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap(), serde_json::json!([]));
+    let out = env.ok(&["ls", "--json", "latest", src.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let x = lines.iter().find(|l| l["name"] == "x").expect("x listed");
+    assert_eq!(x["size"], 5);
+    assert_eq!(x["type"], "file");
+}
