@@ -23,6 +23,9 @@ pub struct BlobLocation {
 /// Bumped whenever the cache's own encoding changes; a mismatch rebuilds it.
 const CACHE_FORMAT: &[u8] = b"cairn-cache-1";
 const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
+/// sled page cache. Lookups are point reads of 33-byte keys; the OS page cache holds the
+/// rest, so a small in-process cache keeps memory flat as the repository grows.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct IndexCache {
     db: sled::Db,
@@ -90,7 +93,7 @@ impl IndexCache {
         }
         let db = sled::Config::new()
             .temporary(true)
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_err)?;
         Self::from_db(db, None)
@@ -105,7 +108,7 @@ impl IndexCache {
             .map_err(|e| Error::io(dir, e))?;
         let db = sled::Config::new()
             .path(dir.join("index.sled"))
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_err)?;
         Self::from_db(db, Some(dir.to_path_buf()))
@@ -199,16 +202,17 @@ impl IndexCache {
 
     /// Records the blobs of an index file that is now in the repository.
     pub fn add_index(&self, id: &Id, index: &IndexFile) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        // One insert at a time: a sled batch of tens of thousands of random keys clones
+        // nodes it cannot free until the batch ends (measured: 150 MB for 42k entries).
+        // The index file is the truth, so a crash half-way only leaves entries that the
+        // next sync finds again (the index id is recorded last).
         for pack in &index.packs {
             for e in &pack.blobs {
-                batch.insert(
-                    &key(e.kind(), &e.id())[..],
-                    &encode_location(&pack.id, e)[..],
-                );
+                self.blobs
+                    .insert(key(e.kind(), &e.id()), &encode_location(&pack.id, e)[..])
+                    .map_err(sled_err)?;
             }
         }
-        self.blobs.apply_batch(batch).map_err(sled_err)?;
         self.indexes.insert(id.0, &[][..]).map_err(sled_err)?;
         Ok(())
     }

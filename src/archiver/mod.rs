@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::backend::counting::RequestStats;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -78,13 +79,15 @@ pub fn backup(
     let failure = Failure::default();
     let pending = PendingIndex::default();
     let trie = PathTrie::new(&opts.paths);
-    let uploaders = 2;
+    let uploaders = repo.backend().write_concurrency().max(1);
 
     let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_QUEUE);
     let (res_tx, res_rx) = crossbeam_channel::unbounded();
     let (raw_tx, raw_rx) = crossbeam_channel::bounded(threads * 2);
     let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(threads * 2);
-    let (pack_tx, pack_rx) = crossbeam_channel::bounded(1);
+    // Rendezvous: a finished pack waits in the packer until an uploader takes it, so at
+    // most one pack per uploader plus the one being filled are held in memory.
+    let (pack_tx, pack_rx) = crossbeam_channel::bounded(0);
 
     let walk_result = std::thread::scope(|s| {
         if !progress.is_hidden() {

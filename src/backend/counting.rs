@@ -72,6 +72,10 @@ impl Backend for Counting {
         self.inner.location()
     }
 
+    fn write_concurrency(&self) -> usize {
+        self.inner.write_concurrency()
+    }
+
     fn create(&self) -> Result<()> {
         self.inner.create()
     }

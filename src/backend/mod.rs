@@ -107,6 +107,12 @@ pub trait Backend: Send + Sync {
     /// Where the repository is, for messages (`/path` or `s3://bucket/prefix`).
     fn location(&self) -> String;
 
+    /// How many object writes are worth running at once. Each one in flight holds a pack
+    /// in memory, so a local disk takes one; a network store takes several to hide latency.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
     /// Prepares an empty repository (folders, for a local one).
     fn create(&self) -> Result<()>;
 

@@ -10,10 +10,17 @@ fn stderr(out: &std::process::Output) -> String {
 fn wrong_password_exits_12() {
     let env = Env::new();
     env.init();
-    let out = env.cmd(&["snapshots"]).env("CAIRN_PASSWORD", "not it").output().unwrap();
+    let out = env
+        .cmd(&["snapshots"])
+        .env("CAIRN_PASSWORD", "not it")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
     assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("not it"), "the password must never be printed");
+    assert!(
+        !stderr(&out).contains("not it"),
+        "the password must never be printed"
+    );
 }
 
 #[test]
@@ -22,7 +29,10 @@ fn missing_repository_exits_10() {
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&env.repo), "the message names the repository");
+    assert!(
+        stderr(&out).contains(&env.repo),
+        "the message names the repository"
+    );
     // A backup without --init does not create it either.
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -51,15 +61,27 @@ fn password_from_file_and_command() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = env
-        .cmd(&["--password-command", &format!("cat {}", pwfile.display()), "snapshots"])
+        .cmd(&[
+            "--password-command",
+            &format!("cat {}", pwfile.display()),
+            "snapshots",
+        ])
         .env_remove("CAIRN_PASSWORD")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // No password source and no terminal: a clear error, not a hang.
-    let out = env.cmd(&["snapshots"]).env_remove("CAIRN_PASSWORD").output().unwrap();
+    let out = env
+        .cmd(&["snapshots"])
+        .env_remove("CAIRN_PASSWORD")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no password given"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no password given"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -70,7 +92,11 @@ fn unreadable_file_exits_3_and_keeps_the_rest() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("fine.txt"), b"readable").unwrap();
     std::fs::write(src.join("locked.txt"), b"secret").unwrap();
-    std::fs::set_permissions(src.join("locked.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        src.join("locked.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     let mut cmd = env.cmd(&["backup", src.to_str().unwrap()]);
     drop_read_override(&mut cmd);
     let out = cmd.output().unwrap();
@@ -95,14 +121,21 @@ fn corrupted_pack_is_named() {
     env.backup_json(&[&src], &[]);
     // The largest pack holds the file's data; flip one byte in its first blob.
     let packs: Vec<_> = all_files(&std::path::Path::new(&env.repo).join("data"));
-    let pack = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let pack = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = std::fs::read(pack).unwrap();
     bytes[100] ^= 0x01;
     std::fs::write(pack, bytes).unwrap();
     let pack_name = pack.file_name().unwrap().to_str().unwrap();
     let out = env.run(&["dump", "latest", src.join("data").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(pack_name), "error must name the pack: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(pack_name),
+        "error must name the pack: {}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
     let target = env.path("restore");
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
@@ -119,5 +152,9 @@ fn unknown_snapshot_and_bad_paths_are_clear_errors() {
     assert!(stderr(&out).contains("no snapshots"), "{}", stderr(&out));
     let out = env.run(&["backup", "/definitely/not/here"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("/definitely/not/here"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/definitely/not/here"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -69,7 +69,10 @@ impl Env {
     pub fn backup_json(&self, paths: &[&Path], extra: &[&str]) -> serde_json::Value {
         let mut args = vec!["backup", "--json"];
         args.extend_from_slice(extra);
-        let ps: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let ps: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         args.extend(ps.iter().map(String::as_str));
         let out = self.ok(&args);
         summary_line(&out)
@@ -95,7 +98,11 @@ pub fn dir_size(p: &Path) -> u64 {
     for e in fs::read_dir(p).expect("read dir") {
         let e = e.expect("entry");
         let m = e.metadata().expect("metadata");
-        total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+        total += if m.is_dir() {
+            dir_size(&e.path())
+        } else {
+            m.len()
+        };
     }
     total
 }
@@ -125,7 +132,14 @@ pub fn set_mtime(path: &Path, secs: i64, nsec: i64) {
     use nix::sys::stat::{UtimensatFlags, utimensat};
     use nix::sys::time::TimeSpec;
     let t = TimeSpec::new(secs, nsec);
-    utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink).expect("utimensat");
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .expect("utimensat");
 }
 
 /// Builds a random tree below `root`: empty files, a file over 20 MiB, non-UTF-8 names,
@@ -163,16 +177,28 @@ pub fn random_tree(root: &Path, seed: u64) {
         fs::write(&p, data).expect("write");
         let mode = [0o644, 0o600, 0o755, 0o640, 0o444][rng.usize(..5)];
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
-        set_mtime(&p, 1_500_000_000 + rng.i64(0..200_000_000), rng.i64(0..1_000_000_000));
+        set_mtime(
+            &p,
+            1_500_000_000 + rng.i64(0..200_000_000),
+            rng.i64(0..1_000_000_000),
+        );
     }
     // One file above 20 MiB.
     let big = root.join("media/big.bin");
     fs::write(&big, random_bytes(&mut rng, 21 * 1024 * 1024 + 123)).expect("big");
     fs::write(root.join("empty"), b"").expect("empty");
     // Names that are not UTF-8, and odd but legal names.
-    fs::write(root.join(OsStr::from_bytes(b"caf\xe9-latin1.txt")), b"latin-1 name").expect("latin1");
+    fs::write(
+        root.join(OsStr::from_bytes(b"caf\xe9-latin1.txt")),
+        b"latin-1 name",
+    )
+    .expect("latin1");
     fs::create_dir_all(root.join(OsStr::from_bytes(b"dir-\xff\xfe"))).expect("nonutf8 dir");
-    fs::write(root.join(OsStr::from_bytes(b"dir-\xff\xfe/inner")), b"inside").expect("inner");
+    fs::write(
+        root.join(OsStr::from_bytes(b"dir-\xff\xfe/inner")),
+        b"inside",
+    )
+    .expect("inner");
     fs::write(root.join("with space and\nnewline"), b"odd name").expect("odd");
     // Symlinks: relative, dangling, absolute, and a link to its own directory.
     std::os::unix::fs::symlink("docs/sub", root.join("link-rel")).expect("symlink");
@@ -204,10 +230,22 @@ pub fn tree_state(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
         for e in fs::read_dir(dir).expect("read dir") {
             let p = e.expect("entry").path();
             let m = fs::symlink_metadata(&p).expect("lstat");
-            let rel = p.strip_prefix(root).expect("prefix").as_os_str().as_bytes().to_vec();
+            let rel = p
+                .strip_prefix(root)
+                .expect("prefix")
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
             let ft = m.file_type();
             let (kind, content) = if ft.is_symlink() {
-                ("symlink", fs::read_link(&p).expect("readlink").as_os_str().as_bytes().to_vec())
+                (
+                    "symlink",
+                    fs::read_link(&p)
+                        .expect("readlink")
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                )
             } else if ft.is_dir() {
                 walk(root, &p, out);
                 ("dir", Vec::new())
@@ -216,7 +254,11 @@ pub fn tree_state(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
             } else {
                 ("other", Vec::new())
             };
-            let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+            let mode = if ft.is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            };
             out.insert(
                 rel,
                 Entry {
@@ -238,14 +280,20 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     let b = tree_state(actual);
     for (k, v) in &a {
         let name = String::from_utf8_lossy(k);
-        let other = b.get(k).unwrap_or_else(|| panic!("{name} missing from {}", actual.display()));
+        let other = b
+            .get(k)
+            .unwrap_or_else(|| panic!("{name} missing from {}", actual.display()));
         assert_eq!(v.kind, other.kind, "{name}: type");
         assert_eq!(v.mode, other.mode, "{name}: mode");
         assert!(v.content == other.content, "{name}: content differs");
         assert_eq!(v.mtime, other.mtime, "{name}: mtime");
     }
     for k in b.keys() {
-        assert!(a.contains_key(k), "{} appeared in the restore", String::from_utf8_lossy(k));
+        assert!(
+            a.contains_key(k),
+            "{} appeared in the restore",
+            String::from_utf8_lossy(k)
+        );
     }
 }
 

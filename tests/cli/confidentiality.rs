@@ -17,12 +17,31 @@ fn no_object_contains_file_names_or_contents() {
     std::fs::write(src.join("short"), content).unwrap();
     env.backup_json(&[&src], &[]);
     let files = all_files(std::path::Path::new(&env.repo));
-    assert!(files.len() >= 4, "expected config, key, pack, index and snapshot");
+    assert!(
+        files.len() >= 4,
+        "expected config, key, pack, index and snapshot"
+    );
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(!contains(&bytes, name.as_bytes()), "{} holds the file name", f.display());
-        assert!(!contains(&bytes, b"zebra-umbrella"), "{} holds part of the name", f.display());
-        assert!(!contains(&bytes, b"quokka-47113"), "{} holds the content", f.display());
-        assert!(!contains(&bytes, src.to_str().unwrap().as_bytes()), "{} holds the path", f.display());
+        assert!(
+            !contains(&bytes, name.as_bytes()),
+            "{} holds the file name",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, b"zebra-umbrella"),
+            "{} holds part of the name",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, b"quokka-47113"),
+            "{} holds the content",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, src.to_str().unwrap().as_bytes()),
+            "{} holds the path",
+            f.display()
+        );
     }
 }

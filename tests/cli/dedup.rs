@@ -36,6 +36,12 @@ fn one_byte_change_in_a_large_file_adds_few_chunks() {
     assert_eq!(changed["files_changed"], 1, "{changed}");
     let blobs = changed["data_blobs"].as_u64().unwrap();
     let added = changed["data_added"].as_u64().unwrap();
-    assert!((1..=3).contains(&blobs), "{blobs} data blobs added: {changed}");
-    assert!(added <= 16 * 1024 * 1024, "{added} bytes added for a one-byte change");
+    assert!(
+        (1..=3).contains(&blobs),
+        "{blobs} data blobs added: {changed}"
+    );
+    assert!(
+        added <= 16 * 1024 * 1024,
+        "{added} bytes added for a one-byte change"
+    );
 }

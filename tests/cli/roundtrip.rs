@@ -8,7 +8,13 @@ fn roundtrip(seed: u64) {
     let summary = env.backup_json(&[&src], &[]);
     assert_eq!(summary["files_failed"], 0);
     let target = env.path("restore");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
     let restored = target.join(src.strip_prefix("/").unwrap());
     assert_same_tree(&src, &restored);
 }
@@ -57,10 +63,21 @@ fn excludes_leave_paths_out() {
     std::fs::write(src.join("marked/.nobackup"), b"").unwrap();
     std::fs::write(src.join("marked/d"), b"d").unwrap();
     let patterns = env.path("patterns");
-    std::fs::write(&patterns, format!("# comment\n{}\n", src.join("cache").display())).unwrap();
+    std::fs::write(
+        &patterns,
+        format!("# comment\n{}\n", src.join("cache").display()),
+    )
+    .unwrap();
     env.backup_json(
         &[&src],
-        &["--exclude", "*.tmp", "--exclude-file", patterns.to_str().unwrap(), "--exclude-if-present", ".nobackup"],
+        &[
+            "--exclude",
+            "*.tmp",
+            "--exclude-file",
+            patterns.to_str().unwrap(),
+            "--exclude-if-present",
+            ".nobackup",
+        ],
     );
     let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
     let listing = String::from_utf8_lossy(&out.stdout);
@@ -101,7 +118,10 @@ fn snapshots_and_ls_json() {
     assert_eq!(snap["tags"][0], "daily");
     assert_eq!(snap["paths"][0], src.to_str().unwrap());
     let none = env.ok(&["snapshots", "--json", "--host", "other"]);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap(),
+        serde_json::json!([])
+    );
     let out = env.ok(&["ls", "--json", "latest", src.to_str().unwrap()]);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()

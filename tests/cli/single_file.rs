@@ -24,13 +24,27 @@ fn dump_and_include_restore_return_each_snapshots_version() {
     let dumped = env.ok(&["dump", "latest", f]);
     assert_eq!(dumped.stdout, b"new version, longer than the old one\n");
 
-    for (id, want) in [(&old_id, &b"old version\n"[..]), (&new_id, &b"new version, longer than the old one\n"[..])] {
+    for (id, want) in [
+        (&old_id, &b"old version\n"[..]),
+        (&new_id, &b"new version, longer than the old one\n"[..]),
+    ] {
         let target = env.path(&format!("restore-{}", &id[..8]));
-        env.ok(&["restore", id, "--target", target.to_str().unwrap(), "--include", f]);
+        env.ok(&[
+            "restore",
+            id,
+            "--target",
+            target.to_str().unwrap(),
+            "--include",
+            f,
+        ]);
         let restored = target.join(file.strip_prefix("/").unwrap());
         assert_eq!(std::fs::read(&restored).unwrap(), want);
         // Only the file (and the folders on its way) came back.
-        assert!(!target.join(src.join("other.txt").strip_prefix("/").unwrap()).exists());
+        assert!(
+            !target
+                .join(src.join("other.txt").strip_prefix("/").unwrap())
+                .exists()
+        );
     }
 
     // A directory is refused by dump, with a pointer to restore.
