@@ -34,9 +34,9 @@ impl ChunkerParams {
         let ok = (64..=1024 * 1024).contains(&self.min)
             && (256..=4 * 1024 * 1024).contains(&self.avg)
             && (1024..=16 * 1024 * 1024).contains(&self.max)
-            && self.min % 2 == 0
-            && self.avg % 2 == 0
-            && self.max % 2 == 0
+            && self.min.is_multiple_of(2)
+            && self.avg.is_multiple_of(2)
+            && self.max.is_multiple_of(2)
             && self.min <= self.avg
             && self.avg <= self.max;
         if ok {

@@ -252,7 +252,7 @@ pub fn restore(
     });
     walk?;
     // Deepest first, so a parent's mtime is set after its children are complete.
-    dirs.sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
     for (dest, node) in &dirs {
         if node.name.is_empty() {
