@@ -279,6 +279,10 @@ impl<'a> Walker<'a> {
             NodeKind::File => {
                 self.summary.total_files_processed += 1;
                 self.summary.total_bytes_processed += node.size;
+                if self.summary.total_files_processed % 256 == 0 && !self.progress.is_hidden() {
+                    self.progress
+                        .set_message(format!("{} files", self.summary.total_files_processed));
+                }
                 if let Some(p) = previous
                     && unchanged(&node, p)
                     && self.all_known(&p.content)?
