@@ -279,7 +279,9 @@ impl<'a> Walker<'a> {
             NodeKind::File => {
                 self.summary.total_files_processed += 1;
                 self.summary.total_bytes_processed += node.size;
-                if self.summary.total_files_processed % 256 == 0 && !self.progress.is_hidden() {
+                if self.summary.total_files_processed.is_multiple_of(256)
+                    && !self.progress.is_hidden()
+                {
                     self.progress
                         .set_message(format!("{} files", self.summary.total_files_processed));
                 }
