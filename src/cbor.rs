@@ -50,3 +50,37 @@ pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], name: &str) -> Resu
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Tree;
+
+    #[test]
+    fn unknown_version_is_named_not_called_damage() {
+        let mut t = Tree::new(Vec::new());
+        t.v = 7;
+        let err = decode::<Tree>(&encode(&t), "x").unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownVersion { found: 7, .. }),
+            "{err}"
+        );
+        // A future layout that no longer decodes as today's, but says its version.
+        #[derive(serde::Serialize)]
+        struct Future {
+            v: u64,
+            nodes: String,
+        }
+        let bytes = encode(&Future {
+            v: 2,
+            nodes: "new".into(),
+        });
+        let err = decode::<Tree>(&bytes, "x").unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownVersion { found: 2, .. }),
+            "{err}"
+        );
+        let err = decode::<Tree>(b"\xff\x00", "x").unwrap_err();
+        assert!(matches!(err, Error::Corrupt(..)), "{err}");
+    }
+}
