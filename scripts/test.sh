@@ -20,5 +20,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings
 
+echo "== benchmarks, once each as a smoke test (timings are not checked here)"
+cargo test --locked --benches
+
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
