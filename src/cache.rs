@@ -34,6 +34,13 @@ pub struct IndexCache {
     path: Option<PathBuf>,
 }
 
+/// Why a cache folder could not be opened.
+enum OpenError {
+    /// Another process holds it.
+    Busy,
+    Other(Error),
+}
+
 fn sled_err(e: sled::Error) -> Error {
     Error::Other(format!("index cache: {e}"))
 }
@@ -75,11 +82,18 @@ impl IndexCache {
         if let Some(dir) = dir {
             match Self::open_at(dir) {
                 Ok(c) => return Ok(c),
-                Err(first) => {
-                    // A damaged cache is thrown away and built anew; if even that fails
-                    // (another cairn holds it), work from a temporary one.
+                Err(OpenError::Busy) => {
+                    // Another cairn process works on the same repository. Its cache is
+                    // fine; this run builds a private one from the index files.
+                    tracing::info!(
+                        "index cache {} is in use by another cairn process; using a temporary one",
+                        dir.display()
+                    );
+                }
+                Err(OpenError::Other(first)) => {
+                    // A damaged cache is thrown away and built anew.
                     tracing::warn!(
-                        "index cache at {} unusable ({first}); rebuilding",
+                        "index cache {} unusable ({first}); rebuilding it",
                         dir.display()
                     );
                     if std::fs::remove_dir_all(dir).is_ok()
@@ -99,19 +113,25 @@ impl IndexCache {
         Self::from_db(db, None)
     }
 
-    fn open_at(dir: &Path) -> Result<IndexCache> {
+    fn open_at(dir: &Path) -> Result<IndexCache, OpenError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| Error::io(dir, e))?;
+            .map_err(|e| OpenError::Other(Error::io(dir, e)))?;
         let db = sled::Config::new()
             .path(dir.join("index.sled"))
             .cache_capacity(CACHE_BYTES)
             .open()
-            .map_err(sled_err)?;
-        Self::from_db(db, Some(dir.to_path_buf()))
+            .map_err(|e| match e {
+                // sled's own wording for a database locked by another process.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    OpenError::Busy
+                }
+                other => OpenError::Other(sled_err(other)),
+            })?;
+        Self::from_db(db, Some(dir.to_path_buf())).map_err(OpenError::Other)
     }
 
     fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<IndexCache> {

@@ -123,3 +123,58 @@ fn damaged_cache_is_replaced() {
     let again = env.backup_json(&[&src], &["--force"]);
     assert_eq!(again["data_blobs"], 0, "{again}");
 }
+
+#[test]
+fn concurrent_backups_share_repository_and_cache() {
+    let env = Env::new();
+    env.init();
+    let mut rng = fastrand::Rng::with_seed(33);
+    let (a, b) = (env.path("a"), env.path("b"));
+    for (dir, n) in [(&a, 0u8), (&b, 1u8)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("shared"),
+            random_bytes(&mut fastrand::Rng::with_seed(1), 3_000_000),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("own"),
+            random_bytes(&mut rng, 4_000_000 + usize::from(n)),
+        )
+        .unwrap();
+    }
+    let children: Vec<_> = [&a, &b]
+        .iter()
+        .map(|d| {
+            env.cmd(&["backup", d.to_str().unwrap()])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The cache folder of the one that got it is intact and still works.
+    let again = env.backup_json(&[&a], &["--force"]);
+    assert_eq!(again["data_blobs"], 0, "{again}");
+    for d in [&a, &b] {
+        let target = env.path(&format!(
+            "restore-{}",
+            d.file_name().unwrap().to_str().unwrap()
+        ));
+        let list = env.ok(&["snapshots", "--json", "--path", d.to_str().unwrap()]);
+        let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let id = list.as_array().unwrap().last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+        assert_same_tree(d, &target.join(d.strip_prefix("/").unwrap()));
+    }
+}
