@@ -5,6 +5,7 @@ mod common;
 mod bad_input;
 mod cache;
 mod confidentiality;
+mod crash;
 mod dedup;
 mod roundtrip;
 mod single_file;
