@@ -450,10 +450,10 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Counts files and bytes under the paths, for the progress bar's total and ETA. Runs
-/// beside the backup only when a bar is shown.
+/// Counts the bytes under the paths, for the progress bar's total and ETA. Runs beside
+/// the backup only when a bar is shown; the total is shown once the count is complete.
 pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes, bar: &indicatif::ProgressBar) {
-    fn walk(p: &Path, excludes: &Excludes, bar: &indicatif::ProgressBar) {
+    fn walk(p: &Path, excludes: &Excludes, total: &mut u64) {
         let Ok(rd) = std::fs::read_dir(p) else { return };
         for e in rd.flatten() {
             let path = e.path();
@@ -464,19 +464,21 @@ pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes, bar: &indicatif::Prog
                 continue;
             }
             if meta.is_dir() {
-                walk(&path, excludes, bar);
+                walk(&path, excludes, total);
             } else if meta.is_file() {
-                bar.inc_length(meta.len());
+                *total += meta.len();
             }
         }
     }
+    let mut total = 0;
     for p in paths {
         match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => walk(p, excludes, bar),
-            Ok(m) if m.is_file() => bar.inc_length(m.len()),
+            Ok(m) if m.is_dir() => walk(p, excludes, &mut total),
+            Ok(m) if m.is_file() => total += m.len(),
             _ => {}
         }
     }
+    crate::progress::total_known(bar, total);
 }
 
 pub(crate) fn counters_summary(c: &Counters, s: &mut Summary) {

@@ -40,7 +40,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
     {
-        bar.set_length(s.total_bytes_processed);
+        cairn::progress::total_known(&bar, s.total_bytes_processed);
     }
     g.info(format!(
         "restoring snapshot {} to {}",
