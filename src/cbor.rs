@@ -15,6 +15,20 @@ pub trait Versioned {
     fn version(&self) -> u64;
 }
 
+/// Implements [`Versioned`] for a structure whose version lives in its field `v`.
+macro_rules! versioned {
+    ($ty:ty, $what:expr, $version:expr) => {
+        impl $crate::cbor::Versioned for $ty {
+            const WHAT: &'static str = $what;
+            const VERSION: u64 = $version;
+            fn version(&self) -> u64 {
+                self.v
+            }
+        }
+    };
+}
+pub(crate) use versioned;
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail, and our types contain no maps with non-string keys

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cbor::Versioned;
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -62,13 +61,7 @@ pub struct Config {
     pub pack_size: u32,
 }
 
-impl Versioned for Config {
-    const WHAT: &'static str = "repository config";
-    const VERSION: u64 = REPO_VERSION;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(Config, "repository config", REPO_VERSION);
 
 impl Config {
     pub fn new(chunker: ChunkerParams, zstd_level: i32) -> Result<Config> {

@@ -71,13 +71,7 @@ pub struct MasterKey {
     pub chunker_seed: u64,
 }
 
-impl Versioned for MasterKey {
-    const WHAT: &'static str = "master key";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(MasterKey, "master key", 1);
 
 mod serde_key {
     use serde::{Deserializer, Serializer, de};

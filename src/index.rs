@@ -21,13 +21,7 @@ pub struct IndexedPack {
     pub blobs: Vec<PackEntry>,
 }
 
-impl Versioned for IndexFile {
-    const WHAT: &'static str = "index";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(IndexFile, "index", 1);
 
 impl IndexFile {
     pub fn new() -> IndexFile {

@@ -21,13 +21,7 @@ pub struct KeyFile {
     pub username: String,
 }
 
-impl Versioned for KeyFile {
-    const WHAT: &'static str = "key file";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(KeyFile, "key file", 1);
 
 impl KeyFile {
     pub fn create(master: &MasterKey, password: &[u8]) -> Result<KeyFile> {

@@ -104,13 +104,7 @@ pub struct PackHeader {
     pub blobs: Vec<PackEntry>,
 }
 
-impl Versioned for PackHeader {
-    const WHAT: &'static str = "pack header";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(PackHeader, "pack header", 1);
 
 /// A blob ready for a pack: sealed bytes and what the header must say about them.
 pub struct SealedBlob {

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cbor::Versioned;
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -51,13 +50,7 @@ pub struct Snapshot {
     pub program: String,
 }
 
-impl Versioned for Snapshot {
-    const WHAT: &'static str = "snapshot";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(Snapshot, "snapshot", 1);
 
 impl Snapshot {
     pub fn local_time(&self) -> chrono::DateTime<chrono::Local> {

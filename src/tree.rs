@@ -83,13 +83,7 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
-impl Versioned for Tree {
-    const WHAT: &'static str = "tree";
-    const VERSION: u64 = 1;
-    fn version(&self) -> u64 {
-        self.v
-    }
-}
+crate::cbor::versioned!(Tree, "tree", 1);
 
 impl Tree {
     pub fn new(nodes: Vec<Node>) -> Tree {

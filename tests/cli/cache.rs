@@ -41,9 +41,7 @@ fn stale_cache_is_not_trusted() {
         again["data_blobs"], first["data_blobs"],
         "every blob must be stored again: {again}"
     );
-    let target = env.path("restore");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    env.assert_restores("latest", &src);
 }
 
 #[test]
@@ -164,17 +162,12 @@ fn concurrent_backups_share_repository_and_cache() {
     let again = env.backup_json(&[&a], &["--force"]);
     assert_eq!(again["data_blobs"], 0, "{again}");
     for d in [&a, &b] {
-        let target = env.path(&format!(
-            "restore-{}",
-            d.file_name().unwrap().to_str().unwrap()
-        ));
         let list = env.ok(&["snapshots", "--json", "--path", d.to_str().unwrap()]);
         let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
         let id = list.as_array().unwrap().last().unwrap()["id"]
             .as_str()
             .unwrap()
             .to_string();
-        env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
-        assert_same_tree(d, &target.join(d.strip_prefix("/").unwrap()));
+        env.assert_restores(&id, d);
     }
 }

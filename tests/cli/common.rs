@@ -78,6 +78,18 @@ impl Env {
         summary_line(&out)
     }
 
+    /// Restores `snapshot` with `--verify` into a new folder and asserts that the source
+    /// tree `src` came back byte for byte, with its modes and mtimes.
+    pub fn assert_restores(&self, snapshot: &str, src: &Path) {
+        let target = tempfile::tempdir_in(self.dir.path()).expect("restore dir");
+        let t = target.path().to_str().expect("utf-8 temp path");
+        self.ok(&["restore", snapshot, "--target", t, "--verify"]);
+        assert_same_tree(
+            src,
+            &target.path().join(src.strip_prefix("/").expect("absolute")),
+        );
+    }
+
     /// Total bytes stored in the repository directory.
     pub fn repo_size(&self) -> u64 {
         dir_size(Path::new(&self.repo))

@@ -43,14 +43,6 @@ fn killed_backup_leaves_a_consistent_repository() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for snap in list.as_array().unwrap() {
         let id = snap["id"].as_str().unwrap();
-        let target = env.path(&format!("restore-{}", &id[..8]));
-        env.ok(&[
-            "restore",
-            id,
-            "--target",
-            target.to_str().unwrap(),
-            "--verify",
-        ]);
-        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+        env.assert_restores(id, &src);
     }
 }

@@ -7,16 +7,7 @@ fn roundtrip(seed: u64) {
     random_tree(&src, seed);
     let summary = env.backup_json(&[&src], &[]);
     assert_eq!(summary["files_failed"], 0);
-    let target = env.path("restore");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
-    let restored = target.join(src.strip_prefix("/").unwrap());
-    assert_same_tree(&src, &restored);
+    env.assert_restores("latest", &src);
 }
 
 #[test]
@@ -44,9 +35,7 @@ fn unchanged_rerun_reads_nothing_and_restores_the_same() {
     assert!(again["tree_blobs"].as_u64().unwrap() <= depth, "{again}");
     assert!(again["requests"]["put"].as_u64().unwrap() <= 3, "{again}");
     assert!(again["data_added"].as_u64().unwrap() < 64 * 1024, "{again}");
-    let target = env.path("restore");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    env.assert_restores("latest", &src);
 }
 
 #[test]
