@@ -201,7 +201,9 @@ pub fn decode_header(
     let sealed = &rest[rest.len() - hlen..];
     let plain = key.open(Aad::PackHeader, sealed, name)?;
     let header: PackHeader = cbor::decode(&plain, name)?;
-    let data_end = pack_len - 4 - hlen as u64;
+    let data_end = pack_len
+        .checked_sub(4 + hlen as u64)
+        .ok_or_else(|| Error::corrupt(name, "header longer than the pack"))?;
     for e in &header.blobs {
         if u64::from(e.offset()) + u64::from(e.length()) > data_end {
             return Err(Error::corrupt(

@@ -210,7 +210,11 @@ pub fn restore(
                             s.bytes += job.node.size;
                             s.verified_files += u64::from(verified);
                         }
-                        Err(e) => record_error(&job.dest, e),
+                        Err(e) => {
+                            // A partly written file must not pass for a restored one.
+                            let _ = fs::remove_file(&job.dest);
+                            record_error(&job.dest, e)
+                        }
                     }
                 }
             });

@@ -117,6 +117,10 @@ fn corrupted_pack_is_named() {
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut rng = fastrand::Rng::with_seed(9);
+    // `fine` goes into the repository first, so that the pack damaged below holds only
+    // the blobs of `data`.
+    std::fs::write(src.join("fine"), b"unaffected").unwrap();
+    env.backup_json(&[&src], &[]);
     std::fs::write(src.join("data"), random_bytes(&mut rng, 3 * 1024 * 1024)).unwrap();
     env.backup_json(&[&src], &[]);
     // The largest pack holds the file's data; flip one byte in its first blob.
@@ -141,6 +145,10 @@ fn corrupted_pack_is_named() {
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(pack_name), "{}", stderr(&out));
+    // The damaged file is not left half-written; the rest of the snapshot is restored.
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert!(!restored.join("data").exists());
+    assert_eq!(std::fs::read(restored.join("fine")).unwrap(), b"unaffected");
 }
 
 #[test]
