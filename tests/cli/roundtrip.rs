@@ -120,3 +120,49 @@ fn snapshots_and_ls_json() {
     assert_eq!(x["size"], 5);
     assert_eq!(x["type"], "file");
 }
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn one_file_system_keeps_mount_points_empty() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("one_file_system test needs root to mount a tmpfs; not run");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    let mnt = src.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::write(src.join("here"), b"same fs").unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(status.success(), "mounting a tmpfs as root failed");
+    let _guard = Mount(mnt.clone());
+    std::fs::write(mnt.join("other-fs"), b"on the tmpfs").unwrap();
+
+    env.backup_json(&[&src], &["--one-file-system"]);
+    let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("/src/here"), "{listing}");
+    assert!(
+        listing.contains("/src/mnt"),
+        "the mount point itself is kept: {listing}"
+    );
+    assert!(!listing.contains("other-fs"), "{listing}");
+
+    // Without the option the other file system is included.
+    env.backup_json(&[&src], &[]);
+    let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("other-fs"));
+}
