@@ -4,8 +4,6 @@
 //! seals under associated data naming the blob's type and id. Opening checks the id again
 //! after decryption, so a restore can never return bytes other than those backed up.
 
-use std::sync::Arc;
-
 use crate::cache::BlobLocation;
 use crate::crypto::{Aad, MasterKey, Sealer};
 use crate::error::{Error, Result};
@@ -74,6 +72,3 @@ pub fn open_blob(key: &MasterKey, loc: &BlobLocation, sealed: &[u8]) -> Result<V
     }
     Ok(plain)
 }
-
-/// Shared handle to the key for threads.
-pub type SharedKey = Arc<MasterKey>;

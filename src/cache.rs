@@ -6,7 +6,7 @@
 //! (damaged, or held by another cairn process) is replaced by a temporary one.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -31,7 +31,6 @@ pub struct IndexCache {
     db: sled::Db,
     blobs: sled::Tree,
     indexes: sled::Tree,
-    path: Option<PathBuf>,
 }
 
 /// Why a cache folder could not be opened.
@@ -110,7 +109,7 @@ impl IndexCache {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_err)?;
-        Self::from_db(db, None)
+        Self::from_db(db)
     }
 
     fn open_at(dir: &Path) -> Result<IndexCache, OpenError> {
@@ -131,22 +130,13 @@ impl IndexCache {
                 }
                 other => OpenError::Other(sled_err(other)),
             })?;
-        Self::from_db(db, Some(dir.to_path_buf())).map_err(OpenError::Other)
+        Self::from_db(db).map_err(OpenError::Other)
     }
 
-    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<IndexCache> {
+    fn from_db(db: sled::Db) -> Result<IndexCache> {
         let blobs = db.open_tree("blobs").map_err(sled_err)?;
         let indexes = db.open_tree("indexes").map_err(sled_err)?;
-        Ok(IndexCache {
-            db,
-            blobs,
-            indexes,
-            path,
-        })
-    }
-
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        Ok(IndexCache { db, blobs, indexes })
     }
 
     fn clear(&self) -> Result<()> {
@@ -244,10 +234,6 @@ impl IndexCache {
 
     pub fn contains(&self, kind: BlobType, id: &Id) -> Result<bool> {
         self.blobs.contains_key(key(kind, id)).map_err(sled_err)
-    }
-
-    pub fn blob_count(&self) -> usize {
-        self.blobs.len()
     }
 
     pub fn flush(&self) -> Result<()> {

@@ -33,12 +33,6 @@ pub struct RequestStats {
     pub bytes_up: u64,
 }
 
-impl RequestStats {
-    pub fn total_requests(&self) -> u64 {
-        self.get + self.put + self.head + self.list + self.delete
-    }
-}
-
 /// Wraps any backend and counts what passes through it.
 pub struct Counting {
     inner: Arc<dyn Backend>,

@@ -35,17 +35,6 @@ impl Kind {
             Kind::Lock => "locks",
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Config => "config",
-            Kind::Key => "key",
-            Kind::Pack => "pack",
-            Kind::Index => "index",
-            Kind::Snapshot => "snapshot",
-            Kind::Lock => "lock",
-        }
-    }
 }
 
 /// A named object of the repository.
