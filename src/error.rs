@@ -56,6 +56,30 @@ pub enum Error {
     #[error("{0} not found in the repository")]
     ObjectNotFound(String),
 
+    #[error(
+        "access denied to bucket {bucket} ({message}); check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they may use this bucket"
+    )]
+    AccessDenied { bucket: String, message: String },
+
+    #[error(
+        "bucket {0} does not exist; check the repository URL and the region or endpoint (`cairn init` creates a missing bucket)"
+    )]
+    BucketNotFound(String),
+
+    /// A failure that may pass if the request is sent again (throttling, 5xx, timeouts,
+    /// dropped connections). `Retrying` retries these and then reports `GaveUp`.
+    #[error("{what}: {message}")]
+    Transient { what: String, message: String },
+
+    #[error(
+        "{what}: gave up after {attempts} attempts: {message}; check the network and the storage service, then run the command again (a backup carries on where it stopped)"
+    )]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        message: String,
+    },
+
     #[error("backend error on {object}: {source}")]
     Backend {
         object: String,
@@ -81,7 +105,7 @@ impl Error {
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::RepositoryNotFound(_) => EXIT_NO_REPOSITORY,
+            Error::RepositoryNotFound(_) | Error::BucketNotFound(_) => EXIT_NO_REPOSITORY,
             Error::WrongPassword(_) => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
             _ => EXIT_FATAL,

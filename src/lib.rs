@@ -20,6 +20,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
+pub mod pack_cache;
 pub mod progress;
 pub mod repository;
 pub mod restorer;

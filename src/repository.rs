@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::counting::{Counting, RequestStats};
+use crate::backend::retry::{RetryPolicy, Retrying};
 use crate::backend::{Backend, Kind, ObjectName};
 use crate::blob::open_blob;
 use crate::cache::{BlobLocation, IndexCache};
@@ -19,6 +20,7 @@ use crate::id::Id;
 use crate::index::IndexFile;
 use crate::keyfile::KeyFile;
 use crate::pack::BlobType;
+use crate::pack_cache::PackCache;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
@@ -27,10 +29,14 @@ const META_RAW: u8 = 0;
 const META_ZSTD: u8 = 1;
 
 pub struct Repository {
-    backend: Arc<Counting>,
+    /// Retries transient failures of `counting`, which sees every attempt.
+    backend: Arc<dyn Backend>,
+    counting: Arc<Counting>,
     key: Arc<MasterKey>,
     config: Config,
     index: IndexCache,
+    /// Local copies of tree packs, for remote stores with a cache folder.
+    pack_cache: Option<PackCache>,
 }
 
 /// Options for a new repository.
@@ -97,7 +103,13 @@ pub fn default_cache_base() -> Option<PathBuf> {
 impl Repository {
     /// Creates a repository: a new master key wrapped under `password`, then the config.
     /// The config is written last: its presence is what makes the repository exist.
-    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Config> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+        retry: &RetryPolicy,
+    ) -> Result<Config> {
+        let backend = Retrying::new(backend, retry.clone());
         match backend.stat(&ObjectName::config()) {
             Ok(Some(_)) => return Err(Error::RepositoryExists(backend.location())),
             Ok(None) => {}
@@ -119,8 +131,10 @@ impl Repository {
         backend: Arc<dyn Backend>,
         password: &[u8],
         cache_base: Option<&Path>,
+        retry: &RetryPolicy,
     ) -> Result<Repository> {
-        let backend = Arc::new(Counting::new(backend));
+        let counting = Arc::new(Counting::new(backend));
+        let backend: Arc<dyn Backend> = Arc::new(Retrying::new(counting.clone(), retry.clone()));
         let config_bytes = match backend.read(&ObjectName::config()) {
             Ok(b) => b,
             Err(Error::ObjectNotFound(_)) => {
@@ -128,15 +142,20 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let (key, config) = Self::unlock(&backend, password, &config_bytes)?;
+        let (key, config) = Self::unlock(backend.as_ref(), password, &config_bytes)?;
         config.validate()?;
         let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
         let index = IndexCache::open(cache_dir.as_deref())?;
+        let pack_cache = cache_dir
+            .filter(|_| backend.remote())
+            .map(|d| PackCache::new(d.join("packs")));
         let repo = Repository {
             backend,
+            counting,
             key: Arc::new(key),
             config,
             index,
+            pack_cache,
         };
         repo.sync_index()?;
         Ok(repo)
@@ -145,7 +164,7 @@ impl Repository {
     /// Tries every key file. A key file that opens but whose master key does not open the
     /// config (left over from an interrupted `init`) is skipped.
     fn unlock(
-        backend: &Counting,
+        backend: &dyn Backend,
         password: &[u8],
         config_bytes: &[u8],
     ) -> Result<(MasterKey, Config)> {
@@ -180,7 +199,7 @@ impl Repository {
         Err(Error::WrongPassword(backend.location()))
     }
 
-    pub fn backend(&self) -> &Arc<Counting> {
+    pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
@@ -197,7 +216,7 @@ impl Repository {
     }
 
     pub fn request_stats(&self) -> RequestStats {
-        self.backend.stats()
+        self.counting.stats()
     }
 
     /// Reads the repository's index files into the cache where it lacks them.
@@ -295,12 +314,88 @@ impl Repository {
     }
 
     pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        if loc.entry.kind() == BlobType::Tree
+            && let Some(cache) = &self.pack_cache
+        {
+            return self.load_cached_tree_blob(cache, loc);
+        }
         let sealed = self.backend.read_range(
             &ObjectName::new(Kind::Pack, &loc.pack),
             u64::from(loc.entry.offset()),
             u64::from(loc.entry.length()),
         )?;
         open_blob(&self.key, loc, &sealed)
+    }
+
+    /// Reads neighbouring blobs of one pack with a single ranged read, then opens and
+    /// checks each, handing it to `each` with its position in `locs`. `locs` must all be in
+    /// one pack, in ascending offset order (see `restorer::fetch::runs`). A failed read
+    /// fails the call; a blob that does not open is handed over as its error.
+    pub fn read_run(
+        &self,
+        locs: &[BlobLocation],
+        each: &mut dyn FnMut(usize, Result<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(first) = locs.first() else {
+            return Ok(());
+        };
+        let start = u64::from(first.entry.offset());
+        let end = locs
+            .iter()
+            .map(|l| u64::from(l.entry.offset()) + u64::from(l.entry.length()))
+            .max()
+            .unwrap_or(start);
+        let bytes = self.backend.read_range(
+            &ObjectName::new(Kind::Pack, &first.pack),
+            start,
+            end - start,
+        )?;
+        for (i, loc) in locs.iter().enumerate() {
+            let sealed = u64::from(loc.entry.offset())
+                .checked_sub(start)
+                .map(|from| from as usize)
+                .and_then(|from| bytes.get(from..from + loc.entry.length() as usize));
+            let plain = match sealed {
+                Some(sealed) => open_blob(&self.key, loc, sealed),
+                None => Err(Error::Other(format!(
+                    "blobs of pack {} asked for out of order",
+                    loc.pack
+                ))),
+            };
+            each(i, plain)?;
+        }
+        Ok(())
+    }
+
+    /// A tree blob from the local copy of its pack, fetching the whole pack on a miss.
+    fn load_cached_tree_blob(&self, cache: &PackCache, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let (offset, length) = (u64::from(loc.entry.offset()), u64::from(loc.entry.length()));
+        if let Some(sealed) = cache.read_range(&loc.pack, offset, length) {
+            match open_blob(&self.key, loc, &sealed) {
+                Ok(plain) => return Ok(plain),
+                // The local copy is damaged; the store's copy decides.
+                Err(_) => cache.drop_copy(&loc.pack),
+            }
+        }
+        let pack = cache.fetch(self.backend.as_ref(), &loc.pack)?;
+        let sealed = usize::try_from(offset + length)
+            .ok()
+            .and_then(|end| pack.get(offset as usize..end))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    format!("pack {}", loc.pack),
+                    "is shorter than the index says",
+                )
+            })?;
+        open_blob(&self.key, loc, sealed)
+    }
+
+    /// Keeps a local copy of a tree pack just written (remote stores only), so that the
+    /// next backup's comparison with this snapshot reads nothing from the store.
+    pub fn cache_tree_pack(&self, id: &Id, bytes: &[u8]) {
+        if let Some(cache) = &self.pack_cache {
+            cache.store(id, bytes);
+        }
     }
 
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backend::Backend;
 use crate::backend::counting::RequestStats;
 use crate::error::{Error, Result};
 use crate::id::Id;

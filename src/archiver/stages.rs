@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::backend::{Backend, Kind, ObjectName};
+use crate::backend::{Kind, ObjectName};
 use crate::blob::BlobSealer;
 use crate::cache::IndexCache;
 use crate::chunker::{ChunkError, Chunker};
@@ -304,8 +304,16 @@ pub fn run_uploader(
     let result = (|| -> Result<()> {
         for pack in packs {
             if !dry_run {
-                repo.backend()
-                    .write(&ObjectName::new(Kind::Pack, &pack.id), &pack.bytes)?;
+                let name = ObjectName::new(Kind::Pack, &pack.id);
+                // Tree packs stay in hot storage: listing, `ls` and restore planning read
+                // them; only data packs may go to a colder storage class.
+                let is_data = pack.entries.first().map(|e| e.kind()) == Some(BlobType::Data);
+                if is_data {
+                    repo.backend().write_cold(&name, &pack.bytes)?;
+                } else {
+                    repo.backend().write(&name, &pack.bytes)?;
+                    repo.cache_tree_pack(&pack.id, &pack.bytes);
+                }
             }
             let full = {
                 let mut idx = pending.lock();

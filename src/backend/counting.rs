@@ -70,6 +70,10 @@ impl Backend for Counting {
         self.inner.write_concurrency()
     }
 
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
+
     fn create(&self) -> Result<()> {
         self.inner.create()
     }
@@ -95,6 +99,13 @@ impl Backend for Counting {
     fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
         self.counters.put.fetch_add(1, Relaxed);
         self.inner.write(obj, data)?;
+        self.counters.bytes_up.fetch_add(data.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
+        self.counters.put.fetch_add(1, Relaxed);
+        self.inner.write_cold(obj, data)?;
         self.counters.bytes_up.fetch_add(data.len() as u64, Relaxed);
         Ok(())
     }

@@ -90,15 +90,7 @@ impl Backend for LocalBackend {
         let path = self.path(obj);
         let dir = path.parent().unwrap_or(&self.root);
         if path.exists() {
-            return match obj.kind {
-                // Content-named: the same name holds the same bytes.
-                Kind::Pack | Kind::Index | Kind::Snapshot => Ok(()),
-                _ => Err(Error::Invalid(format!(
-                    "{} already exists in {}; it is never replaced",
-                    obj.path(),
-                    self.location()
-                ))),
-            };
+            return super::write_over_existing(self, obj, data);
         }
         let mut suffix = [0u8; 8];
         crate::crypto::random_bytes(&mut suffix)?;

@@ -5,7 +5,10 @@
 //! same one, and no object path is ever a prefix of another.
 
 pub mod counting;
+pub mod faulty;
 pub mod local;
+pub mod retry;
+pub mod s3;
 
 use std::fmt;
 
@@ -88,6 +91,21 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// What a write does when its object already exists. Every object but the config is named
+/// by the hash of its bytes, so an existing one holds the same bytes and the write is done.
+/// The config is compared: a retried write that had landed is done, a different config is
+/// never replaced.
+fn write_over_existing(backend: &dyn Backend, obj: &ObjectName, data: &[u8]) -> Result<()> {
+    if obj.kind != Kind::Config || backend.read(obj)? == data {
+        return Ok(());
+    }
+    Err(crate::error::Error::Invalid(format!(
+        "{} already exists in {}; it is never replaced",
+        obj.path(),
+        backend.location()
+    )))
+}
+
 /// Storage of repository objects. Implementations must be safe to call from many threads.
 ///
 /// Writes are whole-object: an object is either fully present under its name or absent,
@@ -102,6 +120,12 @@ pub trait Backend: Send + Sync {
         1
     }
 
+    /// Whether objects travel over a network and cost requests: then whole tree packs are
+    /// worth caching locally, and reads worth coalescing harder.
+    fn remote(&self) -> bool {
+        false
+    }
+
     /// Prepares an empty repository (folders, for a local one).
     fn create(&self) -> Result<()>;
 
@@ -112,9 +136,15 @@ pub trait Backend: Send + Sync {
     fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>>;
 
     /// Creates an object. Objects are never replaced: writing a name that already exists
-    /// is `Error::Invalid` for the config and key files, and a no-op for content-named
-    /// objects (the same name means the same bytes).
+    /// is a no-op for content-named objects (the same name means the same bytes), and for
+    /// the config an error unless the bytes are the same.
     fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()>;
+
+    /// Creates a data pack: an object that only restores and `check --read-data` read, so it
+    /// may go to cheaper, slower storage (`--s3-storage-class`). Same rules as `write`.
+    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
+        self.write(obj, data)
+    }
 
     /// Lists the objects of one kind.
     fn list(&self, kind: Kind) -> Result<Vec<Listed>>;

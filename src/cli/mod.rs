@@ -6,8 +6,11 @@ mod password;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use aws_sdk_s3::types::ObjectLockMode;
 use cairn::backend::Backend;
 use cairn::backend::local::LocalBackend;
+use cairn::backend::retry::RetryPolicy;
+use cairn::backend::s3::{self, ObjectLock, S3Backend, S3Location, S3Options};
 use cairn::repository::{Repository, default_cache_base};
 use cairn::{Error, Result};
 use clap::{Parser, Subcommand};
@@ -25,7 +28,7 @@ pub struct Cli {
 
 #[derive(clap::Args)]
 pub struct Global {
-    /// Repository: a local directory path
+    /// Repository: a local directory path, or s3://BUCKET/PREFIX
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     repo: Option<String>,
     /// Read the password from this file (or set CAIRN_PASSWORD)
@@ -46,6 +49,83 @@ pub struct Global {
     /// Folder for local caches (default $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
+    /// Retries of a request that failed for a passing reason (throttling, 5xx, timeout,
+    /// dropped connection), with growing pauses between them
+    #[arg(long, default_value_t = 6, global = true)]
+    retries: u32,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+/// Options of `s3://` repositories. Credentials and region come from the standard AWS
+/// chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE and
+/// ~/.aws/config and ~/.aws/credentials, AWS_REGION (default us-east-1).
+#[derive(clap::Args)]
+#[command(next_help_heading = "S3 options")]
+struct S3Args {
+    /// Endpoint of an S3-compatible store (MinIO, Garage, Ceph, R2, B2, Wasabi…);
+    /// AWS_ENDPOINT_URL works too
+    #[arg(long = "s3-endpoint", global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Path-style addressing (http://host/bucket/key); on by default when an endpoint is
+    /// given. `--s3-path-style=false` turns it off
+    #[arg(long = "s3-path-style", global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    path_style: Option<bool>,
+    /// Uploads in flight at once (each holds one pack of up to 16 MiB in memory)
+    #[arg(long = "s3-connections", global = true, default_value_t = s3::DEFAULT_CONNECTIONS, value_name = "N")]
+    connections: usize,
+    /// Storage class of data packs (e.g. STANDARD_IA, GLACIER_IR); metadata and tree packs
+    /// stay STANDARD. See README for what each class means for restores
+    #[arg(long = "s3-storage-class", global = true, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Put an object-lock retention of N days on every object written (the bucket must
+    /// have object lock enabled)
+    #[arg(long = "s3-object-lock-days", global = true, value_name = "N")]
+    object_lock_days: Option<u32>,
+    /// Object-lock mode for --s3-object-lock-days
+    #[arg(long = "s3-object-lock-mode", global = true, value_enum, default_value_t = LockMode::Governance)]
+    object_lock_mode: LockMode,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LockMode {
+    /// Users with s3:BypassGovernanceRetention may still delete
+    Governance,
+    /// Nobody can delete or shorten the retention, not even the root account
+    Compliance,
+}
+
+impl S3Args {
+    fn options(&self) -> Result<S3Options> {
+        if self.connections == 0 {
+            return Err(Error::Invalid("--s3-connections must be at least 1".into()));
+        }
+        Ok(S3Options {
+            endpoint: self.endpoint.clone(),
+            path_style: self.path_style,
+            connections: self.connections,
+            storage_class: self
+                .storage_class
+                .as_deref()
+                .map(s3::parse_storage_class)
+                .transpose()?,
+            object_lock: match self.object_lock_days {
+                None => None,
+                Some(0) => {
+                    return Err(Error::Invalid(
+                        "--s3-object-lock-days must be at least 1".into(),
+                    ));
+                }
+                Some(days) => Some(ObjectLock {
+                    mode: match self.object_lock_mode {
+                        LockMode::Governance => ObjectLockMode::Governance,
+                        LockMode::Compliance => ObjectLockMode::Compliance,
+                    },
+                    days,
+                }),
+            },
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,9 +151,13 @@ impl Global {
                 "no repository given: use -r/--repo or set CAIRN_REPOSITORY".into(),
             ));
         };
+        if repo.starts_with("s3:") {
+            let loc = S3Location::parse(repo)?;
+            return Ok(Arc::new(S3Backend::new(loc, self.s3.options()?)?));
+        }
         if let Some((scheme, _)) = repo.split_once("://") {
             return Err(Error::Invalid(format!(
-                "repository {repo:?}: the {scheme}:// backend is not available in this build; give a local directory path"
+                "repository {repo:?}: unknown scheme {scheme}://; give a local directory path or s3://BUCKET/PREFIX"
             )));
         }
         let path = std::path::absolute(repo).map_err(|e| Error::io(repo, e))?;
@@ -95,7 +179,19 @@ impl Global {
     fn open(&self) -> Result<Repository> {
         let backend = self.backend()?;
         let password = self.password().get(false)?;
-        Repository::open(backend, &password, self.cache_base().as_deref())
+        Repository::open(
+            backend,
+            &password,
+            self.cache_base().as_deref(),
+            &self.retry(),
+        )
+    }
+
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retries.saturating_add(1),
+            ..RetryPolicy::default()
+        }
     }
 
     fn progress(&self) -> bool {

@@ -9,19 +9,110 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Makes each named test body (`fn name(env: Env)`) a test on a local repository
+/// (`local::name`) and one on the S3 test server (`s3::name`): one body, two backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name($crate::common::Env::new()) })*
+        }
+        mod s3 {
+            $(#[test] fn $name() { super::$name($crate::common::Env::s3()) })*
+        }
+    };
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The S3 test server that `scripts/test.sh` starts (see scripts/s3-server.sh).
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    /// The folder s3s-fs serves; the bucket is its subfolder.
+    pub dir: PathBuf,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Server {
+    /// The shared server, from the variables `scripts/test.sh` exports.
+    pub fn shared() -> S3Server {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: the S3 tests need the S3 test server; run ./scripts/test.sh, \
+                     which installs and starts it (scripts/s3-server.sh)"
+                )
+            })
+        };
+        S3Server {
+            endpoint: var("CAIRN_TEST_S3_ENDPOINT"),
+            bucket: var("CAIRN_TEST_S3_BUCKET"),
+            dir: PathBuf::from(var("CAIRN_TEST_S3_DIR")),
+            access_key: var("AWS_ACCESS_KEY_ID"),
+            secret_key: var("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+}
+
+/// Where a test's repository lives.
+pub enum Store {
+    Local,
+    S3(S3Server),
+}
 
 /// A scratch directory holding a repository, a cache and source and restore folders.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The repository URL given to `-r`.
     pub repo: String,
+    pub store: Store,
 }
 
 impl Env {
+    /// A repository in a local folder.
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = dir.path().join("repo").to_string_lossy().into_owned();
-        Env { dir, repo }
+        Env {
+            dir,
+            repo,
+            store: Store::Local,
+        }
+    }
+
+    /// A repository under a fresh prefix of the shared S3 test server's bucket.
+    pub fn s3() -> Env {
+        Env::on_server(S3Server::shared())
+    }
+
+    pub fn on_server(server: S3Server) -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = dir
+            .path()
+            .file_name()
+            .expect("temp dir name")
+            .to_string_lossy()
+            .trim_start_matches('.')
+            .to_lowercase();
+        let repo = format!("s3://{}/{prefix}", server.bucket);
+        Env {
+            dir,
+            repo,
+            store: Store::S3(server),
+        }
+    }
+
+    /// The folder holding the repository's objects as files: the local repository, or
+    /// the S3 server's copy of the prefix.
+    pub fn repo_dir(&self) -> PathBuf {
+        match &self.store {
+            Store::Local => PathBuf::from(&self.repo),
+            Store::S3(server) => {
+                let bucket_and_prefix = self.repo.trim_start_matches("s3://");
+                server.dir.join(bucket_and_prefix)
+            }
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -35,11 +126,16 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("CAIRN_PASSWORD", PASSWORD)
-            .env("CAIRN_CACHE_DIR", self.path("cache"))
-            .arg("-r")
-            .arg(&self.repo)
-            .args(args)
-            .stdin(Stdio::null());
+            .env("CAIRN_CACHE_DIR", self.path("cache"));
+        if let Store::S3(server) = &self.store {
+            c.env("AWS_ACCESS_KEY_ID", &server.access_key)
+                .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ENDPOINT_URL", &server.endpoint)
+                // No probing for an EC2 instance role: the keys above are the credentials.
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        c.arg("-r").arg(&self.repo).args(args).stdin(Stdio::null());
         c
     }
 
@@ -90,9 +186,9 @@ impl Env {
         );
     }
 
-    /// Total bytes stored in the repository directory.
+    /// Total bytes stored in the repository.
     pub fn repo_size(&self) -> u64 {
-        dir_size(Path::new(&self.repo))
+        dir_size(&self.repo_dir())
     }
 }
 

@@ -4,9 +4,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn no_object_contains_file_names_or_contents() {
-    let env = Env::new();
+fn no_object_contains_file_names_or_contents(env: Env) {
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -16,7 +14,7 @@ fn no_object_contains_file_names_or_contents() {
     std::fs::write(src.join(name), content.repeat(200)).unwrap();
     std::fs::write(src.join("short"), content).unwrap();
     env.backup_json(&[&src], &[]);
-    let files = all_files(std::path::Path::new(&env.repo));
+    let files = all_files(&env.repo_dir());
     assert!(
         files.len() >= 4,
         "expected config, key, pack, index and snapshot"
@@ -45,3 +43,5 @@ fn no_object_contains_file_names_or_contents() {
         );
     }
 }
+
+on_both_backends!(no_object_contains_file_names_or_contents);

@@ -1,8 +1,6 @@
 use crate::common::*;
 
-#[test]
-fn second_backup_of_same_data_adds_under_one_percent() {
-    let env = Env::new();
+fn second_backup_of_same_data_adds_under_one_percent(env: Env) {
     env.init();
     let src = env.path("src");
     random_tree(&src, 11);
@@ -21,9 +19,7 @@ fn second_backup_of_same_data_adds_under_one_percent() {
     );
 }
 
-#[test]
-fn one_byte_change_in_a_large_file_adds_few_chunks() {
-    let env = Env::new();
+fn one_byte_change_in_a_large_file_adds_few_chunks(env: Env) {
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -47,3 +43,8 @@ fn one_byte_change_in_a_large_file_adds_few_chunks() {
         "{added} bytes added for a one-byte change"
     );
 }
+
+on_both_backends!(
+    second_backup_of_same_data_adds_under_one_percent,
+    one_byte_change_in_a_large_file_adds_few_chunks
+);

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cairn` binary on real files and real repositories.
 
+#[macro_use]
 mod common;
 
 mod bad_input;
@@ -7,5 +8,7 @@ mod cache;
 mod confidentiality;
 mod crash;
 mod dedup;
+mod faults;
 mod roundtrip;
+mod s3;
 mod single_file;

@@ -1,24 +1,17 @@
 use crate::common::*;
 
-fn roundtrip(seed: u64) {
-    let env = Env::new();
+fn random_trees_restore_byte_for_byte(env: Env) {
     env.init();
-    let src = env.path("src");
-    random_tree(&src, seed);
-    let summary = env.backup_json(&[&src], &[]);
-    assert_eq!(summary["files_failed"], 0);
-    env.assert_restores("latest", &src);
+    for seed in [1, 2] {
+        let src = env.path(&format!("src{seed}"));
+        random_tree(&src, seed);
+        let summary = env.backup_json(&[&src], &[]);
+        assert_eq!(summary["files_failed"], 0);
+        env.assert_restores("latest", &src);
+    }
 }
 
-#[test]
-fn random_trees_restore_byte_for_byte() {
-    roundtrip(1);
-    roundtrip(2);
-}
-
-#[test]
-fn unchanged_rerun_reads_nothing_and_restores_the_same() {
-    let env = Env::new();
+fn unchanged_rerun_reads_nothing_and_restores_the_same(env: Env) {
     env.init();
     let src = env.path("src");
     random_tree(&src, 3);
@@ -92,9 +85,7 @@ fn dry_run_writes_nothing() {
     assert_eq!(list.as_array().unwrap().len(), 0);
 }
 
-#[test]
-fn snapshots_and_ls_json() {
-    let env = Env::new();
+fn snapshots_and_ls_json(env: Env) {
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -166,3 +157,9 @@ fn one_file_system_keeps_mount_points_empty() {
     let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("other-fs"));
 }
+
+on_both_backends!(
+    random_trees_restore_byte_for_byte,
+    unchanged_rerun_reads_nothing_and_restores_the_same,
+    snapshots_and_ls_json,
+);

@@ -1,8 +1,6 @@
 use crate::common::*;
 
-#[test]
-fn dump_and_include_restore_return_each_snapshots_version() {
-    let env = Env::new();
+fn dump_and_include_restore_return_each_snapshots_version(env: Env) {
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -52,3 +50,5 @@ fn dump_and_include_restore_return_each_snapshots_version() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a file"));
 }
+
+on_both_backends!(dump_and_include_restore_return_each_snapshots_version);

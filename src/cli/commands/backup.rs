@@ -52,17 +52,21 @@ pub struct Args {
 
 fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
     match g.open() {
-        Err(Error::RepositoryNotFound(_)) if args.init => {
+        Err(Error::RepositoryNotFound(_) | Error::BucketNotFound(_)) if args.init => {
             let backend = g.backend()?;
             let password = g.password().get(true)?;
-            let config =
-                Repository::init(backend.clone(), &password, &args.init_options.options())?;
+            let config = Repository::init(
+                backend.clone(),
+                &password,
+                &args.init_options.options(),
+                &g.retry(),
+            )?;
             g.info(format!(
                 "created cairn repository {} at {}",
                 config.id.short(),
                 backend.location()
             ));
-            Repository::open(backend, &password, g.cache_base().as_deref())
+            Repository::open(backend, &password, g.cache_base().as_deref(), &g.retry())
         }
         other => other,
     }

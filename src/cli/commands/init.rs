@@ -37,7 +37,7 @@ impl NewRepoArgs {
 pub fn run(g: &Global, args: &NewRepoArgs) -> Result<i32> {
     let backend = g.backend()?;
     let password = g.password().get(true)?;
-    let config = Repository::init(backend.clone(), &password, &args.options())?;
+    let config = Repository::init(backend.clone(), &password, &args.options(), &g.retry())?;
     if g.json {
         print_json(&serde_json::json!({
             "message_type": "initialized",

@@ -1,9 +1,11 @@
 //! Restore: a whole snapshot or chosen paths of it, below a target directory, and the
 //! lookups `ls` and `dump` share.
 //!
-//! Files are written by a pool of workers, each file's blobs in order; directories get
+//! File contents are written pack by pack (see `fetch`); directories get
 //! their metadata last, deepest first, so writing their contents does not disturb their
 //! mtimes. Every blob is checked against its id before a byte of it is written.
+
+pub mod fetch;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -21,6 +23,7 @@ use crate::id::Id;
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind};
+use fetch::FileTarget;
 
 /// A name from a tree, checked to be one plain path component: a damaged or hostile tree
 /// must not write outside the target (`..`, `/`, empty names).
@@ -124,14 +127,22 @@ pub fn walk_nodes(
     Ok(())
 }
 
-/// Writes a file's content to `out`, blob by blob.
+/// Writes a file's content to `out` in order, reading neighbouring blobs together.
 pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let locs = node
+        .content
+        .iter()
+        .map(|id| repo.locate(BlobType::Data, id))
+        .collect::<Result<Vec<_>>>()?;
     let mut written = 0;
-    for id in &node.content {
-        let data = repo.load_blob(BlobType::Data, id)?;
-        out.write_all(&data)
-            .map_err(|e| Error::Other(format!("writing output: {e}")))?;
-        written += data.len() as u64;
+    for run in fetch::runs(&locs) {
+        repo.read_run(&locs[run], &mut |_, plain| {
+            let data = plain?;
+            out.write_all(&data)
+                .map_err(|e| Error::Other(format!("writing output: {e}")))?;
+            written += data.len() as u64;
+            Ok(())
+        })?;
     }
     Ok(written)
 }
@@ -175,10 +186,10 @@ fn select(path: &Path, includes: &[PathBuf]) -> Selection {
     }
 }
 
-struct FileJob {
-    dest: PathBuf,
-    node: Node,
-}
+/// Files planned per batch. Each batch's blobs are grouped by pack and read together, so
+/// bigger batches mean fewer requests; these bounds keep the plan to some tens of MiB.
+const BATCH_FILES: usize = 50_000;
+const BATCH_BLOBS: usize = 400_000;
 
 pub fn restore(
     repo: &Repository,
@@ -191,70 +202,76 @@ pub fn restore(
     }
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let summary = Mutex::new(RestoreSummary::default());
-    let record_error = |path: &Path, e: Error| {
+    let record_error = |path: &Path, e: String| {
         let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
-        s.errors.push((path.to_path_buf(), e.to_string()));
+        s.errors.push((path.to_path_buf(), e));
     };
-    let (tx, rx) = crossbeam_channel::bounded::<FileJob>(256);
-    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
-    let walk = std::thread::scope(|s| -> Result<()> {
-        for _ in 0..crate::threads() * 2 {
-            let rx = rx.clone();
-            let (summary, record_error) = (&summary, &record_error);
-            s.spawn(move || {
-                for job in rx {
-                    match restore_file(repo, &job.dest, &job.node, opts.verify, progress) {
-                        Ok(verified) => {
-                            let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
-                            s.files += 1;
-                            s.bytes += job.node.size;
-                            s.verified_files += u64::from(verified);
-                        }
-                        Err(e) => {
-                            // A partly written file must not pass for a restored one.
-                            let _ = fs::remove_file(&job.dest);
-                            record_error(&job.dest, e)
-                        }
-                    }
-                }
-            });
-        }
-        drop(rx);
-        let mut each = |path: &Path, node: &Node| -> Result<()> {
-            let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
-            match node.kind {
-                NodeKind::Dir => {
-                    if let Err(e) = fs::create_dir_all(&dest) {
-                        record_error(&dest, Error::io(&dest, e));
-                    } else {
-                        dirs.push((dest, node.clone()));
-                    }
-                }
-                NodeKind::File => {
-                    tx.send(FileJob {
-                        dest,
-                        node: node.clone(),
-                    })
-                    .map_err(|_| Error::Other("restore workers stopped".into()))?;
-                }
-                _ => match restore_special(&dest, node) {
-                    Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
-                    Err(e) => record_error(&dest, e),
-                },
-            }
-            Ok(())
+    // Called once per file when all its blobs are written (or one failed).
+    let finish = |f: &FileTarget| {
+        let result = match f.error() {
+            Some(e) => Err(e),
+            None => finish_file(repo, &f.dest, &f.node, opts.verify).map_err(|e| e.to_string()),
         };
-        let result = walk_selected(
-            repo,
-            Path::new("/"),
-            &root_node(root),
-            &opts.includes,
-            &mut each,
-        );
-        drop(tx);
-        result
-    });
-    walk?;
+        match result {
+            Ok(verified) => {
+                let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
+                s.files += 1;
+                s.bytes += f.node.size;
+                s.verified_files += u64::from(verified);
+            }
+            Err(e) => {
+                fetch::discard(f);
+                record_error(&f.dest, e);
+            }
+        }
+    };
+    let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
+    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let mut batch: Vec<FileTarget> = Vec::new();
+    let mut batch_blobs = 0;
+    let mut each = |path: &Path, node: &Node| -> Result<()> {
+        let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
+        match node.kind {
+            NodeKind::Dir => {
+                if let Err(e) = fs::create_dir_all(&dest) {
+                    record_error(&dest, Error::io(&dest, e).to_string());
+                } else {
+                    dirs.push((dest, node.clone()));
+                }
+            }
+            NodeKind::File => {
+                if let Err(e) = create_empty(&dest) {
+                    record_error(&dest, e.to_string());
+                    return Ok(());
+                }
+                let target = FileTarget::new(dest, node.clone());
+                if node.content.is_empty() {
+                    finish(&target);
+                    return Ok(());
+                }
+                batch_blobs += node.content.len();
+                batch.push(target);
+                if batch.len() >= BATCH_FILES || batch_blobs >= BATCH_BLOBS {
+                    fetch::write_contents(repo, &batch, workers, progress, &finish);
+                    batch.clear();
+                    batch_blobs = 0;
+                }
+            }
+            _ => match restore_special(&dest, node) {
+                Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
+                Err(e) => record_error(&dest, e.to_string()),
+            },
+        }
+        Ok(())
+    };
+    walk_selected(
+        repo,
+        Path::new("/"),
+        &root_node(root),
+        &opts.includes,
+        &mut each,
+    )?;
+    fetch::write_contents(repo, &batch, workers, progress, &finish);
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -295,21 +312,15 @@ fn walk_selected(
     }
 }
 
-/// Writes one file and its metadata; returns whether it was verified.
-fn restore_file(
-    repo: &Repository,
-    dest: &Path,
-    node: &Node,
-    verify: bool,
-    progress: &indicatif::ProgressBar,
-) -> Result<bool> {
+/// Creates (or empties) the file at `dest`, which its blobs are then written into.
+fn create_empty(dest: &Path) -> Result<()> {
     // An existing symlink at the destination must not redirect the write elsewhere.
     if let Ok(m) = fs::symlink_metadata(dest)
         && !m.is_file()
     {
         remove_any(dest)?;
     }
-    let mut f = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
@@ -317,21 +328,17 @@ fn restore_file(
         .mode(0o600)
         .open(dest)
         .map_err(|e| Error::io(dest, e))?;
-    for id in &node.content {
-        let data = repo.load_blob(BlobType::Data, id)?;
-        f.write_all(&data).map_err(|e| Error::io(dest, e))?;
-        progress.inc(data.len() as u64);
-    }
-    f.flush().map_err(|e| Error::io(dest, e))?;
-    drop(f);
-    let verified = if verify {
+    Ok(())
+}
+
+/// Verifies (if asked) a file whose content is written, then sets its metadata; returns
+/// whether it was verified.
+fn finish_file(repo: &Repository, dest: &Path, node: &Node, verify: bool) -> Result<bool> {
+    if verify {
         verify_file(repo, dest, node)?;
-        true
-    } else {
-        false
-    };
+    }
     apply_metadata(dest, node)?;
-    Ok(verified)
+    Ok(verify)
 }
 
 /// Re-reads a restored file and checks every blob's id against the snapshot.

@@ -1,0 +1,257 @@
+//! Writing file contents pack by pack.
+//!
+//! Reading blob by blob costs one request per blob: on S3, one GET per small file. Instead,
+//! a batch of files is planned first: every blob they need is looked up and grouped by pack.
+//! Workers then take one pack at a time, sort its wanted blobs by offset, and read each run
+//! of neighbours (gaps up to `MAX_GAP`, spans up to `MAX_SPAN`) with one ranged read,
+//! writing every blob to each place that needs it. A restore costs about one request per
+//! pack it touches, and a single small file costs one request, never a whole pack.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cache::BlobLocation;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::BlobType;
+use crate::repository::Repository;
+use crate::tree::Node;
+
+/// Bytes between two wanted blobs that are read and thrown away rather than paying for a
+/// second request (on S3 a request costs about as much time as a megabyte of transfer).
+pub const MAX_GAP: u64 = 1024 * 1024;
+/// Most bytes one read spans, which bounds each worker's memory.
+pub const MAX_SPAN: u64 = 8 * 1024 * 1024;
+
+/// Splits `locs` into runs that one ranged read can serve: the same pack, ascending
+/// offsets, small gaps, bounded span. Order is kept, so callers that need file order (dump)
+/// and callers that sort by offset first (restore) both use it.
+pub fn runs(locs: &[BlobLocation]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=locs.len() {
+        let joins = i < locs.len() && {
+            let (first, prev, next) = (&locs[start], &locs[i - 1], &locs[i]);
+            let prev_end = u64::from(prev.entry.offset()) + u64::from(prev.entry.length());
+            let next_start = u64::from(next.entry.offset());
+            let next_end = next_start + u64::from(next.entry.length());
+            next.pack == first.pack
+                && next_start >= u64::from(prev.entry.offset())
+                && next_start.saturating_sub(prev_end) <= MAX_GAP
+                && next_end - u64::from(first.entry.offset()) <= MAX_SPAN
+        };
+        if !joins {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
+/// One file of a batch: where it goes, what it holds, and how far it has got.
+pub struct FileTarget {
+    pub dest: PathBuf,
+    pub node: Node,
+    remaining: AtomicUsize,
+    error: Mutex<Option<String>>,
+}
+
+impl FileTarget {
+    pub fn new(dest: PathBuf, node: Node) -> FileTarget {
+        FileTarget {
+            remaining: AtomicUsize::new(node.content.len()),
+            dest,
+            node,
+            error: Mutex::new(None),
+        }
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) {
+        let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        err.get_or_insert_with(|| e.to_string());
+    }
+
+    /// The first error met, if any.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One wanted blob: which file needs it at which offset.
+struct Want {
+    loc: BlobLocation,
+    file: usize,
+    offset: u64,
+}
+
+/// Writes the contents of `files` (already created, empty, at their `dest`), pack by pack
+/// on `workers` threads. `done` is called once per file when its last blob is written or
+/// has failed; the file's `error()` tells which.
+pub fn write_contents(
+    repo: &Repository,
+    files: &[FileTarget],
+    workers: usize,
+    progress: &indicatif::ProgressBar,
+    done: &(dyn Fn(&FileTarget) + Sync),
+) {
+    let mut by_pack: HashMap<Id, Vec<Want>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let mut offset = 0u64;
+        let mut located = Vec::with_capacity(f.node.content.len());
+        for id in &f.node.content {
+            match repo.locate(BlobType::Data, id) {
+                Ok(loc) => {
+                    located.push(Want {
+                        loc,
+                        file: i,
+                        offset,
+                    });
+                    offset += u64::from(loc.entry.raw_length());
+                }
+                Err(e) => {
+                    f.fail(e);
+                    break;
+                }
+            }
+        }
+        if f.error().is_some() {
+            f.remaining.store(0, Ordering::SeqCst);
+            done(f);
+            continue;
+        }
+        for w in located {
+            by_pack.entry(w.loc.pack).or_default().push(w);
+        }
+    }
+    let mut packs: Vec<Vec<Want>> = by_pack.into_values().collect();
+    // Biggest first, so that the last pack left to one worker is a small one.
+    packs.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(wants) = packs.get(i) else { break };
+                    write_pack(repo, files, wants, progress, done);
+                }
+            });
+        }
+    });
+}
+
+/// Reads what `files` want of one pack, run by run, and writes it.
+fn write_pack(
+    repo: &Repository,
+    files: &[FileTarget],
+    wants: &[Want],
+    progress: &indicatif::ProgressBar,
+    done: &(dyn Fn(&FileTarget) + Sync),
+) {
+    let mut order: Vec<&Want> = wants.iter().collect();
+    order.sort_by_key(|w| (w.loc.entry.offset(), w.file, w.offset));
+    let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
+    for run in runs(&locs) {
+        let members = &order[run.clone()];
+        let result = repo.read_run(&locs[run], &mut |i, plain| {
+            let w = members[i];
+            let f = &files[w.file];
+            match plain {
+                Ok(data) => {
+                    if f.error().is_none()
+                        && let Err(e) = write_at(f, &data, w.offset)
+                    {
+                        f.fail(e);
+                    }
+                    progress.inc(data.len() as u64);
+                }
+                Err(e) => f.fail(e),
+            }
+            finish_one(f, done);
+            Ok(())
+        });
+        if let Err(e) = result {
+            // The read failed: every file waiting on this run fails with it.
+            for w in members {
+                let f = &files[w.file];
+                f.fail(&e);
+                finish_one(f, done);
+            }
+        }
+    }
+}
+
+fn finish_one(f: &FileTarget, done: &(dyn Fn(&FileTarget) + Sync)) {
+    if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        done(f);
+    }
+}
+
+fn write_at(f: &FileTarget, data: &[u8], offset: u64) -> Result<()> {
+    // Opened per write, so that a batch of many files never holds many descriptors;
+    // O_NOFOLLOW keeps a symlink planted meanwhile from redirecting the write.
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&f.dest)
+        .map_err(|e| Error::io(&f.dest, e))?;
+    file.write_all_at(data, offset)
+        .map_err(|e| Error::io(&f.dest, e))
+}
+
+/// Removes a file whose restore failed, so that it does not pass for a restored one.
+pub fn discard(f: &FileTarget) {
+    let _ = fs::remove_file(&f.dest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::{Compression, PackEntry};
+
+    fn loc(pack: u8, offset: u32, length: u32) -> BlobLocation {
+        BlobLocation {
+            pack: Id([pack; 32]),
+            entry: PackEntry(
+                BlobType::Data,
+                Id([offset as u8; 32]),
+                offset,
+                length,
+                length,
+                Compression::None,
+            ),
+        }
+    }
+
+    #[test]
+    fn neighbours_of_one_pack_share_a_read() {
+        let m = MAX_GAP as u32;
+        let locs = [
+            loc(1, 0, 100),
+            loc(1, 100, 100),
+            loc(1, 200 + m, 10),     // gap of exactly MAX_GAP: joins
+            loc(1, 300 + 2 * m, 10), // gap above MAX_GAP: new run
+            loc(2, 0, 10),           // other pack
+            loc(2, 0, 10),           // the same blob again (two files want it)
+            loc(2, 5, 10),           // overlapping would mean a damaged index; still ascending
+            loc(1, 0, 10),           // back to pack 1: new run
+        ];
+        assert_eq!(runs(&locs), vec![0..3, 3..4, 4..7, 7..8]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn spans_are_bounded() {
+        let len = 3 * 1024 * 1024;
+        let locs = [loc(1, 0, len), loc(1, len, len), loc(1, 2 * len, len)];
+        assert_eq!(runs(&locs), vec![0..2, 2..3]);
+        // File order going backwards in a pack (dump) starts a new run.
+        let locs = [loc(1, 500, 10), loc(1, 0, 10)];
+        assert_eq!(runs(&locs), vec![0..1, 1..2]);
+    }
+}
