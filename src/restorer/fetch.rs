@@ -8,7 +8,7 @@
 //! pack it touches, and a single small file costs one request, never a whole pack.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -89,7 +89,8 @@ struct Want {
     offset: u64,
 }
 
-/// Writes the contents of `files` (already created, empty, at their `dest`), pack by pack
+/// Writes the contents of `files` (nothing at their `dest` yet: each is created by its
+/// first write), pack by pack
 /// on `workers` threads. `done` is called once per file when its last blob is written or
 /// has failed; the file's `error()` tells which.
 pub fn write_contents(
@@ -156,6 +157,8 @@ fn write_pack(
     let mut order: Vec<&Want> = wants.iter().collect();
     order.sort_by_key(|w| (w.loc.entry.offset(), w.file, w.offset));
     let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
+    // The file last written, kept open: neighbouring blobs usually belong to one file.
+    let mut open: Option<(usize, File)> = None;
     for run in runs(&locs) {
         let members = &order[run.clone()];
         let result = repo.read_run(&locs[run], &mut |i, plain| {
@@ -164,13 +167,18 @@ fn write_pack(
             match plain {
                 Ok(data) => {
                     if f.error().is_none()
-                        && let Err(e) = write_at(f, &data, w.offset)
+                        && let Err(e) = write_at(&mut open, w.file, f, &data, w.offset)
                     {
                         f.fail(e);
                     }
                     progress.inc(data.len() as u64);
                 }
                 Err(e) => f.fail(e),
+            }
+            if f.remaining.load(Ordering::Acquire) == 1
+                && matches!(&open, Some((i, _)) if *i == w.file)
+            {
+                open = None; // closed before `done` sets its metadata
             }
             finish_one(f, done);
             Ok(())
@@ -192,14 +200,31 @@ fn finish_one(f: &FileTarget, done: &(dyn Fn(&FileTarget) + Sync)) {
     }
 }
 
-fn write_at(f: &FileTarget, data: &[u8], offset: u64) -> Result<()> {
-    // Opened per write, so that a batch of many files never holds many descriptors;
-    // O_NOFOLLOW keeps a symlink planted meanwhile from redirecting the write.
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&f.dest)
-        .map_err(|e| Error::io(&f.dest, e))?;
+/// Writes `data` at `offset` of file `index`, creating the file on its first write.
+/// Descriptors are opened per file as blobs arrive (one kept open at a time), so a batch of
+/// many files never holds many; O_NOFOLLOW keeps a symlink planted meanwhile from
+/// redirecting the write.
+fn write_at(
+    open: &mut Option<(usize, File)>,
+    index: usize,
+    f: &FileTarget,
+    data: &[u8],
+    offset: u64,
+) -> Result<()> {
+    if !matches!(open, Some((i, _)) if *i == index) {
+        *open = None;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&f.dest)
+            .map_err(|e| Error::io(&f.dest, e))?;
+        *open = Some((index, file));
+    }
+    let Some((_, file)) = open else {
+        unreachable!("opened above")
+    };
     file.write_all_at(data, offset)
         .map_err(|e| Error::io(&f.dest, e))
 }

@@ -240,7 +240,13 @@ pub fn restore(
                 }
             }
             NodeKind::File => {
-                if let Err(e) = create_empty(&dest) {
+                // Empty files are made here; the others by their first write.
+                let prepared = if node.content.is_empty() {
+                    create_empty(&dest)
+                } else {
+                    clear_destination(&dest)
+                };
+                if let Err(e) = prepared {
                     record_error(&dest, e.to_string());
                     return Ok(());
                 }
@@ -312,7 +318,16 @@ fn walk_selected(
     }
 }
 
-/// Creates (or empties) the file at `dest`, which its blobs are then written into.
+/// Removes whatever is at `dest`, so that a restored file starts empty and an existing
+/// symlink cannot redirect its writes.
+fn clear_destination(dest: &Path) -> Result<()> {
+    if fs::symlink_metadata(dest).is_ok() {
+        remove_any(dest)?;
+    }
+    Ok(())
+}
+
+/// Creates (or empties) the file at `dest`, for files without content.
 fn create_empty(dest: &Path) -> Result<()> {
     // An existing symlink at the destination must not redirect the write elsewhere.
     if let Ok(m) = fs::symlink_metadata(dest)

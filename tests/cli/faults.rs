@@ -1,4 +1,4 @@
-//! Fault injection: a backend wrapper fails 5% of the calls to the real S3 test server on
+//! Backend wrappers around the real S3 test server. Fault injection: a wrapper fails 5% of the calls to the real S3 test server on
 //! purpose, and retries must carry a backup, every single-file read and a full restore
 //! through it without a wrong byte.
 
@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::archiver::{self, BackupOptions};
-use cairn::backend::Backend;
 use cairn::backend::faulty::Faulty;
 use cairn::backend::retry::RetryPolicy;
 use cairn::backend::s3::{S3Backend, S3Location, S3Options};
+use cairn::backend::{Backend, Kind, Listed, ObjectName};
+use cairn::pack::{BlobType, decode_header};
 use cairn::repository::Repository;
 use cairn::restorer::{self, RestoreOptions};
 
@@ -118,4 +119,113 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
 
     // The repository the faults left behind is whole for a clean client too.
     env.assert_restores("latest", &src);
+}
+
+/// Passes every call through and notes which packs went to `write_cold`: the storage class
+/// itself is not kept by the test server, so the test checks what cairn asked for.
+struct ObservePacks {
+    inner: Arc<dyn Backend>,
+    hot: std::sync::Mutex<Vec<ObjectName>>,
+    cold: std::sync::Mutex<Vec<ObjectName>>,
+}
+
+impl Backend for ObservePacks {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn write_concurrency(&self) -> usize {
+        self.inner.write_concurrency()
+    }
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
+    fn create(&self) -> cairn::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, obj: &ObjectName) -> cairn::Result<Vec<u8>> {
+        self.inner.read(obj)
+    }
+    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> cairn::Result<Vec<u8>> {
+        self.inner.read_range(obj, offset, length)
+    }
+    fn write(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        self.hot.lock().unwrap().push(obj.clone());
+        self.inner.write(obj, data)
+    }
+    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        self.cold.lock().unwrap().push(obj.clone());
+        self.inner.write_cold(obj, data)
+    }
+    fn list(&self, kind: Kind) -> cairn::Result<Vec<Listed>> {
+        self.inner.list(kind)
+    }
+    fn stat(&self, obj: &ObjectName) -> cairn::Result<Option<u64>> {
+        self.inner.stat(obj)
+    }
+    fn remove(&self, obj: &ObjectName) -> cairn::Result<()> {
+        self.inner.remove(obj)
+    }
+}
+
+#[test]
+fn storage_class_goes_to_data_packs_only() {
+    let env = Env::s3();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 43);
+    let server = S3Server::shared();
+    let s3 = S3Backend::new(
+        S3Location::parse(&env.repo).unwrap(),
+        S3Options {
+            endpoint: Some(server.endpoint.clone()),
+            connections: 2,
+            // s3s-fs refuses every class but STANDARD (InvalidStorageClass, which shows the
+            // header does reach the server); the routing is what is checked here.
+            storage_class: Some(cairn::backend::s3::parse_storage_class("standard").unwrap()),
+            ..S3Options::default()
+        },
+    )
+    .unwrap();
+    let observed = Arc::new(ObservePacks {
+        inner: Arc::new(s3),
+        hot: Default::default(),
+        cold: Default::default(),
+    });
+    let backend: Arc<dyn Backend> = observed.clone();
+    let repo =
+        Repository::open(backend, PASSWORD.as_bytes(), None, &RetryPolicy::default()).unwrap();
+    archiver::backup(
+        &repo,
+        &BackupOptions {
+            paths: vec![src.clone()],
+            tags: Vec::new(),
+            hostname: "classes".into(),
+            parent: None,
+            excludes: Default::default(),
+            one_file_system: false,
+            dry_run: false,
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let kinds_in = |obj: &ObjectName| {
+        let bytes = observed.inner.read(obj).unwrap();
+        let entries = decode_header(repo.key(), &bytes, bytes.len() as u64, &obj.path()).unwrap();
+        entries.iter().map(|e| e.kind()).collect::<Vec<_>>()
+    };
+    let cold = observed.cold.lock().unwrap().clone();
+    let hot = observed.hot.lock().unwrap().clone();
+    assert!(!cold.is_empty());
+    for obj in &cold {
+        assert_eq!(obj.kind, Kind::Pack);
+        assert!(kinds_in(obj).iter().all(|k| *k == BlobType::Data), "{obj}");
+    }
+    let hot_packs: Vec<_> = hot.iter().filter(|o| o.kind == Kind::Pack).collect();
+    assert!(!hot_packs.is_empty(), "tree packs go to hot storage");
+    for obj in hot_packs {
+        assert!(kinds_in(obj).iter().all(|k| *k == BlobType::Tree), "{obj}");
+    }
+    // Index files and the snapshot are hot too.
+    assert!(hot.iter().any(|o| o.kind == Kind::Index));
+    assert!(hot.iter().any(|o| o.kind == Kind::Snapshot));
 }
