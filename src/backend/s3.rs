@@ -10,12 +10,14 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode, StorageClass};
 
@@ -134,6 +136,22 @@ pub struct S3Backend {
     opts: S3Options,
 }
 
+/// An error and its sources as one line of their messages (the SDK's own rendering adds
+/// a debug dump that is no use to a user).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let msg = e.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = e.source();
+    }
+    out
+}
+
 /// What went wrong with one request, as far as callers care.
 enum Failure {
     NotFound,
@@ -150,7 +168,12 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("cannot start the S3 client runtime: {e}")))?;
-        let region = RegionProviderChain::default_provider().or_else(Region::new("us-east-1"));
+        // AWS_REGION, then the profile, then us-east-1. The default chain's last step asks
+        // the EC2 instance metadata service, which off EC2 costs seconds and a warning;
+        // on EC2, set AWS_REGION.
+        let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+            .or_else(ProfileFileRegionProvider::new())
+            .or_else(Region::new("us-east-1"));
         let shared = rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .region(region)
@@ -203,7 +226,7 @@ impl S3Backend {
             Some(m) if !code.is_empty() => format!("{code}: {m}"),
             Some(m) => m.to_string(),
             None if !code.is_empty() => code.clone(),
-            None => DisplayErrorContext(&err).to_string(),
+            None => causes(&err),
         };
         let bucket = &self.loc.bucket;
         let transient = |message: String| {
@@ -217,7 +240,14 @@ impl S3Backend {
                 return transient(format!("timed out talking to {}", self.endpoint));
             }
             SdkError::DispatchFailure(d) => {
-                let cause = DisplayErrorContext(&err).to_string();
+                let cause = causes(&err);
+                if cause.contains("loading credentials") {
+                    return Failure::Other(Error::Other(format!(
+                        "no usable AWS credentials for {}: set AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials ({cause})",
+                        self.loc
+                    )));
+                }
                 // Refused, reset and half-answered connections and timeouts all pass;
                 // only a request the client itself finds malformed does not.
                 if !d.is_user() {
@@ -232,7 +262,7 @@ impl S3Backend {
                 return transient(format!(
                     "the connection to {} broke off: {}",
                     self.endpoint,
-                    DisplayErrorContext(&err)
+                    causes(&err)
                 ));
             }
             _ => {}
@@ -301,7 +331,7 @@ impl S3Backend {
                 })?;
             let body = resp.body.collect().await.map_err(|e| Error::Transient {
                 what: format!("GET {what}"),
-                message: format!("the download broke off: {}", DisplayErrorContext(&e)),
+                message: format!("the download broke off: {}", causes(&e)),
             })?;
             Ok(body.into_bytes().to_vec())
         })

@@ -14,6 +14,8 @@ use cairn::backend::s3::{self, ObjectLock, S3Backend, S3Location, S3Options};
 use cairn::repository::{Repository, default_cache_base};
 use cairn::{Error, Result};
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use password::PasswordSource;
 
@@ -216,12 +218,25 @@ pub fn main() -> i32 {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
+    // Libraries (the AWS SDK above all) log what cairn reports itself, in their words;
+    // their messages show from -vv on.
+    let libraries = if cli.global.verbose >= 2 {
+        level
+    } else {
+        tracing::Level::ERROR
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("cairn", level)
+        .with_default(libraries);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false)
+                .without_time(),
+        )
+        .with(filter)
         .init();
     let g = &cli.global;
     let result = match &cli.command {
