@@ -16,6 +16,35 @@ use cairn::restorer::{self, RestoreOptions};
 
 use crate::common::*;
 
+/// The S3 backend of `env`'s repository on the shared test server, called in-process.
+fn s3_backend(env: &Env, opts: S3Options) -> S3Backend {
+    S3Backend::new(
+        S3Location::parse(&env.repo).unwrap(),
+        S3Options {
+            endpoint: Some(S3Server::shared().endpoint),
+            connections: 4,
+            ..opts
+        },
+    )
+    .unwrap()
+}
+
+fn back_up(repo: &Repository, src: &std::path::Path) -> cairn::Result<archiver::BackupResult> {
+    archiver::backup(
+        repo,
+        &BackupOptions {
+            paths: vec![src.to_path_buf()],
+            tags: Vec::new(),
+            hostname: "wrapped".into(),
+            parent: None,
+            excludes: Default::default(),
+            one_file_system: false,
+            dry_run: false,
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
+}
+
 #[test]
 fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
     let env = Env::s3();
@@ -25,18 +54,8 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
     let mut rng = fastrand::Rng::with_seed(41);
     std::fs::write(src.join("big"), random_bytes(&mut rng, 40 * 1024 * 1024)).unwrap();
 
-    let server = S3Server::shared();
-    let s3 = S3Backend::new(
-        S3Location::parse(&env.repo).unwrap(),
-        S3Options {
-            endpoint: Some(server.endpoint.clone()),
-            connections: 4,
-            ..S3Options::default()
-        },
-    )
-    .unwrap();
     let faulty = Arc::new(Faulty::new(
-        Arc::new(s3),
+        Arc::new(s3_backend(&env, S3Options::default())),
         0.05,
         Duration::from_millis(2),
         0x5eed,
@@ -55,21 +74,7 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
         &policy,
     )
     .unwrap();
-    let paths = vec![src.clone()];
-    let result = archiver::backup(
-        &repo,
-        &BackupOptions {
-            paths,
-            tags: Vec::new(),
-            hostname: "faulty".into(),
-            parent: None,
-            excludes: Default::default(),
-            one_file_system: false,
-            dry_run: false,
-        },
-        &indicatif::ProgressBar::hidden(),
-    )
-    .expect("backup through 5% failures");
+    let result = back_up(&repo, &src).expect("backup through 5% failures");
     assert!(result.failed.is_empty());
     let snapshot = result.snapshot_id.expect("a snapshot");
 
@@ -173,19 +178,15 @@ fn storage_class_goes_to_data_packs_only() {
     env.init();
     let src = env.path("src");
     random_tree(&src, 43);
-    let server = S3Server::shared();
-    let s3 = S3Backend::new(
-        S3Location::parse(&env.repo).unwrap(),
+    // s3s-fs refuses every class but STANDARD (InvalidStorageClass, which shows the
+    // header does reach the server); the routing is what is checked here.
+    let s3 = s3_backend(
+        &env,
         S3Options {
-            endpoint: Some(server.endpoint.clone()),
-            connections: 2,
-            // s3s-fs refuses every class but STANDARD (InvalidStorageClass, which shows the
-            // header does reach the server); the routing is what is checked here.
             storage_class: Some(cairn::backend::s3::parse_storage_class("standard").unwrap()),
             ..S3Options::default()
         },
-    )
-    .unwrap();
+    );
     let observed = Arc::new(ObservePacks {
         inner: Arc::new(s3),
         hot: Default::default(),
@@ -194,20 +195,7 @@ fn storage_class_goes_to_data_packs_only() {
     let backend: Arc<dyn Backend> = observed.clone();
     let repo =
         Repository::open(backend, PASSWORD.as_bytes(), None, &RetryPolicy::default()).unwrap();
-    archiver::backup(
-        &repo,
-        &BackupOptions {
-            paths: vec![src.clone()],
-            tags: Vec::new(),
-            hostname: "classes".into(),
-            parent: None,
-            excludes: Default::default(),
-            one_file_system: false,
-            dry_run: false,
-        },
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    back_up(&repo, &src).unwrap();
     let kinds_in = |obj: &ObjectName| {
         let bytes = observed.inner.read(obj).unwrap();
         let entries = decode_header(repo.key(), &bytes, bytes.len() as u64, &obj.path()).unwrap();
