@@ -175,11 +175,6 @@ fn write_pack(
                 }
                 Err(e) => f.fail(e),
             }
-            if f.remaining.load(Ordering::Acquire) == 1
-                && matches!(&open, Some((i, _)) if *i == w.file)
-            {
-                open = None; // closed before `done` sets its metadata
-            }
             finish_one(f, done);
             Ok(())
         });

@@ -327,19 +327,12 @@ fn clear_destination(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates (or empties) the file at `dest`, for files without content.
+/// Creates the file at `dest`, for files without content.
 fn create_empty(dest: &Path) -> Result<()> {
-    // An existing symlink at the destination must not redirect the write elsewhere.
-    if let Ok(m) = fs::symlink_metadata(dest)
-        && !m.is_file()
-    {
-        remove_any(dest)?;
-    }
+    clear_destination(dest)?;
     OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .create_new(true)
         .mode(0o600)
         .open(dest)
         .map_err(|e| Error::io(dest, e))?;
