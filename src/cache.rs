@@ -20,9 +20,13 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
+/// Whether a cached location is in a live pack or only in one a prune marked for deletion.
+const LIVE: u8 = 0;
+const MARKED: u8 = 1;
+
 /// Bumped whenever the cache's own encoding changes; a mismatch rebuilds it.
-const CACHE_FORMAT: &[u8] = b"cairn-cache-1";
-const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
+const CACHE_FORMAT: &[u8] = b"cairn-cache-2";
+const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1 + 1;
 /// sled page cache. Lookups are point reads of 33-byte keys; the OS page cache holds the
 /// rest, so a small in-process cache keeps memory flat as the repository grows.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -51,8 +55,9 @@ fn key(kind: BlobType, id: &Id) -> [u8; 33] {
     k
 }
 
-fn encode_location(pack: &Id, e: &PackEntry) -> [u8; LOCATION_LEN] {
+fn encode_location(pack: &Id, e: &PackEntry, state: u8) -> [u8; LOCATION_LEN] {
     let mut v = [0u8; LOCATION_LEN];
+    v[45] = state;
     v[..32].copy_from_slice(&pack.0);
     v[32..36].copy_from_slice(&e.offset().to_le_bytes());
     v[36..40].copy_from_slice(&e.length().to_le_bytes());
@@ -210,7 +215,8 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Records the blobs of an index file that is now in the repository.
+    /// Records the blobs of an index file that is now in the repository. A blob in a live
+    /// pack replaces one known only from a marked pack, never the other way round.
     pub fn add_index(&self, id: &Id, index: &IndexFile) -> Result<()> {
         // One insert at a time: a sled batch of tens of thousands of random keys clones
         // nodes it cannot free until the batch ends (measured: 150 MB for 42k entries).
@@ -219,21 +225,39 @@ impl IndexCache {
         for pack in &index.packs {
             for e in &pack.blobs {
                 self.blobs
-                    .insert(key(e.kind(), &e.id()), &encode_location(&pack.id, e)[..])
+                    .insert(
+                        key(e.kind(), &e.id()),
+                        &encode_location(&pack.id, e, LIVE)[..],
+                    )
                     .map_err(sled_err)?;
+            }
+        }
+        for pack in &index.delete {
+            for e in &pack.blobs {
+                let k = key(e.kind(), &e.id());
+                if !self.blobs.contains_key(k).map_err(sled_err)? {
+                    self.blobs
+                        .insert(k, &encode_location(&pack.id, e, MARKED)[..])
+                        .map_err(sled_err)?;
+                }
             }
         }
         self.indexes.insert(id.0, &[][..]).map_err(sled_err)?;
         Ok(())
     }
 
+    /// Where a blob can be read from: a live pack, or failing that a pack marked for
+    /// deletion that still exists.
     pub fn get(&self, kind: BlobType, id: &Id) -> Result<Option<BlobLocation>> {
         let v = self.blobs.get(key(kind, id)).map_err(sled_err)?;
         Ok(v.and_then(|v| decode_location(kind, *id, &v)))
     }
 
+    /// Whether a blob is in a live pack: only those may be deduplicated against, because a
+    /// marked pack may be deleted before the snapshot that would use it is written.
     pub fn contains(&self, kind: BlobType, id: &Id) -> Result<bool> {
-        self.blobs.contains_key(key(kind, id)).map_err(sled_err)
+        let v = self.blobs.get(key(kind, id)).map_err(sled_err)?;
+        Ok(v.is_some_and(|v| v.len() == LOCATION_LEN && v[45] == LIVE))
     }
 
     pub fn flush(&self) -> Result<()> {

@@ -10,17 +10,23 @@ use crate::error::{Error, Result};
 pub trait Versioned {
     /// What the structure is, for messages ("snapshot", "index", ...).
     const WHAT: &'static str;
-    /// The one version this build reads and writes.
+    /// The version this build writes.
     const VERSION: u64;
+    /// The oldest version this build still reads (older layouts that decode as this one).
+    const OLDEST: u64;
     fn version(&self) -> u64;
 }
 
 /// Implements [`Versioned`] for a structure whose version lives in its field `v`.
 macro_rules! versioned {
     ($ty:ty, $what:expr, $version:expr) => {
+        $crate::cbor::versioned!($ty, $what, $version, $version);
+    };
+    ($ty:ty, $what:expr, $version:expr, $oldest:expr) => {
         impl $crate::cbor::Versioned for $ty {
             const WHAT: &'static str = $what;
             const VERSION: u64 = $version;
+            const OLDEST: u64 = $oldest;
             fn version(&self) -> u64 {
                 self.v
             }
@@ -44,15 +50,16 @@ struct VersionProbe {
 
 /// Decodes `bytes` as `T`, checking its version. `name` names the object in errors.
 pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], name: &str) -> Result<T> {
+    let known = T::OLDEST..=T::VERSION;
     match ciborium::from_reader::<T, _>(bytes) {
-        Ok(value) if value.version() == T::VERSION => Ok(value),
+        Ok(value) if known.contains(&value.version()) => Ok(value),
         Ok(value) => Err(Error::UnknownVersion {
             what: format!("{} {name}", T::WHAT),
             found: value.version(),
             supported: T::VERSION,
         }),
         Err(err) => match ciborium::from_reader::<VersionProbe, _>(bytes) {
-            Ok(probe) if probe.v != T::VERSION => Err(Error::UnknownVersion {
+            Ok(probe) if !known.contains(&probe.v) => Err(Error::UnknownVersion {
                 what: format!("{} {name}", T::WHAT),
                 found: probe.v,
                 supported: T::VERSION,

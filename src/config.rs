@@ -7,7 +7,10 @@ use crate::id::Id;
 
 /// Repository format version written by this build. Bumped with every change to
 /// format-spec.md.
-pub const REPO_VERSION: u64 = 1;
+pub const REPO_VERSION: u64 = 2;
+/// Version 1 repositories differ only in having no prune marks in their index files, so
+/// they are read as they are.
+pub const OLDEST_REPO_VERSION: u64 = 1;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChunkerParams {
@@ -61,7 +64,12 @@ pub struct Config {
     pub pack_size: u32,
 }
 
-crate::cbor::versioned!(Config, "repository config", REPO_VERSION);
+crate::cbor::versioned!(
+    Config,
+    "repository config",
+    REPO_VERSION,
+    OLDEST_REPO_VERSION
+);
 
 impl Config {
     pub fn new(chunker: ChunkerParams, zstd_level: i32) -> Result<Config> {

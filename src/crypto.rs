@@ -27,6 +27,7 @@ pub enum Aad {
     Index,
     Snapshot,
     PackHeader,
+    Lock,
     /// Master key inside a key file.
     MasterKey,
     /// A blob: its type byte and id.
@@ -41,6 +42,7 @@ impl Aad {
             Aad::Index => out.extend_from_slice(b"index"),
             Aad::Snapshot => out.extend_from_slice(b"snapshot"),
             Aad::PackHeader => out.extend_from_slice(b"pack-header"),
+            Aad::Lock => out.extend_from_slice(b"lock"),
             Aad::MasterKey => out.extend_from_slice(b"master-key"),
             Aad::Blob(kind, id) => {
                 out.extend_from_slice(b"blob.");

@@ -56,6 +56,14 @@ pub enum Error {
     #[error("{0} not found in the repository")]
     ObjectNotFound(String),
 
+    /// An object that must not be replaced (config, lock) exists with other bytes.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+
+    /// An object under S3 object-lock retention, which cairn never tries to delete early.
+    #[error("{object} is under object-lock retention until {until}")]
+    Retained { object: String, until: String },
+
     #[error(
         "access denied to bucket {bucket} ({message}); check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they may use this bucket"
     )]

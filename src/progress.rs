@@ -40,3 +40,18 @@ pub fn total_known(bar: &ProgressBar, total: u64) {
     bar.set_length(total);
     bar.set_style(style(WITH_TOTAL));
 }
+
+/// A bar counting items (snapshots, packs), hidden when `show` is false. The message says
+/// which phase runs.
+pub fn count_bar(show: bool, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(style(
+        "{spinner} {prefix} [{elapsed_precise}] {msg} {pos}/{len} {wide_bar}",
+    ));
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -19,10 +19,13 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::IndexFile;
 use crate::keyfile::KeyFile;
-use crate::pack::BlobType;
+use crate::pack::{BlobType, FinishedPack};
 use crate::pack_cache::PackCache;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
+
+/// Receives the sealed bytes of each blob of a run (or why they could not be cut out).
+pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a;
 
 /// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
 const META_RAW: u8 = 0;
@@ -336,6 +339,18 @@ impl Repository {
         locs: &[BlobLocation],
         each: &mut dyn FnMut(usize, Result<Vec<u8>>) -> Result<()>,
     ) -> Result<()> {
+        self.read_run_sealed(locs, &mut |i, sealed| {
+            each(i, sealed.and_then(|s| open_blob(&self.key, &locs[i], s)))
+        })
+    }
+
+    /// Like `read_run`, but hands over each blob's sealed bytes unopened (prune copies
+    /// them into new packs as they are).
+    pub fn read_run_sealed(
+        &self,
+        locs: &[BlobLocation],
+        each: &mut SealedBlobSink<'_>,
+    ) -> Result<()> {
         let Some(first) = locs.first() else {
             return Ok(());
         };
@@ -354,17 +369,44 @@ impl Repository {
             let sealed = u64::from(loc.entry.offset())
                 .checked_sub(start)
                 .map(|from| from as usize)
-                .and_then(|from| bytes.get(from..from + loc.entry.length() as usize));
-            let plain = match sealed {
-                Some(sealed) => open_blob(&self.key, loc, sealed),
-                None => Err(Error::Other(format!(
-                    "blobs of pack {} asked for out of order",
-                    loc.pack
-                ))),
-            };
-            each(i, plain)?;
+                .and_then(|from| bytes.get(from..from + loc.entry.length() as usize))
+                .ok_or_else(|| {
+                    Error::Other(format!("blobs of pack {} asked for out of order", loc.pack))
+                });
+            each(i, sealed)?;
         }
         Ok(())
+    }
+
+    /// Stores a finished pack. Data packs may go to colder storage; tree packs stay hot,
+    /// because listing, `ls` and restore planning read them, and remote stores keep a
+    /// local copy of them.
+    pub fn upload_pack(&self, pack: &FinishedPack) -> Result<()> {
+        let name = ObjectName::new(Kind::Pack, &pack.id);
+        if pack.entries.first().map(|e| e.kind()) == Some(BlobType::Data) {
+            self.backend.write_cold(&name, &pack.bytes)
+        } else {
+            self.backend.write(&name, &pack.bytes)?;
+            self.cache_tree_pack(&pack.id, &pack.bytes);
+            Ok(())
+        }
+    }
+
+    /// Drops the local copy of a pack that was deleted from the store.
+    pub fn forget_cached_pack(&self, id: &Id) {
+        if let Some(cache) = &self.pack_cache {
+            cache.drop_copy(id);
+        }
+    }
+
+    /// Opens a sealed metadata object read by the caller.
+    pub fn open_meta<T: DeserializeOwned + Versioned>(
+        &self,
+        aad: Aad,
+        sealed: &[u8],
+        name: &str,
+    ) -> Result<T> {
+        open_meta(&self.key, aad, sealed, name)
     }
 
     /// A tree blob from the local copy of its pack, fetching the whole pack on a miss.

@@ -33,6 +33,8 @@ pub struct BackupOptions {
     pub excludes: Excludes,
     pub one_file_system: bool,
     pub dry_run: bool,
+    /// The snapshot's time, when not now (nanoseconds since the Unix epoch).
+    pub time: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,7 +164,7 @@ pub fn backup(
     paths.sort();
     let snapshot = Snapshot {
         v: 1,
-        time: summary.backup_start,
+        time: opts.time.unwrap_or(summary.backup_start),
         tree: outcome.root,
         paths,
         hostname: opts.hostname.clone(),

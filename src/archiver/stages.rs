@@ -17,19 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::backend::{Kind, ObjectName};
 use crate::blob::BlobSealer;
 use crate::cache::IndexCache;
 use crate::chunker::{ChunkError, Chunker};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{IndexFile, IndexedPack};
+use crate::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack};
 use crate::pack::{BlobType, FinishedPack, PackBuilder, SealedBlob};
 use crate::repository::Repository;
-
-/// Index files are written every this many blobs, so an interrupted backup leaves most of
-/// its uploaded packs indexed and memory for pending entries stays bounded.
-const INDEX_FLUSH_BLOBS: usize = 50_000;
 
 pub struct FileJob {
     pub dir: u64,
@@ -304,16 +299,7 @@ pub fn run_uploader(
     let result = (|| -> Result<()> {
         for pack in packs {
             if !dry_run {
-                let name = ObjectName::new(Kind::Pack, &pack.id);
-                // Tree packs stay in hot storage: listing, `ls` and restore planning read
-                // them; only data packs may go to a colder storage class.
-                let is_data = pack.entries.first().map(|e| e.kind()) == Some(BlobType::Data);
-                if is_data {
-                    repo.backend().write_cold(&name, &pack.bytes)?;
-                } else {
-                    repo.backend().write(&name, &pack.bytes)?;
-                    repo.cache_tree_pack(&pack.id, &pack.bytes);
-                }
+                repo.upload_pack(&pack)?;
             }
             let full = {
                 let mut idx = pending.lock();
@@ -322,7 +308,7 @@ pub fn run_uploader(
                     size: pack.bytes.len() as u64,
                     blobs: pack.entries,
                 });
-                idx.blob_count() >= INDEX_FLUSH_BLOBS
+                idx.blob_count() >= BLOBS_PER_INDEX_FILE
             };
             if full {
                 pending.flush(repo, dry_run)?;

@@ -103,12 +103,23 @@ impl Backend for LocalBackend {
                 .open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            if obj.kind.content_named() {
+                fs::rename(&tmp, &path)?;
+            } else {
+                // A hard link fails if the name exists, where a rename would replace it:
+                // two processes taking the same lock cannot both succeed.
+                let linked = fs::hard_link(&tmp, &path);
+                fs::remove_file(&tmp)?;
+                linked?;
+            }
             // Make the rename itself durable.
             File::open(dir)?.sync_all()
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
+            if e.kind() == ErrorKind::AlreadyExists {
+                return super::write_over_existing(self, obj, data);
+            }
             if e.kind() == ErrorKind::NotFound {
                 return Err(Error::RepositoryNotFound(self.location()));
             }

@@ -91,16 +91,24 @@ pub struct Listed {
     pub size: u64,
 }
 
-/// What a write does when its object already exists. Every object but the config is named
-/// by the hash of its bytes, so an existing one holds the same bytes and the write is done.
-/// The config is compared: a retried write that had landed is done, a different config is
+impl Kind {
+    /// Whether objects of this kind are named by the hash of their bytes. The others (the
+    /// config, locks) have fixed names and must be created atomically.
+    pub fn content_named(self) -> bool {
+        !matches!(self, Kind::Config | Kind::Lock)
+    }
+}
+
+/// What a write does when its object already exists. Content-named objects hold the same
+/// bytes under the same name, so the write is done. The config and locks are compared: a
+/// retried write that had landed is done; different bytes are `Error::AlreadyExists`,
 /// never replaced.
 fn write_over_existing(backend: &dyn Backend, obj: &ObjectName, data: &[u8]) -> Result<()> {
-    if obj.kind != Kind::Config || backend.read(obj)? == data {
+    if obj.kind.content_named() || backend.read(obj)? == data {
         return Ok(());
     }
-    Err(crate::error::Error::Invalid(format!(
-        "{} already exists in {}; it is never replaced",
+    Err(crate::error::Error::AlreadyExists(format!(
+        "{} in {}",
         obj.path(),
         backend.location()
     )))
@@ -152,6 +160,7 @@ pub trait Backend: Send + Sync {
     /// Size of one object, or `None` if it does not exist.
     fn stat(&self, obj: &ObjectName) -> Result<Option<u64>>;
 
-    /// Removes an object; removing a missing one is not an error.
+    /// Removes an object; removing a missing one is not an error. An object under
+    /// object-lock retention is left alone and reported as `Error::Retained`.
     fn remove(&self, obj: &ObjectName) -> Result<()>;
 }

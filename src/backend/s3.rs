@@ -469,6 +469,37 @@ impl Backend for S3Backend {
         let key = self.key(obj);
         let what = obj.path();
         self.rt.block_on(async {
+            // On a bucket with object lock, a plain DELETE would only hide a protected
+            // object behind a delete marker while it keeps costing money; look first.
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.loc.bucket)
+                .key(&key)
+                .send()
+                .await;
+            match head {
+                Ok(h) => {
+                    if let Some(until) = h.object_lock_retain_until_date()
+                        && until.secs() > chrono::Utc::now().timestamp()
+                    {
+                        let until = chrono::DateTime::from_timestamp(until.secs(), 0)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| until.secs().to_string());
+                        return Err(Error::Retained {
+                            object: what.clone(),
+                            until,
+                        });
+                    }
+                }
+                Err(e) => match self.classify("HEAD", &what, e) {
+                    Failure::NotFound => return Ok(()),
+                    Failure::Exists => {
+                        return Err(Error::Other(format!("HEAD {what}: unexpected 412")));
+                    }
+                    Failure::Other(e) => return Err(e),
+                },
+            }
             match self
                 .client
                 .delete_object()

@@ -144,6 +144,12 @@ enum Command {
     Restore(commands::restore::Args),
     /// Write one file of a snapshot to stdout
     Dump(commands::dump::Args),
+    /// Remove snapshots by a retention policy or by id (`prune` frees their data)
+    Forget(commands::forget::Args),
+    /// Delete data that no snapshot needs
+    Prune(commands::prune::Args),
+    /// Remove a lock left by a prune that is no longer running
+    Unlock(commands::unlock::Args),
 }
 
 impl Global {
@@ -246,6 +252,9 @@ pub fn main() -> i32 {
         Command::Ls(a) => commands::ls::run(g, a),
         Command::Restore(a) => commands::restore::run(g, a),
         Command::Dump(a) => commands::dump::run(g, a),
+        Command::Forget(a) => commands::forget::run(g, a),
+        Command::Prune(a) => commands::prune::run(g, a),
+        Command::Unlock(a) => commands::unlock::run(g, a),
     };
     match result {
         Ok(code) => code,

@@ -40,6 +40,7 @@ fn back_up(repo: &Repository, src: &std::path::Path) -> cairn::Result<archiver::
             excludes: Default::default(),
             one_file_system: false,
             dry_run: false,
+            time: None,
         },
         &indicatif::ProgressBar::hidden(),
     )

@@ -28,6 +28,10 @@ pub struct Args {
     /// Read every file, ignoring any parent snapshot
     #[arg(long)]
     force: bool,
+    /// Record this time for the snapshot instead of now ("YYYY-MM-DD HH:MM:SS", local
+    /// time), e.g. when importing older copies
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
     /// Do everything but write to the repository
     #[arg(short = 'n', long)]
     dry_run: bool,
@@ -72,6 +76,29 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD`) in local time, as nanoseconds since the epoch.
+fn parse_time(s: &str) -> Result<i64> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "--time {s:?}: write it as \"YYYY-MM-DD HH:MM:SS\" (local time)"
+            ))
+        })?;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "--time {s:?} does not exist in the local time zone"
+            ))
+        })
+}
+
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let mut paths = Vec::new();
     for p in &args.paths {
@@ -105,6 +132,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         excludes,
         one_file_system: args.one_file_system,
         dry_run: args.dry_run,
+        time: args.time.as_deref().map(parse_time).transpose()?,
     };
     let bar = cairn::progress::bytes_bar(g.progress(), "backup");
     let result = std::thread::scope(|s| {

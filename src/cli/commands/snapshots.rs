@@ -5,15 +5,8 @@ use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this tag (repeatable: any of them)
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// Only snapshots that include this path (repeatable: any of them)
-    #[arg(long = "path")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
@@ -21,9 +14,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let list: Vec<_> = repo
         .snapshots()?
         .into_iter()
-        .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.hostname == h))
-        .filter(|(_, s)| args.tags.is_empty() || s.tags.iter().any(|t| args.tags.contains(t)))
-        .filter(|(_, s)| args.paths.is_empty() || s.paths.iter().any(|p| args.paths.contains(p)))
+        .filter(|(_, s)| args.filter.matches(s))
         .collect();
     if g.json {
         let items: Vec<_> = list

@@ -1,0 +1,225 @@
+//! `cairn forget`: remove snapshots by retention policy or by id (their data stays until
+//! `prune`).
+
+use cairn::Result;
+use cairn::backend::{Kind, ObjectName};
+use cairn::error::{EXIT_OK, Error};
+use cairn::id::Id;
+use cairn::retention::{self, Count, GroupBy, Policy, Span, Verdict};
+use cairn::snapshot::{Snapshot, resolve};
+
+use super::SnapshotFilter;
+use crate::cli::{Global, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep the N newest snapshots (-1: all)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_last: Option<i64>,
+    /// Keep the newest snapshot of each of the N most recent hours that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_hourly: Option<i64>,
+    /// Keep the newest snapshot of each of the N most recent days that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_daily: Option<i64>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_weekly: Option<i64>,
+    /// Keep the newest snapshot of each of the N most recent months that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_monthly: Option<i64>,
+    /// Keep the newest snapshot of each of the N most recent years that have one
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    keep_yearly: Option<i64>,
+    /// Keep every snapshot younger than this, counted back from the group's newest
+    /// (e.g. 1y6m, 30d, 12h)
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    keep_tags: Vec<String>,
+    /// Judge groups of snapshots apart: any of host, paths, tags, comma-separated
+    /// ('' for a single group)
+    #[arg(long, default_value = "host,paths")]
+    group_by: String,
+    #[command(flatten)]
+    filter: SnapshotFilter,
+    /// Show what would be removed, remove nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Run `prune` afterwards
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_args: super::prune::Options,
+    /// Snapshots to forget (ids or `latest`), instead of a policy
+    snapshots: Vec<String>,
+}
+
+impl Args {
+    fn policy(&self) -> Result<Policy> {
+        let count = |n: Option<i64>| n.map_or(Ok(Count::None), Count::from_arg);
+        Ok(Policy {
+            last: count(self.keep_last)?,
+            hourly: count(self.keep_hourly)?,
+            daily: count(self.keep_daily)?,
+            weekly: count(self.keep_weekly)?,
+            monthly: count(self.keep_monthly)?,
+            yearly: count(self.keep_yearly)?,
+            within: self
+                .keep_within
+                .as_deref()
+                .map_or(Ok(Span::default()), Span::parse)?,
+            tags: self.keep_tags.clone(),
+        })
+    }
+}
+
+fn snapshot_json(id: &Id, s: &Snapshot, reasons: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": s.local_time().to_rfc3339(),
+        "hostname": s.hostname,
+        "paths": s.paths,
+        "tags": s.tags,
+        "reasons": reasons,
+    })
+}
+
+fn print_table(title: &str, rows: &[(&Verdict, &Snapshot)]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("{title} {} snapshots:", rows.len());
+    println!(
+        "{:<8}  {:<19}  {:<15}  {:<15}  Reasons",
+        "ID", "Time", "Host", "Tags"
+    );
+    for (v, s) in rows {
+        println!(
+            "{:<8}  {:<19}  {:<15}  {:<15}  {}",
+            v.id.short(),
+            s.local_time().format("%Y-%m-%d %H:%M:%S"),
+            s.hostname,
+            s.tags.join(","),
+            v.reasons.join(", ")
+        );
+    }
+    println!();
+}
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let policy = args.policy()?;
+    if policy.is_empty() && args.snapshots.is_empty() {
+        return Err(Error::Invalid(
+            "no policy and no snapshots given: say what to keep (--keep-last, --keep-daily, …) or which snapshots to forget; forget never removes everything by default".into(),
+        ));
+    }
+    if !policy.is_empty() && !args.snapshots.is_empty() {
+        return Err(Error::Invalid(
+            "give either a policy (--keep-…) or snapshot ids, not both".into(),
+        ));
+    }
+    let group_by = GroupBy::parse(&args.group_by)?;
+    let repo = g.open()?;
+    let all = repo.snapshots()?;
+    let mut doomed: Vec<Id> = Vec::new();
+    let mut report = Vec::new();
+    if !args.snapshots.is_empty() {
+        for wanted in &args.snapshots {
+            let (id, s) = resolve(&all, wanted)?;
+            if !doomed.contains(id) {
+                doomed.push(*id);
+                report.push(serde_json::json!({"remove": [snapshot_json(id, s, &[])]}));
+                g.info(format!("remove snapshot {}", id.short()));
+            }
+        }
+    } else {
+        let chosen: Vec<(Id, Snapshot)> = all
+            .iter()
+            .filter(|(_, s)| args.filter.matches(s))
+            .cloned()
+            .collect();
+        for (key, members) in retention::group(&chosen, group_by) {
+            let verdicts = retention::apply(&policy, &members, &chrono::Local);
+            let find = |id: &Id| {
+                members
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, s)| *s)
+                    .ok_or_else(|| Error::Other("snapshot vanished from its group".into()))
+            };
+            let mut keep = Vec::new();
+            let mut remove = Vec::new();
+            for v in &verdicts {
+                let s = find(&v.id)?;
+                if v.keep {
+                    keep.push((v, s));
+                } else {
+                    remove.push((v, s));
+                    doomed.push(v.id);
+                }
+            }
+            if g.json {
+                report.push(serde_json::json!({
+                    "group": key,
+                    "keep": keep.iter().map(|(v, s)| snapshot_json(&v.id, s, &v.reasons)).collect::<Vec<_>>(),
+                    "remove": remove.iter().map(|(v, s)| snapshot_json(&v.id, s, &v.reasons)).collect::<Vec<_>>(),
+                }));
+            } else if !g.quiet {
+                let mut parts = Vec::new();
+                if let Some(h) = &key.host {
+                    parts.push(format!("host {h}"));
+                }
+                if let Some(p) = &key.paths {
+                    parts.push(format!("paths [{}]", p.join(", ")));
+                }
+                if let Some(t) = &key.tags {
+                    parts.push(format!("tags [{}]", t.join(", ")));
+                }
+                if parts.is_empty() {
+                    println!("all snapshots:");
+                } else {
+                    println!("snapshots of {}:", parts.join(", "));
+                }
+                print_table("keep", &keep);
+                print_table("remove", &remove);
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    let mut retained = Vec::new();
+    if !args.dry_run {
+        for id in &doomed {
+            match repo.backend().remove(&ObjectName::new(Kind::Snapshot, id)) {
+                Ok(()) => removed.push(*id),
+                Err(Error::Retained { until, .. }) => retained.push((*id, until)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    for (id, until) in &retained {
+        eprintln!(
+            "warning: snapshot {} is under object-lock retention until {until}; it stays until then",
+            id.short()
+        );
+    }
+    if g.json {
+        print_json(&serde_json::json!({
+            "message_type": "summary",
+            "dry_run": args.dry_run,
+            "groups": report,
+            "removed": removed.iter().map(Id::to_hex).collect::<Vec<_>>(),
+            "retained": retained.iter().map(|(id, until)| serde_json::json!({"id": id.to_hex(), "until": until})).collect::<Vec<_>>(),
+        }))?;
+    } else if args.dry_run {
+        g.info(format!("dry run: would remove {} snapshots", doomed.len()));
+    } else {
+        g.info(format!("removed {} snapshots", removed.len()));
+    }
+    if args.prune && !args.dry_run {
+        return super::prune::run_on(g, &repo, &args.prune_args);
+    }
+    Ok(EXIT_OK)
+}
