@@ -207,7 +207,15 @@ impl IndexCache {
             }
             drop(tx);
             for (id, index) in rx {
-                self.add_index(&id, &index?)?;
+                match index {
+                    Ok(index) => self.add_index(&id, &index)?,
+                    // A damaged index file must not stop restores of what the others
+                    // list; it stays out of the cache, so the next run tries it again.
+                    Err(e @ Error::Corrupt(..)) => {
+                        tracing::warn!("index/{id} left out: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Ok(())
         })?;

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod blob;
 pub mod cache;
 pub mod cbor;
+pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;

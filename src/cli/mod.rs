@@ -150,6 +150,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Remove a lock left by a prune that is no longer running
     Unlock(commands::unlock::Args),
+    /// Verify the repository's structure, and with --read-data its contents
+    Check(commands::check::Args),
 }
 
 impl Global {
@@ -255,6 +257,7 @@ pub fn main() -> i32 {
         Command::Forget(a) => commands::forget::run(g, a),
         Command::Prune(a) => commands::prune::run(g, a),
         Command::Unlock(a) => commands::unlock::run(g, a),
+        Command::Check(a) => commands::check::run(g, a),
     };
     match result {
         Ok(code) => code,

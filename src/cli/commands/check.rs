@@ -1,0 +1,85 @@
+//! `cairn check`: is the repository complete, and (with `--read-data`) sound?
+
+use cairn::check::{DataSubset, check};
+use cairn::error::{EXIT_FATAL, EXIT_OK};
+use cairn::{Error, Result};
+use indicatif::HumanBytes;
+
+use crate::cli::{Global, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Also download every pack, decrypt every blob and check it against its id
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Read only part of the packs: a random share ("10%") or part n of m ("3/30", by pack
+    /// id, so running 1/30 … 30/30 on successive nights covers everything)
+    #[arg(long, value_name = "SUBSET")]
+    read_data_subset: Option<String>,
+}
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let subset = match (&args.read_data_subset, args.read_data) {
+        (Some(s), _) => DataSubset::parse(s)?,
+        (None, true) => DataSubset::All,
+        (None, false) => DataSubset::None,
+    };
+    let repo = g.open()?;
+    let bar = cairn::progress::count_bar(g.progress(), "check");
+    let report = check(&repo, subset, &bar)?;
+    bar.finish_and_clear();
+    if g.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("message_type".into(), "summary".into());
+            o.insert("clean".into(), report.is_clean().into());
+        }
+        print_json(&v)?;
+    } else {
+        if !g.quiet {
+            println!(
+                "checked {} snapshots, {} index files, {} packs",
+                report.snapshots, report.index_files, report.packs
+            );
+            if subset != DataSubset::None {
+                println!(
+                    "read {} packs ({}), {} blobs",
+                    report.packs_read,
+                    HumanBytes(report.bytes_read),
+                    report.blobs_checked
+                );
+            }
+            if !report.unindexed_packs.is_empty() {
+                println!(
+                    "{} packs are in no index (left by interrupted runs; `cairn prune` removes them)",
+                    report.unindexed_packs.len()
+                );
+            }
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+        }
+        for p in &report.problems {
+            eprintln!("error: {}: {}", p.object, p.error);
+        }
+        if !report.affected.is_empty() {
+            eprintln!("affected files and folders:");
+            for a in &report.affected {
+                eprintln!("  snapshot {}: {}", a.snapshot, a.path);
+            }
+        }
+        if report.is_clean() {
+            g.info("no errors were found");
+        } else {
+            eprintln!(
+                "{} problems found; files not listed as affected restore normally",
+                report.problems.len()
+            );
+        }
+    }
+    Ok(if report.is_clean() {
+        EXIT_OK
+    } else {
+        EXIT_FATAL
+    })
+}
