@@ -215,7 +215,7 @@ pub fn check(
     report.unindexed_packs = unindexed;
     let jobs: Vec<(&Id, &IndexedInfo, Option<u64>, bool)> = indexed
         .iter()
-        .filter(|(id, info)| !(info.marked && !stored.contains_key(id)))
+        .filter(|(id, info)| !info.marked || stored.contains_key(id))
         .map(|(id, info)| (id, info, stored.get(id).copied(), data.wants(id)))
         .collect();
     report.packs = jobs.len() as u64;
