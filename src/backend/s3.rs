@@ -311,6 +311,27 @@ impl S3Backend {
     }
 
     fn get(&self, obj: &ObjectName, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+        // A body that fails the store's own checksum twice in a row was damaged at rest,
+        // not on the way: that is damage to report, not a failure to retry.
+        match self.get_once(obj, range) {
+            Err(Error::Transient { message, .. }) if message.contains("checksum mismatch") => {
+                match self.get_once(obj, range) {
+                    Err(Error::Transient { message, .. })
+                        if message.contains("checksum mismatch") =>
+                    {
+                        Err(Error::corrupt(
+                            obj.path(),
+                            format!("the store's checksum does not match its bytes ({message})"),
+                        ))
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn get_once(&self, obj: &ObjectName, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
         let key = self.key(obj);
         let what = obj.path();
         self.rt.block_on(async {

@@ -8,6 +8,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use cairn::archiver::{self, BackupOptions};
+use cairn::backend::Backend;
+use cairn::backend::local::LocalBackend;
+use cairn::backend::retry::RetryPolicy;
+use cairn::backend::s3::{S3Backend, S3Location, S3Options};
+use cairn::repository::Repository;
 
 /// Makes each named test body (`fn name(env: Env)`) a test on a local repository
 /// (`local::name`) and one on the S3 test server (`s3::name`): one body, two backends.
@@ -190,6 +198,58 @@ impl Env {
     pub fn repo_size(&self) -> u64 {
         dir_size(&self.repo_dir())
     }
+}
+
+/// The S3 backend of `env`'s repository on the shared test server, called in-process.
+pub fn s3_backend(env: &Env, opts: S3Options) -> S3Backend {
+    S3Backend::new(
+        S3Location::parse(&env.repo).unwrap(),
+        S3Options {
+            endpoint: Some(S3Server::shared().endpoint),
+            connections: 4,
+            ..opts
+        },
+    )
+    .unwrap()
+}
+
+impl Env {
+    /// The repository's backend, called in-process.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        match &self.store {
+            Store::Local => Arc::new(LocalBackend::new(&self.repo)),
+            Store::S3(_) => Arc::new(s3_backend(self, S3Options::default())),
+        }
+    }
+
+    /// Opens the repository in-process over `backend`, with its own cache folder.
+    pub fn open_with(&self, backend: Arc<dyn Backend>, cache: &str) -> Repository {
+        Repository::open(
+            backend,
+            PASSWORD.as_bytes(),
+            Some(&self.path(cache)),
+            &RetryPolicy::default(),
+        )
+        .unwrap()
+    }
+}
+
+/// Backs up `src` in-process (host "wrapped"), reading every file.
+pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupResult> {
+    archiver::backup(
+        repo,
+        &BackupOptions {
+            paths: vec![src.to_path_buf()],
+            tags: Vec::new(),
+            hostname: "wrapped".into(),
+            parent: None,
+            excludes: Default::default(),
+            one_file_system: false,
+            dry_run: false,
+            time: None,
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
 }
 
 pub fn summary_line(out: &Output) -> serde_json::Value {

@@ -5,46 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::archiver::{self, BackupOptions};
 use cairn::backend::faulty::Faulty;
 use cairn::backend::retry::RetryPolicy;
-use cairn::backend::s3::{S3Backend, S3Location, S3Options};
+use cairn::backend::s3::S3Options;
 use cairn::backend::{Backend, Kind, Listed, ObjectName};
 use cairn::pack::{BlobType, decode_header};
 use cairn::repository::Repository;
 use cairn::restorer::{self, RestoreOptions};
 
 use crate::common::*;
-
-/// The S3 backend of `env`'s repository on the shared test server, called in-process.
-fn s3_backend(env: &Env, opts: S3Options) -> S3Backend {
-    S3Backend::new(
-        S3Location::parse(&env.repo).unwrap(),
-        S3Options {
-            endpoint: Some(S3Server::shared().endpoint),
-            connections: 4,
-            ..opts
-        },
-    )
-    .unwrap()
-}
-
-fn back_up(repo: &Repository, src: &std::path::Path) -> cairn::Result<archiver::BackupResult> {
-    archiver::backup(
-        repo,
-        &BackupOptions {
-            paths: vec![src.to_path_buf()],
-            tags: Vec::new(),
-            hostname: "wrapped".into(),
-            parent: None,
-            excludes: Default::default(),
-            one_file_system: false,
-            dry_run: false,
-            time: None,
-        },
-        &indicatif::ProgressBar::hidden(),
-    )
-}
 
 #[test]
 fn retries_carry_a_backup_and_restore_through_five_percent_failures() {

@@ -1,0 +1,506 @@
+//! forget, prune, check and unlock on both backends: policies against a real repository,
+//! space freed without losing what kept snapshots need, prune beside a backup, prune
+//! interrupted at every step, locks, and damage that `check` must name.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use cairn::backend::{Backend, Kind, Listed, ObjectName};
+use cairn::lock::LockInfo;
+use cairn::prune::{PruneOptions, prune};
+
+use crate::common::*;
+
+/// Snapshot times (local) crossing day, ISO week, month and year boundaries, and which
+/// of them `--keep-daily 3 --keep-weekly 3 --keep-monthly 2 --keep-yearly 2` keeps.
+///
+/// 2025-03-04 (Tue) and 03-03 (Mon) are ISO week 10; 02-28 … 03-02 week 9; 2024-12-31
+/// and 2025-01-01 both fall in week 2025-W01.
+const HISTORY: [(&str, bool); 9] = [
+    ("2024-06-15 12:00:00", false),
+    ("2024-12-31 12:00:00", true),  // yearly: newest of 2024
+    ("2025-01-01 12:00:00", true),  // weekly: newest of 2025-W01
+    ("2025-02-28 12:00:00", true),  // monthly: newest of February
+    ("2025-03-01 12:00:00", false), // week 9, but not its newest
+    ("2025-03-02 12:00:00", true),  // daily 3 and weekly (week 9)
+    ("2025-03-03 09:00:00", false), // same day as 18:00
+    ("2025-03-03 18:00:00", true),  // daily 2
+    ("2025-03-04 12:00:00", true),  // daily 1, weekly, monthly, yearly
+];
+
+/// Backs up a changing tree once per time in `HISTORY`, keeping a copy of the tree as it
+/// was at each snapshot. `stable` never changes, so its blobs are shared between
+/// snapshots that will be forgotten and kept ones.
+fn build_history(env: &Env) -> (PathBuf, Vec<(String, PathBuf)>) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(77);
+    std::fs::write(src.join("stable"), random_bytes(&mut rng, 3 << 20)).unwrap();
+    let mut out = Vec::new();
+    for (i, (time, _)) in HISTORY.iter().enumerate() {
+        std::fs::write(src.join("changing"), random_bytes(&mut rng, 1 << 20)).unwrap();
+        std::fs::write(
+            src.join(format!("new-{i}")),
+            random_bytes(&mut rng, 600 << 10),
+        )
+        .unwrap();
+        if i >= 2 {
+            let _ = std::fs::remove_file(src.join(format!("new-{}", i - 2)));
+        }
+        let s = env.backup_json(&[&src], &["--time", time]);
+        let copy = env.path(&format!("expected-{i}"));
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        out.push((s["snapshot_id"].as_str().unwrap().to_string(), copy));
+    }
+    (src, out)
+}
+
+fn snapshot_ids(env: &Env) -> BTreeSet<String> {
+    let out = env.ok(&["snapshots", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn restore_matches(env: &Env, snapshot: &str, src: &Path, expected: &Path) {
+    let target = tempfile::tempdir_in(env.dir.path()).unwrap();
+    env.ok(&[
+        "restore",
+        snapshot,
+        "--target",
+        target.path().to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_same_tree(
+        expected,
+        &target.path().join(src.strip_prefix("/").unwrap()),
+    );
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    summary_line(out)
+}
+
+fn policy_forget_prune_and_restore_every_kept_snapshot(env: Env) {
+    let (src, history) = build_history(&env);
+    let policy = [
+        "--keep-daily",
+        "3",
+        "--keep-weekly",
+        "3",
+        "--keep-monthly",
+        "2",
+        "--keep-yearly",
+        "2",
+    ];
+    let mut args = vec!["forget", "--json", "--dry-run"];
+    args.extend(policy);
+    let dry = json_of(&env.ok(&args));
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 0, "{dry}");
+    assert_eq!(
+        snapshot_ids(&env).len(),
+        HISTORY.len(),
+        "a dry run removes nothing"
+    );
+
+    let mut args = vec!["forget", "--json"];
+    args.extend(policy);
+    let done = json_of(&env.ok(&args));
+    let expected_kept: BTreeSet<String> = history
+        .iter()
+        .zip(HISTORY)
+        .filter(|(_, (_, keep))| *keep)
+        .map(|((id, _), _)| id.clone())
+        .collect();
+    assert_eq!(snapshot_ids(&env), expected_kept, "{done}");
+    let group = &done["groups"][0];
+    let reasons: Vec<String> = group["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reasons"].to_string())
+        .collect();
+    assert!(
+        reasons[0].contains("daily") && reasons[0].contains("yearly"),
+        "{reasons:?}"
+    );
+    assert_eq!(group["remove"].as_array().unwrap().len(), 3, "{done}");
+
+    // First prune: unneeded packs are only marked.
+    let before = env.repo_size();
+    let first = json_of(&env.ok(&["prune", "--json"]));
+    assert!(
+        first["packs_marked"].as_u64().unwrap() + first["packs_repacked"].as_u64().unwrap() > 0,
+        "{first}"
+    );
+    assert_eq!(first["packs_deleted"], 0, "{first}");
+    env.ok(&["check"]);
+    // Nothing has been deleted, so every snapshot still restores.
+    for ((id, copy), (_, keep)) in history.iter().zip(HISTORY) {
+        if keep {
+            restore_matches(&env, id, &src, copy);
+        }
+    }
+    // Second prune with no grace period deletes them.
+    let second = json_of(&env.ok(&["prune", "--json", "--keep-delete", "0"]));
+    assert!(second["packs_deleted"].as_u64().unwrap() > 0, "{second}");
+    let after = env.repo_size();
+    assert!(
+        after + (1 << 20) < before,
+        "prune freed too little: {before} -> {after}"
+    );
+    let check = env.ok(&["check", "--read-data", "--json"]);
+    assert_eq!(json_of(&check)["clean"], true);
+    for ((id, copy), (_, keep)) in history.iter().zip(HISTORY) {
+        if keep {
+            restore_matches(&env, id, &src, copy);
+        }
+    }
+    // A third prune has nothing left to do.
+    let third = json_of(&env.ok(&["prune", "--json", "--keep-delete", "0"]));
+    assert_eq!(third["packs_deleted"], 0, "{third}");
+    assert_eq!(third["index_files_written"], 0, "{third}");
+}
+
+fn forget_refuses_an_empty_policy_and_mixed_arguments(env: Env) {
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 3);
+    env.backup_json(&[&src], &[]);
+    let out = env.run(&["forget"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never removes everything"));
+    let out = env.run(&["forget", "--keep-last", "1", "latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(snapshot_ids(&env).len(), 1);
+    // By id, with --prune.
+    env.ok(&["forget", "latest", "--prune", "--keep-delete", "0"]);
+    assert!(snapshot_ids(&env).is_empty());
+    let check = json_of(&env.ok(&["check", "--json"]));
+    assert_eq!(check["packs"], 0, "{check}");
+}
+
+/// A backup that looked at the index before a prune marked a pack may still use that
+/// pack's blobs. The next prune must bring the pack back instead of deleting it.
+fn backup_running_during_prune_loses_nothing(env: Env) {
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 21);
+    let mut rng = fastrand::Rng::with_seed(21);
+    std::fs::write(src.join("big"), random_bytes(&mut rng, 5 << 20)).unwrap();
+    env.backup_json(&[&src], &[]);
+    // The slow backup starts: its view of the index is taken now.
+    let early = env.open_with(env.backend(), "cache-early");
+    // Meanwhile the only snapshot is forgotten and pruned: every pack gets marked.
+    env.ok(&["forget", "latest"]);
+    let p = json_of(&env.ok(&["prune", "--json"]));
+    assert!(p["packs_marked"].as_u64().unwrap() > 0, "{p}");
+    // The backup finishes, deduplicating against packs that are now marked.
+    let result = back_up(&early, &src).unwrap();
+    assert_eq!(
+        result.summary.data_blobs, 0,
+        "the early backup reused marked blobs"
+    );
+    drop(early);
+    let snap = result.snapshot_id.unwrap().to_hex();
+    let check = json_of(&env.ok(&["check", "--json"]));
+    assert_eq!(check["clean"], true, "{check}");
+    assert!(!check["notes"].as_array().unwrap().is_empty(), "{check}");
+    // Past the grace period, prune recovers the packs instead of deleting them.
+    let p = json_of(&env.ok(&["prune", "--json", "--keep-delete", "0"]));
+    assert!(p["packs_recovered"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["packs_deleted"], 0, "{p}");
+    env.ok(&["check", "--read-data"]);
+    env.assert_restores(&snap, &src);
+    // A new backup deduplicates against the recovered packs again.
+    let again = env.backup_json(&[&src], &["--force"]);
+    assert_eq!(again["data_blobs"], 0, "{again}");
+}
+
+/// Passes everything through, but fails every write and removal after a budget: the
+/// prune stops there as if killed.
+struct StopAfter {
+    inner: Arc<dyn Backend>,
+    budget: AtomicI64,
+}
+
+impl StopAfter {
+    fn spend(&self, what: &ObjectName) -> cairn::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(cairn::Error::Other(format!("stopped before {what}")));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for StopAfter {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn write_concurrency(&self) -> usize {
+        self.inner.write_concurrency()
+    }
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
+    fn create(&self) -> cairn::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, obj: &ObjectName) -> cairn::Result<Vec<u8>> {
+        self.inner.read(obj)
+    }
+    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> cairn::Result<Vec<u8>> {
+        self.inner.read_range(obj, offset, length)
+    }
+    fn write(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        self.spend(obj)?;
+        self.inner.write(obj, data)
+    }
+    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        self.spend(obj)?;
+        self.inner.write_cold(obj, data)
+    }
+    fn list(&self, kind: Kind) -> cairn::Result<Vec<Listed>> {
+        self.inner.list(kind)
+    }
+    fn stat(&self, obj: &ObjectName) -> cairn::Result<Option<u64>> {
+        self.inner.stat(obj)
+    }
+    fn remove(&self, obj: &ObjectName) -> cairn::Result<()> {
+        self.spend(obj)?;
+        self.inner.remove(obj)
+    }
+}
+
+/// A prune stopped after 0, 1, 2, … of its writes and deletions: after each stop the
+/// repository checks clean and every kept snapshot restores; the run that is not stopped
+/// finishes the job.
+fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
+    let (src, history) = build_history(&env);
+    env.ok(&["forget", "--keep-last", "3"]);
+    let kept: Vec<&(String, PathBuf)> = history[HISTORY.len() - 3..].iter().collect();
+    let instant = PruneOptions {
+        keep_delete: chrono::Duration::zero(),
+        max_unused: 0.0,
+        ..PruneOptions::default()
+    };
+    let mut stops = 0;
+    for budget in 0.. {
+        let backend = Arc::new(StopAfter {
+            inner: env.backend(),
+            budget: AtomicI64::new(budget),
+        });
+        let repo = env.open_with(backend, &format!("cache-stop-{budget}"));
+        let outcome = prune(&repo, &instant, &indicatif::ProgressBar::hidden());
+        drop(repo);
+        let check = env.run(&["check", "--json"]);
+        assert!(
+            check.status.success(),
+            "check after a prune stopped at step {budget}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        match outcome {
+            Err(e) => {
+                assert!(e.to_string().contains("stopped before"), "{e}");
+                stops += 1;
+            }
+            Ok(stats) => {
+                // Stopped runs left work; the last one must have done some of it.
+                assert!(stops > 0);
+                let _ = stats;
+                break;
+            }
+        }
+        assert!(budget < 500, "prune never finished");
+    }
+    assert!(stops >= 3, "only {stops} stopping points were exercised");
+    // The job is done: another prune finds nothing.
+    let again = json_of(&env.ok(&[
+        "prune",
+        "--json",
+        "--keep-delete",
+        "0",
+        "--max-unused",
+        "0%",
+    ]));
+    assert_eq!(again["packs_deleted"], 0, "{again}");
+    assert_eq!(again["packs_repacked"], 0, "{again}");
+    env.ok(&["check", "--read-data"]);
+    for (id, copy) in kept {
+        restore_matches(&env, id, &src, copy);
+    }
+}
+
+fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 5);
+    env.backup_json(&[&src], &[]);
+    let repo = env.open_with(env.backend(), "cache-lock");
+    let held = cairn::lock::acquire(&repo, "prune").unwrap();
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(11), "locked exit code");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())) && err.contains("cairn unlock"),
+        "{err}"
+    );
+    // Its holder (this test) is alive: plain unlock refuses, --force removes it.
+    assert_eq!(env.run(&["unlock"]).status.code(), Some(11));
+    env.ok(&["unlock", "--force"]);
+    env.ok(&["prune"]);
+    drop(held);
+
+    // A lock whose process is gone is taken over by the next prune.
+    let dead = LockInfo {
+        v: 1,
+        operation: "prune".into(),
+        hostname: cairn::sysinfo::hostname(),
+        username: "someone".into(),
+        pid: 4_000_000_000,
+        time: chrono::Utc::now().timestamp_nanos_opt().unwrap(),
+    };
+    let (_, bytes) = repo.seal_meta(cairn::crypto::Aad::Lock, &dead).unwrap();
+    let name = ObjectName {
+        kind: Kind::Lock,
+        name: "exclusive".into(),
+    };
+    repo.backend().write(&name, &bytes).unwrap();
+    let out = env.ok(&["prune"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no longer running"));
+    assert_eq!(repo.backend().stat(&name).unwrap(), None, "lock released");
+    // `unlock` removes such a lock without --force.
+    repo.backend().write(&name, &bytes).unwrap();
+    env.ok(&["unlock"]);
+    assert_eq!(repo.backend().stat(&name).unwrap(), None);
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+fn names_in(dir: &Path) -> BTreeSet<PathBuf> {
+    all_files(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
+        .collect()
+}
+
+fn check_names_damaged_objects_and_other_files_still_restore(env: Env) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(9);
+    std::fs::write(src.join("a/first"), random_bytes(&mut rng, 2 << 20)).unwrap();
+    let s1 = env.backup_json(&[&src], &[]);
+    let before = names_in(&env.repo_dir());
+    std::fs::write(src.join("second"), random_bytes(&mut rng, 2 << 20)).unwrap();
+    let s2 = env.backup_json(&[&src], &[]);
+    let added: Vec<PathBuf> = names_in(&env.repo_dir())
+        .difference(&before)
+        .cloned()
+        .collect();
+    let pick = |dir: &str| {
+        added
+            .iter()
+            .find(|p| p.to_string_lossy().contains(&format!("/{dir}/")))
+            .unwrap_or_else(|| panic!("no new object in {dir}/: {added:?}"))
+            .clone()
+    };
+    env.ok(&["check", "--read-data"]);
+    let s1 = s1["snapshot_id"].as_str().unwrap().to_string();
+    let s2 = s2["snapshot_id"].as_str().unwrap().to_string();
+
+    // The pack that holds `second` (the largest new pack).
+    let pack = added
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/data/"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+        .clone();
+    let pack_name = pack.file_name().unwrap().to_string_lossy().into_owned();
+    flip_byte(&pack, 1000);
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&pack_name), "{err}");
+    assert!(err.contains("/second"), "affected file named: {err}");
+    // Restoring what does not need the pack still works; what does fails loudly.
+    let target = env.path("t1");
+    let t = target.to_str().unwrap();
+    let first = src.join("a/first");
+    env.ok(&[
+        "restore",
+        &s2,
+        "--target",
+        t,
+        "--include",
+        first.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(target.join(first.strip_prefix("/").unwrap())).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+    let second = src.join("second");
+    let out = env.run(&["dump", &s2, second.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    flip_byte(&pack, 1000);
+
+    // An index file.
+    let index = pick("index");
+    let index_name = index.file_name().unwrap().to_string_lossy().into_owned();
+    flip_byte(&index, 40);
+    std::fs::remove_dir_all(env.path("cache")).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&index_name));
+    // The first snapshot needs nothing the damaged index file lists.
+    let target = env.path("t-index");
+    env.ok(&["restore", &s1, "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(target.join(first.strip_prefix("/").unwrap())).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+    flip_byte(&index, 40);
+
+    // A snapshot.
+    let snap = pick("snapshots");
+    let snap_name = snap.file_name().unwrap().to_string_lossy().into_owned();
+    flip_byte(&snap, 30);
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&snap_name));
+    let target = env.path("t2");
+    env.ok(&["restore", &s1, "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(target.join(first.strip_prefix("/").unwrap())).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+}
+
+on_both_backends!(
+    policy_forget_prune_and_restore_every_kept_snapshot,
+    forget_refuses_an_empty_policy_and_mixed_arguments,
+    backup_running_during_prune_loses_nothing,
+    prune_stopped_at_every_step_leaves_a_sound_repository,
+    locks_keep_a_second_prune_out_and_unlock_removes_stale_ones,
+    check_names_damaged_objects_and_other_files_still_restore,
+);
