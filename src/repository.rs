@@ -36,6 +36,8 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     counting: Arc<Counting>,
     key: Arc<MasterKey>,
+    /// The key file the password opened.
+    key_file: Id,
     config: Config,
     index: IndexCache,
     /// Local copies of tree packs, for remote stores with a cache folder.
@@ -145,7 +147,7 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let (key, config) = Self::unlock(backend.as_ref(), password, &config_bytes)?;
+        let (key, config, key_file) = Self::unlock(backend.as_ref(), password, &config_bytes)?;
         config.validate()?;
         let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
         let index = IndexCache::open(cache_dir.as_deref())?;
@@ -156,6 +158,7 @@ impl Repository {
             backend,
             counting,
             key: Arc::new(key),
+            key_file,
             config,
             index,
             pack_cache,
@@ -170,7 +173,7 @@ impl Repository {
         backend: &dyn Backend,
         password: &[u8],
         config_bytes: &[u8],
-    ) -> Result<(MasterKey, Config)> {
+    ) -> Result<(MasterKey, Config, Id)> {
         let mut keys = backend.list(Kind::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         let mut damaged = Vec::new();
@@ -191,7 +194,10 @@ impl Repository {
                 continue;
             };
             match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
-                Ok(config) => return Ok((master, config)),
+                Ok(config) => {
+                    let id = Id::from_hex(&name.name)?;
+                    return Ok((master, config, id));
+                }
                 Err(e @ Error::UnknownVersion { .. }) => return Err(e),
                 Err(_) => continue,
             }
@@ -208,6 +214,11 @@ impl Repository {
 
     pub fn key(&self) -> &Arc<MasterKey> {
         &self.key
+    }
+
+    /// The key file (password) this repository was opened with.
+    pub fn key_file(&self) -> &Id {
+        &self.key_file
     }
 
     pub fn config(&self) -> &Config {

@@ -152,6 +152,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Verify the repository's structure, and with --read-data its contents
     Check(commands::check::Args),
+    /// Manage the repository's passwords
+    Key(commands::key::Args),
 }
 
 impl Global {
@@ -258,6 +260,7 @@ pub fn main() -> i32 {
         Command::Prune(a) => commands::prune::run(g, a),
         Command::Unlock(a) => commands::unlock::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
+        Command::Key(a) => commands::key::run(g, a),
     };
     match result {
         Ok(code) => code,

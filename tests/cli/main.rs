@@ -9,6 +9,7 @@ mod confidentiality;
 mod crash;
 mod dedup;
 mod faults;
+mod keys;
 mod retention;
 mod roundtrip;
 mod s3;
