@@ -11,10 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use cairn::archiver::{self, BackupOptions};
-use cairn::backend::Backend;
 use cairn::backend::local::LocalBackend;
 use cairn::backend::retry::RetryPolicy;
 use cairn::backend::s3::{S3Backend, S3Location, S3Options};
+use cairn::backend::{Backend, Kind, Listed, ObjectName};
 use cairn::repository::Repository;
 
 /// Makes each named test body (`fn name(env: Env)`) a test on a local repository
@@ -231,6 +231,63 @@ impl Env {
             &RetryPolicy::default(),
         )
         .unwrap()
+    }
+}
+
+/// A change a test wrapper is told about before it reaches the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Write,
+    WriteCold,
+    Remove,
+}
+
+/// Passes every call through to `inner`, but first hands each change to `before`, whose
+/// error is returned in place of the change: tests observe writes or stop them on purpose.
+pub struct Intercept<F> {
+    pub inner: Arc<dyn Backend>,
+    pub before: F,
+}
+
+impl<F> Backend for Intercept<F>
+where
+    F: Fn(Change, &ObjectName) -> cairn::Result<()> + Send + Sync,
+{
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn write_concurrency(&self) -> usize {
+        self.inner.write_concurrency()
+    }
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
+    fn create(&self) -> cairn::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, obj: &ObjectName) -> cairn::Result<Vec<u8>> {
+        self.inner.read(obj)
+    }
+    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> cairn::Result<Vec<u8>> {
+        self.inner.read_range(obj, offset, length)
+    }
+    fn write(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        (self.before)(Change::Write, obj)?;
+        self.inner.write(obj, data)
+    }
+    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
+        (self.before)(Change::WriteCold, obj)?;
+        self.inner.write_cold(obj, data)
+    }
+    fn list(&self, kind: Kind) -> cairn::Result<Vec<Listed>> {
+        self.inner.list(kind)
+    }
+    fn stat(&self, obj: &ObjectName) -> cairn::Result<Option<u64>> {
+        self.inner.stat(obj)
+    }
+    fn remove(&self, obj: &ObjectName) -> cairn::Result<()> {
+        (self.before)(Change::Remove, obj)?;
+        self.inner.remove(obj)
     }
 }
 

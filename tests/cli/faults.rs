@@ -8,7 +8,7 @@ use std::time::Duration;
 use cairn::backend::faulty::Faulty;
 use cairn::backend::retry::RetryPolicy;
 use cairn::backend::s3::S3Options;
-use cairn::backend::{Backend, Kind, Listed, ObjectName};
+use cairn::backend::{Backend, Kind, ObjectName};
 use cairn::pack::{BlobType, decode_header};
 use cairn::repository::Repository;
 use cairn::restorer::{self, RestoreOptions};
@@ -96,52 +96,6 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
     env.assert_restores("latest", &src);
 }
 
-/// Passes every call through and notes which packs went to `write_cold`: the storage class
-/// itself is not kept by the test server, so the test checks what cairn asked for.
-struct ObservePacks {
-    inner: Arc<dyn Backend>,
-    hot: std::sync::Mutex<Vec<ObjectName>>,
-    cold: std::sync::Mutex<Vec<ObjectName>>,
-}
-
-impl Backend for ObservePacks {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn write_concurrency(&self) -> usize {
-        self.inner.write_concurrency()
-    }
-    fn remote(&self) -> bool {
-        self.inner.remote()
-    }
-    fn create(&self) -> cairn::Result<()> {
-        self.inner.create()
-    }
-    fn read(&self, obj: &ObjectName) -> cairn::Result<Vec<u8>> {
-        self.inner.read(obj)
-    }
-    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> cairn::Result<Vec<u8>> {
-        self.inner.read_range(obj, offset, length)
-    }
-    fn write(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
-        self.hot.lock().unwrap().push(obj.clone());
-        self.inner.write(obj, data)
-    }
-    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
-        self.cold.lock().unwrap().push(obj.clone());
-        self.inner.write_cold(obj, data)
-    }
-    fn list(&self, kind: Kind) -> cairn::Result<Vec<Listed>> {
-        self.inner.list(kind)
-    }
-    fn stat(&self, obj: &ObjectName) -> cairn::Result<Option<u64>> {
-        self.inner.stat(obj)
-    }
-    fn remove(&self, obj: &ObjectName) -> cairn::Result<()> {
-        self.inner.remove(obj)
-    }
-}
-
 #[test]
 fn storage_class_goes_to_data_packs_only() {
     let env = Env::s3();
@@ -157,22 +111,40 @@ fn storage_class_goes_to_data_packs_only() {
             ..S3Options::default()
         },
     );
-    let observed = Arc::new(ObservePacks {
-        inner: Arc::new(s3),
-        hot: Default::default(),
-        cold: Default::default(),
-    });
-    let backend: Arc<dyn Backend> = observed.clone();
-    let repo =
-        Repository::open(backend, PASSWORD.as_bytes(), None, &RetryPolicy::default()).unwrap();
+    // The storage class itself is not kept by the test server, so the test checks what
+    // cairn asked for: which objects went to `write_cold`.
+    let s3: Arc<dyn Backend> = Arc::new(s3);
+    let hot = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cold = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observed = Intercept {
+        inner: s3.clone(),
+        before: {
+            let (hot, cold) = (hot.clone(), cold.clone());
+            move |change, obj: &ObjectName| {
+                match change {
+                    Change::Write => hot.lock().unwrap().push(obj.clone()),
+                    Change::WriteCold => cold.lock().unwrap().push(obj.clone()),
+                    Change::Remove => {}
+                }
+                Ok(())
+            }
+        },
+    };
+    let repo = Repository::open(
+        Arc::new(observed),
+        PASSWORD.as_bytes(),
+        None,
+        &RetryPolicy::default(),
+    )
+    .unwrap();
     back_up(&repo, &src).unwrap();
     let kinds_in = |obj: &ObjectName| {
-        let bytes = observed.inner.read(obj).unwrap();
+        let bytes = s3.read(obj).unwrap();
         let entries = decode_header(repo.key(), &bytes, bytes.len() as u64, &obj.path()).unwrap();
         entries.iter().map(|e| e.kind()).collect::<Vec<_>>()
     };
-    let cold = observed.cold.lock().unwrap().clone();
-    let hot = observed.hot.lock().unwrap().clone();
+    let cold = cold.lock().unwrap().clone();
+    let hot = hot.lock().unwrap().clone();
     assert!(!cold.is_empty());
     for obj in &cold {
         assert_eq!(obj.kind, Kind::Pack);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use cairn::backend::{Backend, Kind, Listed, ObjectName};
+use cairn::backend::{Kind, ObjectName};
 use cairn::lock::LockInfo;
 use cairn::prune::{PruneOptions, prune};
 
@@ -229,61 +229,6 @@ fn backup_running_during_prune_loses_nothing(env: Env) {
     assert_eq!(again["data_blobs"], 0, "{again}");
 }
 
-/// Passes everything through, but fails every write and removal after a budget: the
-/// prune stops there as if killed.
-struct StopAfter {
-    inner: Arc<dyn Backend>,
-    budget: AtomicI64,
-}
-
-impl StopAfter {
-    fn spend(&self, what: &ObjectName) -> cairn::Result<()> {
-        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(cairn::Error::Other(format!("stopped before {what}")));
-        }
-        Ok(())
-    }
-}
-
-impl Backend for StopAfter {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn write_concurrency(&self) -> usize {
-        self.inner.write_concurrency()
-    }
-    fn remote(&self) -> bool {
-        self.inner.remote()
-    }
-    fn create(&self) -> cairn::Result<()> {
-        self.inner.create()
-    }
-    fn read(&self, obj: &ObjectName) -> cairn::Result<Vec<u8>> {
-        self.inner.read(obj)
-    }
-    fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> cairn::Result<Vec<u8>> {
-        self.inner.read_range(obj, offset, length)
-    }
-    fn write(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
-        self.spend(obj)?;
-        self.inner.write(obj, data)
-    }
-    fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> cairn::Result<()> {
-        self.spend(obj)?;
-        self.inner.write_cold(obj, data)
-    }
-    fn list(&self, kind: Kind) -> cairn::Result<Vec<Listed>> {
-        self.inner.list(kind)
-    }
-    fn stat(&self, obj: &ObjectName) -> cairn::Result<Option<u64>> {
-        self.inner.stat(obj)
-    }
-    fn remove(&self, obj: &ObjectName) -> cairn::Result<()> {
-        self.spend(obj)?;
-        self.inner.remove(obj)
-    }
-}
-
 /// A prune stopped after 0, 1, 2, … of its writes and deletions: after each stop the
 /// repository checks clean and every kept snapshot restores; the run that is not stopped
 /// finishes the job.
@@ -298,11 +243,18 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
     };
     let mut stops = 0;
     for budget in 0.. {
-        let backend = Arc::new(StopAfter {
+        // Every write and removal after the budget fails, as if the prune were killed.
+        let left = AtomicI64::new(budget);
+        let stopping = Intercept {
             inner: env.backend(),
-            budget: AtomicI64::new(budget),
-        });
-        let repo = env.open_with(backend, &format!("cache-stop-{budget}"));
+            before: move |_, obj: &ObjectName| {
+                if left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                    return Err(cairn::Error::Other(format!("stopped before {obj}")));
+                }
+                Ok(())
+            },
+        };
+        let repo = env.open_with(Arc::new(stopping), &format!("cache-stop-{budget}"));
         let outcome = prune(&repo, &instant, &indicatif::ProgressBar::hidden());
         drop(repo);
         let check = env.run(&["check", "--json"]);
