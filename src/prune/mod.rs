@@ -380,23 +380,10 @@ pub fn prune(
 
     // 5. Delete expired marked packs (never listed live anywhere).
     progress.set_message("deleting packs");
-    let mut gone: HashSet<Id> = HashSet::new();
     for (id, p) in packs.iter_mut() {
-        if p.action != Action::Delete {
-            continue;
-        }
-        match repo.backend().remove(&ObjectName::new(Kind::Pack, id)) {
-            Ok(()) => {
-                repo.forget_cached_pack(id);
-                gone.insert(*id);
-            }
-            Err(Error::Retained { object, until }) => {
-                stats.retained.push(format!("{object} until {until}"));
-                stats.packs_deleted -= 1;
-                stats.bytes_deleted -= p.size;
-                p.action = Action::Wait;
-            }
-            Err(e) => return Err(e),
+        if p.action == Action::Delete && !delete_pack(repo, id, p.size, &mut stats)? {
+            // Under retention: it stays marked for a later prune.
+            p.action = Action::Wait;
         }
     }
 
@@ -496,17 +483,8 @@ pub fn prune(
     if instant {
         progress.set_message("deleting packs");
         for (id, p) in &packs {
-            if !matches!(p.action, Action::Mark | Action::Repack | Action::Unindexed) {
-                continue;
-            }
-            match repo.backend().remove(&ObjectName::new(Kind::Pack, id)) {
-                Ok(()) => repo.forget_cached_pack(id),
-                Err(Error::Retained { object, until }) => {
-                    stats.retained.push(format!("{object} until {until}"));
-                    stats.packs_deleted -= 1;
-                    stats.bytes_deleted -= p.size;
-                }
-                Err(e) => return Err(e),
+            if matches!(p.action, Action::Mark | Action::Repack | Action::Unindexed) {
+                delete_pack(repo, id, p.size, &mut stats)?;
             }
         }
     }
@@ -514,6 +492,24 @@ pub fn prune(
     stats.requests = repo.request_stats();
     stats.duration_secs = started.elapsed().as_secs_f64();
     Ok(stats)
+}
+
+/// Deletes a pack counted in `packs_deleted`, and its local copy. One under object-lock
+/// retention is left in place, reported and uncounted; returns whether it went.
+fn delete_pack(repo: &Repository, id: &Id, size: u64, stats: &mut PruneStats) -> Result<bool> {
+    match repo.backend().remove(&ObjectName::new(Kind::Pack, id)) {
+        Ok(()) => {
+            repo.forget_cached_pack(id);
+            Ok(true)
+        }
+        Err(Error::Retained { object, until }) => {
+            stats.retained.push(format!("{object} until {until}"));
+            stats.packs_deleted -= 1;
+            stats.bytes_deleted -= size;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Picks partly used packs to repack, most wasteful first, until the unused bytes left
@@ -683,35 +679,21 @@ fn estimate_requests(
     rewrite: &[&IndexListing],
     stats: &mut PruneStats,
 ) {
-    let instant_deletes = packs
-        .values()
-        .filter(|p| p.action == Action::Delete)
-        .count() as u64;
-    let repacked_blobs: u64 = packs
-        .values()
-        .filter(|p| p.action == Action::Repack)
-        .map(|p| p.used.len() as u64)
-        .sum();
     let repacked_bytes: u64 = packs
         .values()
         .filter(|p| p.action == Action::Repack)
         .map(|p| p.used_bytes)
         .sum();
-    let listed_blobs: u64 = packs
-        .values()
-        .filter(|p| p.action != Action::Delete && p.action != Action::Drop)
-        .count() as u64;
     let new_packs = repacked_bytes.div_ceil(u64::from(repo.config().pack_size).max(1))
         + u64::from(repacked_bytes > 0);
-    let new_index = if rewrite.is_empty() && stats.packs_unindexed == 0 && repacked_blobs == 0 {
-        0
-    } else {
-        (listed_blobs / BLOBS_PER_INDEX_FILE as u64).max(1)
-    };
+    // Each changed index file is replaced by about one new one; new packs and unindexed
+    // ones need one more.
+    let new_index = rewrite.len() as u64
+        + u64::from(rewrite.is_empty() && (stats.packs_unindexed > 0 || repacked_bytes > 0));
     let mut r = RequestStats {
         get: stats.packs_repacked + rewrite.len() as u64,
         put: new_packs + new_index,
-        delete: stats.packs_deleted.max(instant_deletes) + rewrite.len() as u64,
+        delete: stats.packs_deleted + rewrite.len() as u64,
         ..RequestStats::default()
     };
     if repo.backend().remote() {
