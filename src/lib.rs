@@ -15,6 +15,7 @@ pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
+pub mod diff;
 pub mod error;
 pub mod fsmeta;
 pub mod id;
@@ -29,6 +30,7 @@ pub mod repository;
 pub mod restorer;
 pub mod retention;
 pub mod snapshot;
+pub mod stats;
 pub mod sysinfo;
 pub mod tree;
 

@@ -154,6 +154,10 @@ enum Command {
     Check(commands::check::Args),
     /// Manage the repository's passwords
     Key(commands::key::Args),
+    /// Show which files differ between two snapshots
+    Diff(commands::diff::Args),
+    /// Show sizes before and after deduplication and compression
+    Stats(commands::stats::Args),
 }
 
 impl Global {
@@ -261,6 +265,8 @@ pub fn main() -> i32 {
         Command::Unlock(a) => commands::unlock::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
         Command::Key(a) => commands::key::run(g, a),
+        Command::Diff(a) => commands::diff::run(g, a),
+        Command::Stats(a) => commands::stats::run(g, a),
     };
     match result {
         Ok(code) => code,

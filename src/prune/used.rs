@@ -37,7 +37,7 @@ fn compact(v: &mut Vec<u128>) {
 }
 
 impl NeededBlobs {
-    fn insert_data(&mut self, id: &Id) {
+    pub fn insert_data(&mut self, id: &Id) {
         self.data.push(short(id));
         // Files that did not change appear in every snapshot; squeeze duplicates out
         // whenever the array doubles so it stays near one entry per distinct blob.
@@ -47,7 +47,12 @@ impl NeededBlobs {
         }
     }
 
-    fn freeze(&mut self) {
+    pub fn insert_tree(&mut self, id: &Id) {
+        self.trees.push(short(id));
+    }
+
+    /// Ends collecting; `claim` may be called from now on.
+    pub fn freeze(&mut self) {
         compact(&mut self.data);
         compact(&mut self.trees);
         self.data_sorted = self.data.len();
@@ -119,7 +124,7 @@ pub fn collect(
             if !seen.insert(tree_id) {
                 continue;
             }
-            needed.trees.push(short(&tree_id));
+            needed.insert_tree(&tree_id);
             let tree = repo.load_tree(&tree_id).map_err(|e| {
                 Error::Other(format!(
                     "snapshot {}: cannot read tree {}: {e}; prune deletes nothing while a snapshot is damaged (run `cairn check`)",

@@ -9,6 +9,7 @@ mod confidentiality;
 mod crash;
 mod dedup;
 mod faults;
+mod inspect;
 mod keys;
 mod retention;
 mod roundtrip;

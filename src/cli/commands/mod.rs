@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod dump;
 pub mod forget;
 pub mod init;
@@ -10,6 +11,7 @@ pub mod ls;
 pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod unlock;
 
 use cairn::Result;

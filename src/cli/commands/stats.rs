@@ -1,0 +1,83 @@
+//! `cairn stats [SNAPSHOT...]`: sizes before and after deduplication and compression.
+
+use cairn::error::EXIT_OK;
+use cairn::stats::stats;
+use cairn::{Error, Result};
+use indicatif::HumanBytes;
+
+use crate::cli::{Global, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshots to count (`latest` or id prefixes); default: every snapshot the filters
+    /// select
+    snapshots: Vec<String>,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
+}
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let repo = g.open()?;
+    let all = repo.snapshots()?;
+    let mut chosen = Vec::new();
+    if args.snapshots.is_empty() {
+        chosen.extend(all.iter().filter(|(_, s)| args.filter.matches(s)).cloned());
+    } else {
+        for wanted in &args.snapshots {
+            let one = cairn::snapshot::resolve(&all, wanted)?;
+            if !chosen.iter().any(|(id, _)| id == &one.0) {
+                chosen.push(one.clone());
+            }
+        }
+    }
+    let bar = cairn::progress::count_bar(g.progress(), "stats");
+    bar.set_length(chosen.len() as u64);
+    bar.set_message("snapshots");
+    let s = stats(&repo, &chosen, &bar)?;
+    bar.finish_and_clear();
+    if g.json {
+        let mut v = serde_json::to_value(&s).map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("message_type".into(), "summary".into());
+        }
+        print_json(&v)?;
+        return Ok(EXIT_OK);
+    }
+    println!("Snapshots:         {}", s.snapshots);
+    println!(
+        "Files:             {} (summed over the snapshots), {} directories, {} others",
+        s.files, s.dirs, s.others
+    );
+    println!(
+        "Logical size:      {} (what restoring each snapshot writes)",
+        HumanBytes(s.logical_bytes)
+    );
+    println!(
+        "Deduplicated size: {} in {} data blobs, plus {} in {} trees",
+        HumanBytes(s.data_bytes),
+        s.data_blobs,
+        HumanBytes(s.tree_bytes),
+        s.tree_blobs
+    );
+    println!(
+        "Stored size:       {} compressed and encrypted, in {} packs",
+        HumanBytes(s.stored_bytes),
+        s.packs
+    );
+    println!(
+        "Ratio:             {:.2}x (logical size / stored size)",
+        s.ratio
+    );
+    println!(
+        "Repository:        {} in {} packs (all snapshots, and data `prune` has yet to free)",
+        HumanBytes(s.repository_bytes),
+        s.repository_packs
+    );
+    if s.missing_blobs > 0 {
+        eprintln!(
+            "warning: {} blobs these snapshots need are in no index; run `cairn check`",
+            s.missing_blobs
+        );
+    }
+    Ok(EXIT_OK)
+}

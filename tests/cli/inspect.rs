@@ -1,0 +1,245 @@
+//! `diff` and `stats` on both backends, checked against what the backups themselves
+//! reported and against the source trees.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::*;
+
+/// Regular files below `root` (symlinks not followed) and their total size.
+fn regular_files(root: &Path) -> (u64, u64) {
+    let (mut count, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(root).unwrap() {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            let (c, b) = regular_files(&e.path());
+            count += c;
+            bytes += b;
+        } else if t.is_file() {
+            count += 1;
+            bytes += e.metadata().unwrap().len();
+        }
+    }
+    (count, bytes)
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+struct TwoSnapshots {
+    first: serde_json::Value,
+    second: serde_json::Value,
+    /// (files, bytes) of the source at each backup.
+    sizes: [(u64, u64); 2],
+}
+
+/// Backs up a tree, changes it in every way diff tells apart, and backs it up again.
+fn two_snapshots(env: &Env) -> TwoSnapshots {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("gone")).unwrap();
+    std::fs::create_dir_all(src.join("same/deep")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut big = random_bytes(&mut rng, 8 << 20);
+    std::fs::write(src.join("big"), &big).unwrap();
+    std::fs::write(src.join("keep"), random_bytes(&mut rng, 2 << 20)).unwrap();
+    std::fs::write(src.join("meta"), b"mode changes only").unwrap();
+    std::fs::write(src.join("gone/b"), random_bytes(&mut rng, 5000)).unwrap();
+    std::fs::write(src.join("same/deep/f"), b"never changes").unwrap();
+    std::os::unix::fs::symlink("big", src.join("link")).unwrap();
+    let before = regular_files(&src);
+    let first = env.backup_json(&[&src], &[]);
+
+    big[4 << 20] ^= 0xff;
+    std::fs::write(src.join("big"), &big).unwrap();
+    std::fs::remove_dir_all(src.join("gone")).unwrap();
+    std::fs::set_permissions(src.join("meta"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(src.join("new"), random_bytes(&mut rng, 300_000)).unwrap();
+    std::fs::remove_file(src.join("link")).unwrap();
+    std::fs::create_dir(src.join("link")).unwrap();
+    std::fs::write(src.join("link/x"), b"a link became a folder").unwrap();
+    let after = regular_files(&src);
+    let second = env.backup_json(&[&src], &[]);
+    TwoSnapshots {
+        first,
+        second,
+        sizes: [before, after],
+    }
+}
+
+fn id(v: &serde_json::Value) -> &str {
+    v["snapshot_id"].as_str().unwrap()
+}
+
+fn diff_lists_every_change_and_the_data_it_cost(env: Env) {
+    let t = two_snapshots(&env);
+    let src = env.path("src");
+    let out = env.ok(&["diff", "--json", "--metadata", id(&t.first), id(&t.second)]);
+    let lines = json_lines(&out);
+    let (changes, summary) = lines.split_at(lines.len() - 1);
+    let summary = &summary[0];
+    assert_eq!(summary["message_type"], "summary");
+    let rel = |p: &str| -> Option<String> {
+        let p = p.strip_prefix(src.to_str().unwrap())?;
+        Some(p.to_string())
+    };
+    let listed: BTreeSet<(String, String)> = changes
+        .iter()
+        .filter_map(|c| {
+            Some((
+                rel(c["path"].as_str().unwrap())?,
+                c["modifier"].as_str().unwrap().to_string(),
+            ))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("/", "U"), // its mtime changed
+        ("/big", "M"),
+        ("/gone/", "-"),
+        ("/gone/b", "-"),
+        ("/link/", "T"),
+        ("/link/x", "+"),
+        ("/meta", "U"),
+        ("/new", "+"),
+    ]
+    .iter()
+    .map(|(p, m)| (p.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(listed, expected, "{}", String::from_utf8_lossy(&out.stdout));
+
+    let s = &summary["stats"];
+    let (added, removed) = (&s["added"], &s["removed"]);
+    assert_eq!(added["files"], 2);
+    assert_eq!(added["file_bytes"], 300_000 + 22);
+    assert_eq!(added["dirs"], 1, "the link's folder");
+    assert_eq!(removed["files"], 1);
+    assert_eq!(removed["file_bytes"], 5000);
+    assert_eq!(removed["dirs"], 1);
+    assert_eq!(removed["others"], 1, "the symlink");
+    assert_eq!(s["modified"], 1);
+    assert_eq!(s["type_changed"], 1);
+    // Every data blob the second backup stored is one that only the second snapshot's
+    // changed files hold: the changed chunk of `big`, `new` and `link/x`. The backup's
+    // figure also counts its new trees, a few KiB.
+    let added_bytes = added["data_bytes"].as_u64().unwrap();
+    let stored_by_backup = t.second["data_added"].as_u64().unwrap();
+    assert!(
+        added_bytes <= stored_by_backup && stored_by_backup - added_bytes < 16 << 10,
+        "diff {added_bytes}, backup {stored_by_backup}"
+    );
+    assert!(
+        added_bytes > 300_000 && added_bytes < (4 << 20) + 300_000,
+        "a one-byte change in an 8 MiB file costs its chunk, not the file: {added_bytes}"
+    );
+    // What went: the chunk of `big` before the change and `gone/b`.
+    let removed_bytes = removed["data_bytes"].as_u64().unwrap();
+    assert_eq!(removed_bytes, added_bytes - 300_000 - 22 + 5000);
+
+    // Without --metadata, mode and mtime changes are counted but not listed.
+    let plain = env.ok(&["diff", id(&t.first), id(&t.second)]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains(&format!("M    {}/big\n", src.display())),
+        "{text}"
+    );
+    assert!(!text.contains("/meta"), "{text}");
+    let quiet = env.ok(&["diff", "--json", id(&t.first), id(&t.second)]);
+    assert!(json_lines(&quiet).iter().all(|c| c["modifier"] != "U"));
+    assert_eq!(json_lines(&quiet).last().unwrap()["stats"], *s);
+
+    // A snapshot against itself, and the other way round.
+    let same = json_lines(&env.ok(&["diff", "--json", "latest", "latest"]));
+    assert_eq!(same.len(), 1, "no changes, only the summary");
+    let back = json_lines(&env.ok(&["diff", "--json", id(&t.second), id(&t.first)]));
+    let back = &back.last().unwrap()["stats"];
+    assert_eq!(back["added"], s["removed"]);
+    assert_eq!(back["removed"], s["added"]);
+
+    let missing = env.run(&["diff", id(&t.first), "0123abcd"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no snapshot with id 0123abcd"));
+}
+
+fn stats_count_logical_deduplicated_and_stored_sizes(env: Env) {
+    let t = two_snapshots(&env);
+    let summary = |args: &[&str]| {
+        let mut a = vec!["stats", "--json"];
+        a.extend_from_slice(args);
+        summary_line(&env.ok(&a))
+    };
+    let all = summary(&[]);
+    let [(files_a, bytes_a), (files_b, bytes_b)] = t.sizes;
+    assert_eq!(all["snapshots"], 2);
+    assert_eq!(all["files"], files_a + files_b);
+    assert_eq!(all["logical_bytes"], bytes_a + bytes_b);
+    // Each distinct blob once: what the two backups added between them (data and trees).
+    let added = |v: &serde_json::Value| v["data_added"].as_u64().unwrap();
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    assert_eq!(
+        n(&all, "data_bytes") + n(&all, "tree_bytes"),
+        added(&t.first) + added(&t.second)
+    );
+    assert_eq!(all["missing_blobs"], 0);
+    let stored = all["stored_bytes"].as_u64().unwrap();
+    assert!(stored <= all["repository_bytes"].as_u64().unwrap());
+    assert!(all["packs"].as_u64().unwrap() <= all["repository_packs"].as_u64().unwrap());
+    assert!(
+        all["packs"].as_u64().unwrap() >= 2,
+        "a data and a tree pack"
+    );
+    let ratio = all["ratio"].as_f64().unwrap();
+    assert!((ratio - (bytes_a + bytes_b) as f64 / stored as f64).abs() < 1e-9);
+    assert!(ratio > 1.5, "the second snapshot is mostly shared: {ratio}");
+
+    let latest = summary(&["latest"]);
+    assert_eq!(latest["snapshots"], 1);
+    assert_eq!(latest["files"], files_b);
+    assert_eq!(latest["logical_bytes"], bytes_b);
+    let first = summary(&[id(&t.first)]);
+    assert_eq!(first["logical_bytes"], bytes_a);
+    assert_eq!(
+        n(&first, "data_bytes") + n(&first, "tree_bytes"),
+        added(&t.first)
+    );
+
+    // Once the first snapshot is forgotten and pruned, the whole repository counts what
+    // the second alone did.
+    env.ok(&[
+        "forget",
+        id(&t.first),
+        "--prune",
+        "--keep-delete",
+        "0",
+        "--max-unused",
+        "0%",
+    ]);
+    let after = summary(&[]);
+    for k in [
+        "files",
+        "logical_bytes",
+        "data_blobs",
+        "data_bytes",
+        "tree_blobs",
+        "tree_bytes",
+    ] {
+        assert_eq!(after[k], latest[k], "{k}");
+    }
+    assert!(
+        after["repository_bytes"].as_u64().unwrap() < all["repository_bytes"].as_u64().unwrap()
+    );
+
+    let text = String::from_utf8_lossy(&env.ok(&["stats"]).stdout).into_owned();
+    assert!(text.contains("Snapshots:         1"), "{text}");
+    assert!(text.contains("Ratio:"), "{text}");
+}
+
+on_both_backends!(
+    diff_lists_every_change_and_the_data_it_cost,
+    stats_count_logical_deduplicated_and_stored_sizes
+);
