@@ -295,6 +295,81 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
     }
 }
 
+/// Packs under object-lock retention are never deleted before it ends: prune leaves them
+/// in place, names them, keeps the repository sound, and a later prune deletes them.
+fn prune_leaves_objects_under_retention_and_deletes_them_later(env: Env) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(9);
+    std::fs::write(src.join("old"), random_bytes(&mut rng, 2 << 20)).unwrap();
+    let first = env.backup_json(&[&src], &[]);
+    std::fs::remove_file(src.join("old")).unwrap();
+    std::fs::write(src.join("new"), random_bytes(&mut rng, 2 << 20)).unwrap();
+    let second = env.backup_json(&[&src], &[]);
+    let second = second["snapshot_id"].as_str().unwrap().to_string();
+    env.ok(&["forget", first["snapshot_id"].as_str().unwrap()]);
+    let packs_before = env.backend().list(Kind::Pack).unwrap().len();
+
+    // The store refuses every pack deletion, as S3 does for objects under retention.
+    let retaining = || Intercept {
+        inner: env.backend(),
+        before: |change: Change, obj: &ObjectName| match (change, obj.kind) {
+            (Change::Remove, Kind::Pack) => Err(cairn::Error::Retained {
+                object: obj.path(),
+                until: "2099-01-01T00:00:00Z".into(),
+            }),
+            _ => Ok(()),
+        },
+    };
+    let options = |keep_delete| PruneOptions {
+        keep_delete,
+        max_unused: 0.0,
+        ..PruneOptions::default()
+    };
+    let hidden = indicatif::ProgressBar::hidden();
+    // Two-phase: the first prune marks, the second finds the marks expired but may not
+    // delete; the packs stay marked.
+    let repo = env.open_with(Arc::new(retaining()), "cache-retained");
+    let marked = prune(&repo, &options(chrono::Duration::hours(23)), &hidden).unwrap();
+    assert!(marked.packs_marked > 0, "{marked:?}");
+    assert!(marked.retained.is_empty());
+    let refused = prune(&repo, &options(chrono::Duration::zero()), &hidden).unwrap();
+    drop(repo);
+    assert_eq!(refused.packs_deleted, 0, "{refused:?}");
+    assert_eq!(refused.bytes_deleted, 0);
+    assert_eq!(refused.retained.len() as u64, marked.packs_marked);
+    assert!(
+        refused
+            .retained
+            .iter()
+            .all(|r| r.starts_with("data/") && r.ends_with("until 2099-01-01T00:00:00Z")),
+        "{:?}",
+        refused.retained
+    );
+    assert_eq!(env.backend().list(Kind::Pack).unwrap().len(), packs_before);
+    env.ok(&["check"]);
+    env.assert_restores(&second, &src);
+
+    // Once retention ends, the next prune deletes them.
+    let freed = json_of(&env.ok(&[
+        "prune",
+        "--json",
+        "--keep-delete",
+        "0",
+        "--max-unused",
+        "0%",
+    ]));
+    assert_eq!(
+        freed["packs_deleted"].as_u64(),
+        Some(marked.packs_marked),
+        "{freed}"
+    );
+    assert!(env.backend().list(Kind::Pack).unwrap().len() < packs_before);
+    env.ok(&["check", "--read-data"]);
+    env.assert_restores(&second, &src);
+}
+
 fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
     env.init();
     let src = env.path("src");
@@ -453,6 +528,7 @@ on_both_backends!(
     forget_refuses_an_empty_policy_and_mixed_arguments,
     backup_running_during_prune_loses_nothing,
     prune_stopped_at_every_step_leaves_a_sound_repository,
+    prune_leaves_objects_under_retention_and_deletes_them_later,
     locks_keep_a_second_prune_out_and_unlock_removes_stale_ones,
     check_names_damaged_objects_and_other_files_still_restore,
 );
