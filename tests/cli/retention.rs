@@ -295,6 +295,108 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
     }
 }
 
+/// Names of the files below `dir` (recursively), or none if it does not exist yet.
+fn names_below(dir: &Path) -> BTreeSet<PathBuf> {
+    if !dir.exists() {
+        return BTreeSet::new();
+    }
+    all_files(dir).into_iter().collect()
+}
+
+/// The real binary killed with SIGKILL at successive moments of a prune, each spotted in
+/// the store: lock taken, a repacked pack uploaded, a new index file written, an old
+/// index file removed, an old pack deleted. After each kill `check` passes; the next prune
+/// takes over the dead process's lock and carries on, and the last one finishes the job.
+fn prune_killed_at_several_moments_then_the_next_finishes(env: Env) {
+    let (src, history) = build_history(&env);
+    env.ok(&["forget", "--keep-last", "3"]);
+    let store = env.repo_dir();
+    let (data, index) = (store.join("data"), store.join("index"));
+    type Moment = fn(
+        &BTreeSet<PathBuf>,
+        &BTreeSet<PathBuf>,
+        &BTreeSet<PathBuf>,
+        &BTreeSet<PathBuf>,
+        bool,
+    ) -> bool;
+    let moments: [(&str, Moment); 5] = [
+        ("lock taken", |_, _, _, _, locked| locked),
+        ("pack uploaded", |d0, _, d, _, _| {
+            d.difference(d0).next().is_some()
+        }),
+        ("index written", |_, i0, _, i, _| {
+            i.difference(i0).next().is_some()
+        }),
+        ("index removed", |_, i0, _, i, _| {
+            i0.difference(i).next().is_some()
+        }),
+        ("pack deleted", |d0, _, d, _, _| {
+            d0.difference(d).next().is_some()
+        }),
+    ];
+    let mut killed = Vec::new();
+    for (what, reached) in moments {
+        let (d0, i0) = (names_below(&data), names_below(&index));
+        let mut child = env
+            .cmd(&["prune", "-q", "--keep-delete", "0", "--max-unused", "0%"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let finished = loop {
+            if child.try_wait().unwrap().is_some() {
+                break true;
+            }
+            let locked = store.join("locks/exclusive").exists();
+            if reached(&d0, &i0, &names_below(&data), &names_below(&index), locked)
+                || std::time::Instant::now() > deadline
+            {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        if !finished {
+            child.kill().unwrap();
+            let status = child.wait().unwrap();
+            if status.code().is_none() {
+                killed.push(what);
+            }
+        }
+        let check = env.run(&["check"]);
+        assert!(
+            check.status.success(),
+            "check after a prune killed at \"{what}\": {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    eprintln!("prune killed at: {killed:?}");
+    assert!(killed.contains(&"lock taken"), "killed at {killed:?}");
+    // The last kill left a lock too: this prune takes it over and completes.
+    let done = env.run(&["prune", "--keep-delete", "0", "--max-unused", "0%"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let again = json_of(&env.ok(&[
+        "prune",
+        "--json",
+        "--keep-delete",
+        "0",
+        "--max-unused",
+        "0%",
+    ]));
+    assert_eq!(again["packs_deleted"], 0, "{again}");
+    assert_eq!(again["packs_repacked"], 0, "{again}");
+    assert_eq!(
+        again["packs_unindexed"], 0,
+        "leftovers of killed runs are gone: {again}"
+    );
+    env.ok(&["check", "--read-data"]);
+    for (id, copy) in &history[HISTORY.len() - 3..] {
+        restore_matches(&env, id, &src, copy);
+    }
+}
+
 /// Packs under object-lock retention are never deleted before it ends: prune leaves them
 /// in place, names them, keeps the repository sound, and a later prune deletes them.
 fn prune_leaves_objects_under_retention_and_deletes_them_later(env: Env) {
@@ -528,6 +630,7 @@ on_both_backends!(
     forget_refuses_an_empty_policy_and_mixed_arguments,
     backup_running_during_prune_loses_nothing,
     prune_stopped_at_every_step_leaves_a_sound_repository,
+    prune_killed_at_several_moments_then_the_next_finishes,
     prune_leaves_objects_under_retention_and_deletes_them_later,
     locks_keep_a_second_prune_out_and_unlock_removes_stale_ones,
     check_names_damaged_objects_and_other_files_still_restore,
