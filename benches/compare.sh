@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end comparison of cairn with restic on the same data, in one run, interleaved:
+# End-to-end comparison of cairn with restic and borg on the same data, in one run, interleaved:
 # wall time, CPU time (user + system), peak RSS and repository size per tool and step.
 #
 #   benches/compare.sh [--quick] [--work DIR] [--source DIR]
@@ -9,11 +9,12 @@
 # each later version rewrites a 4 KiB region in 3% of the files, deletes 1% and adds
 # altered copies of 1% (seeded, so every run makes the same versions). Each tool backs up
 # every version into its own repository; then both forget the five oldest snapshots
-# (`--keep-last 5`) and prune at once.
+# (`--keep-last 5`) and prune at once (borg: `prune` then `compact`). Every tool compresses
+# with zstd at level 3 or its own equivalent (restic: `auto`; borg: `--compression zstd,3`).
 #
 # --quick uses only SOURCE/lib/rustlib/*/bin and SOURCE/share (a few hundred MB).
 # Nothing here is a test: the figures depend on the machine, so compare only within a run.
-# restic comes from Debian's package, installed here when missing.
+# restic and borg come from Debian's packages, installed here when missing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +36,7 @@ need() { command -v "$1" >/dev/null 2>&1; }
 install_peers() {
     local missing=()
     need restic || missing+=(restic)
+    need borg || missing+=(borgbackup)
     [ -x /usr/bin/time ] || missing+=(time)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} from Debian's packages" >&2
@@ -57,6 +59,7 @@ echo "$work" >&2
 printf 'secret password for the comparison\n' >"$work/password"
 export CAIRN_PASSWORD_FILE=$work/password RESTIC_PASSWORD_FILE=$work/password
 export CAIRN_CACHE_DIR=$work/cache-cairn
+export BORG_PASSCOMMAND="cat $work/password" BORG_BASE_DIR=$work/borg-home
 
 # Copies the source (a real copy: versions are changed in place).
 mkdir -p "$data"
@@ -123,29 +126,44 @@ measure() {
 
 cr=$work/repo-cairn
 rr=$work/repo-restic
+br=$work/repo-borg
 "$cairn" -r "$cr" init -q
 restic -r "$rr" init -q --cache-dir "$work/cache-restic" >/dev/null
+borg init --encryption=repokey-blake2 "$br" 2>"$work/borg-init.log"
 echo "data: $(du -sh "$data" | cut -f1), $(find "$data" -type f | wc -l) files" >&2
 
+# run TOOL STEP [VERSION]: one step of one tool.
+run() {
+    local tool=$1 step=$2 v=${3:-}
+    case $tool/$step in
+        cairn/backup) measure cairn "backup-v$v" "$cr" "$cairn" -r "$cr" backup -q "$data" ;;
+        restic/backup) measure restic "backup-v$v" "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" backup -q "$data" ;;
+        borg/backup) measure borg "backup-v$v" "$br" borg create --compression zstd,3 "$br::v$v" "$data" ;;
+        # Forget half and prune at once (cairn's grace period set to 0, as the others
+        # delete at once).
+        cairn/forget-prune) measure cairn forget-prune "$cr" "$cairn" -r "$cr" forget --keep-last 5 --prune --keep-delete 0 ;;
+        restic/forget-prune) measure restic forget-prune "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" forget --keep-last 5 --prune ;;
+        borg/forget-prune) measure borg forget-prune "$br" sh -c 'borg prune --keep-last 5 "$1" && borg compact "$1"' sh "$br" ;;
+        cairn/check) measure cairn check "$cr" "$cairn" -r "$cr" check ;;
+        restic/check) measure restic check "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" check ;;
+        borg/check) measure borg check "$br" borg check "$br" ;;
+    esac
+}
+
+tools=(cairn restic borg)
 for v in $(seq 1 $versions); do
     [ "$v" = 1 ] || mutate "$v"
-    step=backup-v$v
-    # Interleaved, and the order alternates so neither tool always gets a warmer cache.
-    if [ $((v % 2)) = 1 ]; then
-        measure cairn "$step" "$cr" "$cairn" -r "$cr" backup -q "$data"
-        measure restic "$step" "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" backup -q "$data"
-    else
-        measure restic "$step" "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" backup -q "$data"
-        measure cairn "$step" "$cr" "$cairn" -r "$cr" backup -q "$data"
-    fi
+    # Interleaved, and the order rotates so no tool always gets the warmest cache.
+    for i in 0 1 2; do
+        run "${tools[$(((v + i) % 3))]}" backup "$v"
+    done
     echo "version $v backed up" >&2
 done
-
-# Forget half and prune at once (cairn's grace period set to 0, as restic deletes at once).
-measure cairn forget-prune "$cr" "$cairn" -r "$cr" forget --keep-last 5 --prune --keep-delete 0
-measure restic forget-prune "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" forget --keep-last 5 --prune
-measure cairn check "$cr" "$cairn" -r "$cr" check
-measure restic check "$rr" restic -r "$rr" --cache-dir "$work/cache-restic" check
+for step in forget-prune check; do
+    for tool in "${tools[@]}"; do
+        run "$tool" "$step"
+    done
+done
 
 python3 - "$results" <<'PY'
 import sys
@@ -154,20 +172,24 @@ by = {}
 for tool, step, wall, cpu, rss, size in rows:
     by.setdefault(step, {})[tool] = (float(wall), float(cpu), int(rss) * 1024, int(size))
 def mb(b): return f"{b / 1e6:.1f}"
+peers = ("restic", "borg")
+ratio = lambda a, b: f"{a / b:.2f}" if b else "-"
 print(f"| step | tool | wall s | CPU s | peak RSS MB | repo MB |")
 print(f"|---|---|---:|---:|---:|---:|")
 for step, tools in by.items():
-    for tool in ("cairn", "restic"):
+    for tool in ("cairn",) + peers:
         if tool in tools:
             w, c, r, s = tools[tool]
             print(f"| {step} | {tool} | {w:.2f} | {c:.2f} | {mb(r)} | {mb(s)} |")
-    if len(tools) == 2:
-        (w1, c1, r1, s1), (w2, c2, r2, s2) = tools["cairn"], tools["restic"]
-        ratio = lambda a, b: f"{a / b:.2f}" if b else "-"
-        print(f"| {step} | cairn/restic | {ratio(w1, w2)} | {ratio(c1, c2)} | {ratio(r1, r2)} | {ratio(s1, s2)} |")
-before = {t: by["backup-v10"][t][3] for t in ("cairn", "restic")}
-after = {t: by["forget-prune"][t][3] for t in ("cairn", "restic")}
+    for peer in peers:
+        if "cairn" in tools and peer in tools:
+            mine, theirs = tools["cairn"], tools[peer]
+            cells = " | ".join(ratio(a, b) for a, b in zip(mine, theirs))
+            print(f"| {step} | cairn/{peer} | {cells} |")
+last = f"backup-v{max(int(s[8:]) for s in by if s.startswith('backup-v'))}"
+before = {t: v[3] for t, v in by[last].items()}
+after = {t: v[3] for t, v in by["forget-prune"].items()}
 print()
-for t in ("cairn", "restic"):
+for t in after:
     print(f"{t}: prune freed {mb(before[t] - after[t])} MB ({before[t] and 100 * (before[t] - after[t]) / before[t]:.1f}% of {mb(before[t])} MB)")
 PY
