@@ -268,9 +268,9 @@ impl IndexCache {
         Ok(v.is_some_and(|v| v.len() == LOCATION_LEN && v[45] == LIVE))
     }
 
-    /// Calls `each` with every cached blob's location and whether its pack is live, in key
-    /// order. Reads from disk as it goes, so memory stays flat.
-    pub fn for_each(&self, each: &mut dyn FnMut(&BlobLocation, bool) -> Result<()>) -> Result<()> {
+    /// Calls `each` with every cached blob's location (live or marked pack), in key order.
+    /// Reads from disk as it goes, so memory stays flat.
+    pub fn for_each(&self, each: &mut dyn FnMut(&BlobLocation) -> Result<()>) -> Result<()> {
         for kv in self.blobs.iter() {
             let (k, v) = kv.map_err(sled_err)?;
             let Some((&kind, id)) = k.split_first() else {
@@ -280,7 +280,7 @@ impl IndexCache {
                 continue;
             };
             if let Some(loc) = decode_location(kind, Id(id), &v) {
-                each(&loc, v[45] == LIVE)?;
+                each(&loc)?;
             }
         }
         Ok(())

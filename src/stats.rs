@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::pack::BlobType;
 use crate::prune::used::NeededBlobs;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -99,15 +100,15 @@ pub fn stats(
                         ))
                     })?;
                     needed.insert_tree(&id);
-                    let children: Vec<Id> = tree
-                        .nodes
-                        .iter()
-                        .inspect(|n| n.content.iter().for_each(|b| needed.insert_data(b)))
-                        .filter_map(|n| n.subtree)
-                        .filter(|s| !memo.contains_key(s))
-                        .collect();
+                    let mut children = Vec::new();
+                    for n in &tree.nodes {
+                        n.content.iter().for_each(|b| needed.insert_data(b));
+                        if let Some(sub) = n.subtree.filter(|s| !memo.contains_key(s)) {
+                            children.push(Step::Enter(sub));
+                        }
+                    }
                     stack.push(Step::Leave(id, tree));
-                    stack.extend(children.into_iter().map(Step::Enter));
+                    stack.extend(children);
                 }
                 Step::Leave(id, tree) => {
                     let mut t = Totals::default();
@@ -141,18 +142,18 @@ pub fn stats(
     needed.freeze();
 
     let mut packs = HashSet::new();
-    repo.index().for_each(&mut |loc, _live| {
+    repo.index().for_each(&mut |loc| {
         let id = loc.entry.id();
         if !needed.claim(loc.entry.kind(), &id) {
             return Ok(());
         }
         let raw = u64::from(loc.entry.raw_length());
         match loc.entry.kind() {
-            crate::pack::BlobType::Data => {
+            BlobType::Data => {
                 out.data_blobs += 1;
                 out.data_bytes += raw;
             }
-            crate::pack::BlobType::Tree => {
+            BlobType::Tree => {
                 out.tree_blobs += 1;
                 out.tree_bytes += raw;
             }

@@ -66,6 +66,29 @@ fn build_history(env: &Env) -> (PathBuf, Vec<(String, PathBuf)>) {
     (src, out)
 }
 
+/// A prune that deletes at once and leaves no unused space.
+const PRUNE_NOW: [&str; 6] = [
+    "prune",
+    "--json",
+    "--keep-delete",
+    "0",
+    "--max-unused",
+    "0%",
+];
+
+/// Runs `PRUNE_NOW` and returns its summary.
+fn prune_now(env: &Env) -> serde_json::Value {
+    json_of(&env.ok(&PRUNE_NOW))
+}
+
+/// Runs `PRUNE_NOW` and insists that it found nothing to delete or repack.
+fn nothing_left_to_prune(env: &Env) -> serde_json::Value {
+    let again = prune_now(env);
+    assert_eq!(again["packs_deleted"], 0, "{again}");
+    assert_eq!(again["packs_repacked"], 0, "{again}");
+    again
+}
+
 fn snapshot_ids(env: &Env) -> BTreeSet<String> {
     let out = env.ok(&["snapshots", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -285,16 +308,7 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
     }
     assert!(stops >= 3, "only {stops} stopping points were exercised");
     // The job is done: another prune finds nothing.
-    let again = json_of(&env.ok(&[
-        "prune",
-        "--json",
-        "--keep-delete",
-        "0",
-        "--max-unused",
-        "0%",
-    ]));
-    assert_eq!(again["packs_deleted"], 0, "{again}");
-    assert_eq!(again["packs_repacked"], 0, "{again}");
+    nothing_left_to_prune(&env);
     env.ok(&["check", "--read-data"]);
     for (id, copy) in kept {
         restore_matches(&env, id, &src, copy);
@@ -344,7 +358,8 @@ fn prune_killed_at_several_moments_then_the_next_finishes(env: Env) {
     for (what, reached) in moments {
         let (d0, i0) = (names_below(&data), names_below(&index));
         let mut child = env
-            .cmd(&["prune", "-q", "--keep-delete", "0", "--max-unused", "0%"])
+            .cmd(&PRUNE_NOW)
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -377,22 +392,8 @@ fn prune_killed_at_several_moments_then_the_next_finishes(env: Env) {
     eprintln!("prune killed at: {killed:?}");
     assert!(killed.contains(&"lock taken"), "killed at {killed:?}");
     // The last kill left a lock too: this prune takes it over and completes.
-    let done = env.run(&["prune", "--keep-delete", "0", "--max-unused", "0%"]);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let again = json_of(&env.ok(&[
-        "prune",
-        "--json",
-        "--keep-delete",
-        "0",
-        "--max-unused",
-        "0%",
-    ]));
-    assert_eq!(again["packs_deleted"], 0, "{again}");
-    assert_eq!(again["packs_repacked"], 0, "{again}");
+    prune_now(&env);
+    let again = nothing_left_to_prune(&env);
     assert_eq!(
         again["packs_unindexed"], 0,
         "leftovers of killed runs are gone: {again}"
@@ -460,14 +461,7 @@ fn prune_leaves_objects_under_retention_and_deletes_them_later(env: Env) {
     env.assert_restores(&second, &src);
 
     // Once retention ends, the next prune deletes them.
-    let freed = json_of(&env.ok(&[
-        "prune",
-        "--json",
-        "--keep-delete",
-        "0",
-        "--max-unused",
-        "0%",
-    ]));
+    let freed = prune_now(&env);
     assert_eq!(
         freed["packs_deleted"].as_u64(),
         Some(marked.packs_marked),
