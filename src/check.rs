@@ -200,12 +200,7 @@ pub fn check(
     }
 
     // Packs: present, right size, header as indexed, and (chosen ones) every blob sound.
-    let stored: HashMap<Id, u64> = repo
-        .backend()
-        .list(Kind::Pack)?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
-        .collect();
+    let stored = repo.stored_packs()?;
     let mut unindexed: Vec<String> = stored
         .keys()
         .filter(|id| !indexed.contains_key(id))

@@ -305,6 +305,16 @@ impl Repository {
         Ok(out)
     }
 
+    /// Every pack in the store and its size. Names that are not pack ids are left out.
+    pub fn stored_packs(&self) -> Result<std::collections::HashMap<Id, u64>> {
+        Ok(self
+            .backend
+            .list(Kind::Pack)?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
+            .collect())
+    }
+
     pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {
         self.index.get(kind, id)?.ok_or_else(|| {
             Error::corrupt(

@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
@@ -167,9 +166,8 @@ pub fn stats(
     if out.stored_bytes > 0 {
         out.ratio = out.logical_bytes as f64 / out.stored_bytes as f64;
     }
-    for listed in repo.backend().list(Kind::Pack)? {
-        out.repository_packs += 1;
-        out.repository_bytes += listed.size;
-    }
+    let stored = repo.stored_packs()?;
+    out.repository_packs = stored.len() as u64;
+    out.repository_bytes = stored.values().sum();
     Ok(out)
 }

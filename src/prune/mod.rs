@@ -16,7 +16,7 @@
 
 pub mod used;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
@@ -228,12 +228,7 @@ pub fn prune(
         }
         listings.push(listing);
     }
-    let stored: HashMap<Id, u64> = repo
-        .backend()
-        .list(Kind::Pack)?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
-        .collect();
+    let stored = repo.stored_packs()?;
 
     // 3. Decide. Live packs first.
     let mut missing_needed = Vec::new();
