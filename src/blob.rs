@@ -30,24 +30,49 @@ impl BlobSealer {
     }
 
     pub fn seal(&mut self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<SealedBlob> {
-        let raw_length = u32::try_from(plaintext.len())
-            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
-        let compressed = self
-            .zstd
-            .compress(plaintext)
-            .map_err(|e| Error::Other(format!("zstd: {e}")))?;
-        let (compression, body) = if compressed.len() < plaintext.len() {
-            (Compression::Zstd, &compressed[..])
-        } else {
-            (Compression::None, plaintext)
-        };
+        let mut bytes = Vec::new();
+        let (raw_length, compression) = self.seal_into(kind, id, plaintext, &mut bytes)?;
         Ok(SealedBlob {
             kind,
             id,
             raw_length,
             compression,
-            bytes: self.sealer.seal(Aad::Blob(kind as u8, id), body)?,
+            bytes,
         })
+    }
+
+    /// Appends the sealed blob to `out`, compressing straight into it and encrypting in
+    /// place, so the only copy of the plaintext is zstd's reading of it. Returns what a
+    /// pack header records besides the position: the plaintext length and the compression.
+    pub fn seal_into(
+        &mut self,
+        kind: BlobType,
+        id: Id,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(u32, Compression)> {
+        let raw_length = u32::try_from(plaintext.len())
+            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
+        let mut compression = Compression::Zstd;
+        let zstd = &mut self.zstd;
+        self.sealer
+            .seal_appending(Aad::Blob(kind as u8, id), out, |out| {
+                let at = out.len();
+                out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
+                let mut tail = std::io::Cursor::new(&mut *out);
+                tail.set_position(at as u64);
+                let n = zstd
+                    .compress_to_buffer(plaintext, &mut tail)
+                    .map_err(|e| Error::Other(format!("zstd: {e}")))?;
+                if n >= plaintext.len() {
+                    // Incompressible: store the plaintext rather than a larger frame.
+                    out.truncate(at);
+                    out.extend_from_slice(plaintext);
+                    compression = Compression::None;
+                }
+                Ok(())
+            })?;
+        Ok((raw_length, compression))
     }
 }
 

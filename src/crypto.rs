@@ -6,7 +6,7 @@
 //!   that names what the bytes are, so bytes moved to another place fail to open.
 //! * Key files wrap the master key under a key derived from the password with Argon2id.
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -141,28 +141,57 @@ impl Sealer {
     pub fn seal(&self, aad: Aad, plaintext: &[u8]) -> Result<Vec<u8>> {
         seal_with(&self.cipher, aad, plaintext)
     }
+
+    /// Appends sealed bytes to `out` without an intermediate buffer: see [`seal_appending`].
+    pub fn seal_appending(
+        &self,
+        aad: Aad,
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        seal_appending(&self.cipher, aad, out, fill)
+    }
+
     pub fn open(&self, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {
         open_with(&self.cipher, aad, sealed, name)
     }
 }
 
 fn seal_with(cipher: &Aes256GcmSiv, aad: Aad, plaintext: &[u8]) -> Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    random_bytes(&mut nonce)?;
-    let aad = aad.bytes();
-    let ct = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| Error::Other("encryption failed".into()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    seal_appending(cipher, aad, &mut out, |out| {
+        out.extend_from_slice(plaintext);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Writes the nonce to `out`, lets `fill` append the plaintext, encrypts it where it lies
+/// and appends the tag: `nonce ‖ ciphertext ‖ tag` with no copy of the plaintext beyond
+/// the one `fill` makes. On error, `out` is cut back to its length on entry.
+fn seal_appending(
+    cipher: &Aes256GcmSiv,
+    aad: Aad,
+    out: &mut Vec<u8>,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let start = out.len();
+    let result = (|| {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        out.extend_from_slice(&nonce);
+        fill(out)?;
+        let body = &mut out[start + NONCE_LEN..];
+        let tag = cipher
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad.bytes(), body.into())
+            .map_err(|_| Error::Other("encryption failed".into()))?;
+        out.extend_from_slice(tag.as_slice());
+        Ok(())
+    })();
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 fn open_with(cipher: &Aes256GcmSiv, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {

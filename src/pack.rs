@@ -145,20 +145,41 @@ impl PackBuilder {
     }
 
     pub fn add(&mut self, blob: SealedBlob) -> Result<()> {
-        let offset = u32::try_from(self.buf.len())
-            .map_err(|_| Error::Other("pack grew beyond 4 GiB".into()))?;
-        let length = u32::try_from(blob.bytes.len())
-            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
-        self.buf.extend_from_slice(&blob.bytes);
-        self.entries.push(PackEntry(
+        self.add_sealed(
             blob.kind,
             blob.id,
-            offset,
-            length,
             blob.raw_length,
             blob.compression,
-        ));
+            &blob.bytes,
+        )
+    }
+
+    /// Appends one sealed blob given as bytes and what its header entry says.
+    pub fn add_sealed(
+        &mut self,
+        kind: BlobType,
+        id: Id,
+        raw_length: u32,
+        compression: Compression,
+        sealed: &[u8],
+    ) -> Result<()> {
+        let offset = u32::try_from(self.buf.len())
+            .map_err(|_| Error::Other("pack grew beyond 4 GiB".into()))?;
+        let length = u32::try_from(sealed.len())
+            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
+        self.buf.extend_from_slice(sealed);
+        self.entries
+            .push(PackEntry(kind, id, offset, length, raw_length, compression));
         Ok(())
+    }
+
+    /// A builder that fills `buf` (emptied first), reusing its memory.
+    pub fn reusing(mut buf: Vec<u8>) -> PackBuilder {
+        buf.clear();
+        PackBuilder {
+            buf,
+            entries: Vec::new(),
+        }
     }
 
     /// Appends the sealed header and names the pack by the hash of all its bytes.

@@ -20,7 +20,7 @@ use crate::id::Id;
 use crate::repository::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use exclude::Excludes;
-use stages::{Counters, Failure, FileWorker, Known, PendingIndex};
+use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer, PendingIndex};
 use walk::{PathTrie, Walker};
 
 pub struct BackupOptions {
@@ -84,11 +84,10 @@ pub fn backup(
 
     let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_QUEUE);
     let (res_tx, res_rx) = crossbeam_channel::unbounded();
-    let (raw_tx, raw_rx) = crossbeam_channel::bounded(threads * 2);
-    let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(threads * 2);
-    // Rendezvous: a finished pack waits in the packer until an uploader takes it, so at
-    // most one pack per uploader plus the one being filled are held in memory.
+    // Rendezvous: a finished pack waits in the thread that filled it until an uploader
+    // takes it, so at most one pack per uploader plus the open ones are held in memory.
     let (pack_tx, pack_rx) = crossbeam_channel::bounded(0);
+    let packer = Packer::new(repo, pack_tx, uploaders);
 
     let walk_result = std::thread::scope(|s| {
         if !progress.is_hidden() {
@@ -98,47 +97,51 @@ pub fn backup(
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
-            let (pending, failure) = (&pending, &failure);
-            s.spawn(move || stages::run_uploader(repo, rx, pending, opts.dry_run, failure));
+            let (packer, pending, failure) = (&packer, &pending, &failure);
+            s.spawn(move || stages::run_uploader(packer, rx, pending, opts.dry_run, failure));
         }
         drop(pack_rx);
-        {
-            let failure = &failure;
-            s.spawn(move || stages::run_packer(repo, sealed_rx, pack_tx, failure));
-        }
         for _ in 0..threads {
-            let (rx, tx) = (raw_rx.clone(), sealed_tx.clone());
-            let (counters, failure) = (&counters, &failure);
-            s.spawn(move || stages::run_sealer(repo, counters, rx, tx, failure));
-        }
-        drop((raw_rx, sealed_tx));
-        for _ in 0..threads {
-            let (jobs, results, raw) = (job_rx.clone(), res_tx.clone(), raw_tx.clone());
+            let (jobs, results) = (job_rx.clone(), res_tx.clone());
             let worker = FileWorker {
-                repo,
                 known: &known,
                 counters: &counters,
+                packer: &packer,
                 progress,
             };
-            s.spawn(move || worker.run(jobs, results, raw));
+            let failure = &failure;
+            s.spawn(move || worker.run(jobs, results, failure));
         }
         drop((job_rx, res_tx));
-        let walker = Walker::new(
-            repo,
-            &opts.excludes,
-            opts.one_file_system,
-            &known,
-            &counters,
-            progress,
-            job_tx,
-            res_rx,
-            raw_tx,
-        );
+        let (packer, known, counters) = (&packer, &known, &counters);
+        let walk = move || -> Result<walk::WalkOutcome> {
+            let walker = Walker::new(
+                repo,
+                &opts.excludes,
+                opts.one_file_system,
+                known,
+                counters,
+                progress,
+                job_tx,
+                res_rx,
+                BlobStore::new(packer, counters)?,
+            );
+            let parent_root = opts.parent.as_ref().map(|(_, s)| s.tree);
+            let outcome = walker.run(&trie, parent_root);
+            // Every file's blobs are in a pack once the walker has all results: the open
+            // packs can be finished. On failure, only let the uploaders stop.
+            match outcome {
+                Ok(o) => packer.finish().map(|()| o),
+                Err(e) => {
+                    packer.close();
+                    Err(e)
+                }
+            }
+        };
         // The walker recurses once per directory level; give it room for deep trees.
-        let parent_root = opts.parent.as_ref().map(|(_, s)| s.tree);
         std::thread::Builder::new()
             .stack_size(256 * 1024 * 1024)
-            .spawn_scoped(s, move || walker.run(&trie, parent_root))
+            .spawn_scoped(s, walk)
             .map_err(|e| Error::Other(format!("cannot start the walker thread: {e}")))?
             .join()
             .map_err(|_| Error::Other("the walker thread panicked".into()))?

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::exclude::Excludes;
-use super::stages::{Counters, FileJob, FileOutcome, FileResult, Known, RawBlob};
+use super::stages::{BlobStore, Counters, FileJob, FileOutcome, FileResult, Known};
 use crate::cbor;
 use crate::error::{Error, Result};
 use crate::fsmeta::{node_from_metadata, unchanged};
@@ -84,7 +84,8 @@ pub struct Walker<'a> {
     pub progress: &'a indicatif::ProgressBar,
     pub jobs: Sender<FileJob>,
     pub results: Receiver<FileResult>,
-    pub raw: Sender<RawBlob>,
+    /// Seals and packs the trees.
+    store: BlobStore<'a>,
     names: NameCache,
     dirs: HashMap<u64, PendingDir>,
     next_dir: u64,
@@ -112,7 +113,7 @@ impl<'a> Walker<'a> {
         progress: &'a indicatif::ProgressBar,
         jobs: Sender<FileJob>,
         results: Receiver<FileResult>,
-        raw: Sender<RawBlob>,
+        store: BlobStore<'a>,
     ) -> Walker<'a> {
         Walker {
             repo,
@@ -123,7 +124,7 @@ impl<'a> Walker<'a> {
             progress,
             jobs,
             results,
-            raw,
+            store,
             names: NameCache::default(),
             dirs: HashMap::new(),
             next_dir: 0,
@@ -135,7 +136,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Walks everything and returns once every tree is written to the sealers.
+    /// Walks everything and returns once every tree is in a pack.
     pub fn run(mut self, trie: &PathTrie, parent_root: Option<Id>) -> Result<WalkOutcome> {
         self.walk_virtual(Path::new("/"), trie, None, parent_root)?;
         // No more jobs: wait for the workers' last results.
@@ -405,13 +406,7 @@ impl<'a> Walker<'a> {
         let bytes = cbor::encode(&tree);
         let id = self.repo.key().blob_id(&bytes);
         if self.known.claim(BlobType::Tree, &id)? {
-            self.raw
-                .send(RawBlob {
-                    kind: BlobType::Tree,
-                    id,
-                    data: bytes,
-                })
-                .map_err(|_| stopped())?;
+            self.store.store(BlobType::Tree, id, &bytes)?;
         }
         Ok(id)
     }
