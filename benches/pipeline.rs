@@ -1,19 +1,22 @@
 //! Throughput of the CPU-bound stages of a backup and a restore, one core each:
-//! chunking, blob ids, sealing (zstd + AES-256-GCM-SIV), opening, and pack assembly.
+//! chunking, blob ids, sealing (zstd + AES-256-GCM-SIV), opening, pack assembly, and
+//! lookups in the local index cache holding 10k, 1M and 5M blobs.
 //!
 //! Run with `cargo bench --bench pipeline`. Figures go into BENCHMARKS.md; nothing here
-//! is asserted by the test suite.
+//! is asserted by the test suite. The test suite's smoke run (`cargo test --benches`) runs
+//! each benchmark once and builds only the smallest index.
 
 use std::hint::black_box;
 
 use cairn::blob::{BlobSealer, open_blob};
-use cairn::cache::BlobLocation;
+use cairn::cache::{BlobLocation, IndexCache};
 use cairn::chunker::Chunker;
 use cairn::config::ChunkerParams;
 use cairn::crypto::MasterKey;
 use cairn::id::Id;
-use cairn::pack::{BlobType, PackBuilder, PackEntry};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use cairn::index::{IndexFile, IndexedPack};
+use cairn::pack::{BlobType, Compression, PackBuilder, PackEntry};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Half random bytes, half text-like runs: roughly what a home directory compresses like.
 fn mixed_data(len: usize) -> Vec<u8> {
@@ -37,16 +40,22 @@ fn mixed_data(len: usize) -> Vec<u8> {
     out
 }
 
+/// True under `cargo bench`; false in the test suite's smoke run, which gets small inputs.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 fn benches(c: &mut Criterion) {
     let key = MasterKey::generate().expect("key");
-    let data = mixed_data(64 * 1024 * 1024);
+    let mib = if full_run() { 256 } else { 16 };
+    let data = mixed_data(mib * 1024 * 1024);
     let blob = &data[..1024 * 1024];
 
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    g.bench_function("fastcdc_64MiB_mixed", |b| {
-        let chunker = Chunker::new(ChunkerParams::default(), key.chunker_seed);
+    g.bench_function(format!("fastcdc_{mib}MiB_mixed"), |b| {
+        let mut chunker = Chunker::new(ChunkerParams::default(), key.chunker_seed);
         b.iter(|| {
             let mut n = 0usize;
             chunker
@@ -129,5 +138,99 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(pipeline, benches);
+/// The id of the `i`th made-up blob: random-looking, as real ids are, and reproducible.
+fn made_up_id(i: u64) -> Id {
+    Id(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+/// An index cache on disk holding `n` data blobs, 1,000 per pack and 50,000 per index
+/// file, as a backup leaves them.
+fn filled_cache(dir: &std::path::Path, n: u64) -> IndexCache {
+    let cache = IndexCache::open(Some(dir)).expect("open cache");
+    let mut next = 0u64;
+    let mut file = 0u64;
+    while next < n {
+        let mut index = IndexFile::new();
+        while next < n && index.blob_count() < 50_000 {
+            let count = (n - next).min(1000);
+            let blobs = (next..next + count)
+                .map(|i| {
+                    let at = (i % 1000) as u32 * 600_000;
+                    PackEntry(
+                        BlobType::Data,
+                        made_up_id(i),
+                        at,
+                        600_000,
+                        1 << 20,
+                        Compression::Zstd,
+                    )
+                })
+                .collect();
+            index.packs.push(IndexedPack {
+                id: made_up_id(u64::MAX - next),
+                size: 16 << 20,
+                blobs,
+            });
+            next += count;
+        }
+        cache
+            .add_index(&made_up_id(u64::MAX / 2 + file), &index)
+            .expect("add index");
+        file += 1;
+    }
+    cache.flush().expect("flush");
+    cache
+}
+
+fn vm_rss_mb() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or_else(|| "?".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0))
+}
+
+/// Point lookups as a backup makes them, one per chunk: known blobs (hit) in random order,
+/// and new ones (miss).
+fn index_lookups(c: &mut Criterion) {
+    let sizes: &[u64] = if full_run() {
+        &[10_000, 1_000_000, 5_000_000]
+    } else {
+        &[10_000]
+    };
+    let mut g = c.benchmark_group("index_lookup");
+    for &n in sizes {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let started = std::time::Instant::now();
+        let cache = filled_cache(dir.path(), n);
+        eprintln!(
+            "index cache of {n} blobs built in {:.1} s; process RSS {}",
+            started.elapsed().as_secs_f64(),
+            vm_rss_mb()
+        );
+        g.bench_with_input(BenchmarkId::new("hit", n), &n, |b, &n| {
+            let mut i = 0u64;
+            b.iter(|| {
+                // A stride prime to n visits the blobs in scattered order.
+                i = (i + 2_654_435_761) % n;
+                assert!(cache.contains(BlobType::Data, &made_up_id(i)).expect("get"));
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("miss", n), &n, |b, &n| {
+            let mut i = n;
+            b.iter(|| {
+                i += 1;
+                assert!(!cache.contains(BlobType::Data, &made_up_id(i)).expect("get"));
+            })
+        });
+        eprintln!("after lookups in {n} blobs: process RSS {}", vm_rss_mb());
+    }
+    g.finish();
+}
+
+criterion_group!(pipeline, benches, index_lookups);
 criterion_main!(pipeline);

@@ -101,6 +101,8 @@ pub fn backup(
             s.spawn(move || stages::run_uploader(packer, rx, pending, opts.dry_run, failure));
         }
         drop(pack_rx);
+        // One chunk may wait for an idle worker (see `stages::Handoff`).
+        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
         for _ in 0..threads {
             let (jobs, results) = (job_rx.clone(), res_tx.clone());
             let worker = FileWorker {
@@ -108,11 +110,12 @@ pub fn backup(
                 counters: &counters,
                 packer: &packer,
                 progress,
+                handoffs: handoff_rx.clone(),
             };
-            let failure = &failure;
-            s.spawn(move || worker.run(jobs, results, failure));
+            let (failure, handoff) = (&failure, handoff_tx.clone());
+            s.spawn(move || worker.run(jobs, handoff, results, failure));
         }
-        drop((job_rx, res_tx));
+        drop((job_rx, res_tx, handoff_tx, handoff_rx));
         let (packer, known, counters) = (&packer, &known, &counters);
         let walk = move || -> Result<walk::WalkOutcome> {
             let walker = Walker::new(

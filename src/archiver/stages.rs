@@ -158,18 +158,85 @@ pub struct FileWorker<'a> {
     pub counters: &'a Counters,
     pub packer: &'a Packer<'a>,
     pub progress: &'a indicatif::ProgressBar,
+    /// Chunks that other workers offer while this one is idle.
+    pub handoffs: Receiver<Handoff>,
+}
+
+/// A chunk of a file that one worker cuts and another, idle one stores: hashing and
+/// sealing, nearly all of the work, then run on every core even when one big file is
+/// left. The chunk is copied once for this (a memcpy against milliseconds of zstd). The
+/// queue holds one chunk, so a helper finds the next one waiting when it is done; a chunk
+/// nobody took is stored by its owner before the file counts as done.
+pub struct Handoff {
+    /// The chunk's place in its file's content list.
+    index: usize,
+    data: Vec<u8>,
+    reply: Sender<Receipt>,
+}
+
+/// Chunks smaller than this are stored by the worker that cut them.
+const HANDOFF_MIN: usize = 256 * 1024;
+
+struct Receipt {
+    index: usize,
+    id: Result<Id>,
+    /// The chunk's buffer, back for the next handoff.
+    data: Vec<u8>,
+}
+
+/// What a worker keeps between chunks of one file.
+struct FileState<'w> {
+    content: Vec<Id>,
+    size: u64,
+    /// Handed-off chunks not yet stored, and where their receipts come back.
+    outstanding: usize,
+    receipts: Option<(Sender<Receipt>, Receiver<Receipt>)>,
+    spare: &'w mut Vec<Vec<u8>>,
+}
+
+impl FileState<'_> {
+    fn settle(&mut self, r: Receipt) -> Result<()> {
+        self.outstanding -= 1;
+        self.spare.push(r.data);
+        self.content[r.index] = r.id?;
+        Ok(())
+    }
 }
 
 impl FileWorker<'_> {
-    pub fn run(&self, jobs: Receiver<FileJob>, results: Sender<FileResult>, failure: &Failure) {
+    /// Stores the files of `jobs`, offering chunks to idle workers through `handoff`, and
+    /// takes others' chunks while idle. Once the walker has no more files, this worker
+    /// drops its `handoff` and helps the others until every worker has dropped theirs.
+    pub fn run(
+        &self,
+        jobs: Receiver<FileJob>,
+        handoff: Sender<Handoff>,
+        results: Sender<FileResult>,
+        failure: &Failure,
+    ) {
         let repo = self.packer.repo;
         let mut chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed);
         let mut store = match BlobStore::new(self.packer, self.counters) {
             Ok(s) => s,
             Err(e) => return failure.set(e),
         };
-        for job in jobs {
-            let outcome = match self.process(&mut chunker, &mut store, &job) {
+        let mut spare = Vec::new();
+        loop {
+            // Idle workers wait for files and for other workers' chunks alike.
+            let job = crossbeam_channel::select! {
+                recv(jobs) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                recv(self.handoffs) -> h => {
+                    if let Ok(h) = h {
+                        self.store_handoff(&mut store, h);
+                    }
+                    continue;
+                }
+            };
+            let worked = self.process(&mut chunker, &mut store, &mut spare, &jobs, &handoff, &job);
+            let outcome = match worked {
                 Ok((content, size)) => FileOutcome::Done { content, size },
                 Err(ChunkError::Io(e)) => FileOutcome::Failed(e.to_string()),
                 Err(ChunkError::Sink(e)) => {
@@ -191,31 +258,124 @@ impl FileWorker<'_> {
                 return;
             }
         }
+        // The walker may close the queue while others still read their last files: help
+        // them until all have finished (and dropped their senders).
+        drop(handoff);
+        for h in self.handoffs.iter() {
+            self.store_handoff(&mut store, h);
+        }
+    }
+
+    /// Stores a chunk unless the repository or this run already has it.
+    fn store_chunk(&self, store: &mut BlobStore, id: Id, data: &[u8]) -> Result<()> {
+        if self.known.claim(BlobType::Data, &id)? {
+            store.store(BlobType::Data, id, data)?;
+        }
+        Ok(())
+    }
+
+    fn store_handoff(&self, store: &mut BlobStore, h: Handoff) {
+        let id = self.packer.repo.key().blob_id(&h.data);
+        let id = self.store_chunk(store, id, &h.data).map(|()| id);
+        // The owner waits for every receipt; it is gone only if its file failed.
+        let _ = h.reply.send(Receipt {
+            index: h.index,
+            id,
+            data: h.data,
+        });
     }
 
     fn process(
         &self,
         chunker: &mut Chunker,
         store: &mut BlobStore,
+        spare: &mut Vec<Vec<u8>>,
+        jobs: &Receiver<FileJob>,
+        handoff: &Sender<Handoff>,
         job: &FileJob,
     ) -> Result<(Vec<Id>, u64), ChunkError> {
         let file = File::open(&job.path).map_err(ChunkError::Io)?;
-        let mut content = Vec::new();
-        let mut size = 0u64;
         let key = self.packer.repo.key();
-        chunker.chunks(file, |data: &[u8]| -> Result<()> {
-            let id = key.blob_id(data);
+        let mut st = FileState {
+            content: Vec::new(),
+            size: 0,
+            outstanding: 0,
+            receipts: None,
+            spare,
+        };
+        let cut = chunker.chunks(file, |data: &[u8]| -> Result<()> {
             let len = data.len() as u64;
-            size += len;
-            content.push(id);
+            st.size += len;
             self.counters.bytes_read.fetch_add(len, Relaxed);
             self.progress.inc(len);
-            if self.known.claim(BlobType::Data, &id)? {
-                store.store(BlobType::Data, id, data)?;
+            // With files queued, every worker has one of its own: nobody to hand to. Small
+            // chunks are not worth the copy.
+            if jobs.is_empty() && data.len() >= HANDOFF_MIN {
+                let index = st.content.len();
+                st.content.push(Id::default());
+                let mut copy = st.spare.pop().unwrap_or_default();
+                copy.clear();
+                copy.extend_from_slice(data);
+                let reply = st
+                    .receipts
+                    .get_or_insert_with(crossbeam_channel::unbounded)
+                    .0
+                    .clone();
+                let h = Handoff {
+                    index,
+                    data: copy,
+                    reply,
+                };
+                match handoff.try_send(h) {
+                    Ok(()) => st.outstanding += 1,
+                    Err(e) => {
+                        st.spare.push(e.into_inner().data);
+                        let id = key.blob_id(data);
+                        st.content[index] = id;
+                        self.store_chunk(store, id, data)?;
+                    }
+                }
+                while let Some(r) = st.receipts.as_ref().and_then(|(_, rx)| rx.try_recv().ok()) {
+                    st.settle(r)?;
+                }
+            } else {
+                let id = key.blob_id(data);
+                st.content.push(id);
+                self.store_chunk(store, id, data)?;
             }
             Ok(())
-        })?;
-        Ok((content, size))
+        });
+        // Even when reading failed: a chunk claimed for this file must be in a pack before
+        // the walker hears of the file, since another file may already refer to it.
+        let settled = self.await_handoffs(&mut st, store);
+        // Buffers beyond one per other worker would only hold memory.
+        st.spare.truncate(crate::threads());
+        cut?;
+        settled.map_err(ChunkError::Sink)?;
+        Ok((st.content, st.size))
+    }
+
+    /// Waits until every chunk this file handed off is stored. A chunk may still wait in
+    /// the queue: chunks are taken from it (this file's or another's) meanwhile, so a file
+    /// never waits on a busy worker. Returns the first failure after all are settled.
+    fn await_handoffs(&self, st: &mut FileState, store: &mut BlobStore) -> Result<()> {
+        let mut first_error = Ok(());
+        let receipts = st.receipts.as_ref().map(|(_, rx)| rx.clone());
+        while let Some(rx) = receipts.as_ref().filter(|_| st.outstanding > 0) {
+            crossbeam_channel::select! {
+                // The file's own sender is in `st`: this channel cannot close here.
+                recv(rx) -> r => if let Ok(r) = r {
+                    let settled = st.settle(r);
+                    if first_error.is_ok() {
+                        first_error = settled;
+                    }
+                },
+                recv(self.handoffs) -> h => if let Ok(h) = h {
+                    self.store_handoff(store, h);
+                },
+            }
+        }
+        first_error
     }
 }
 
