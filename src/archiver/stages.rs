@@ -266,17 +266,17 @@ impl FileWorker<'_> {
         }
     }
 
-    /// Stores a chunk unless the repository or this run already has it.
-    fn store_chunk(&self, store: &mut BlobStore, id: Id, data: &[u8]) -> Result<()> {
+    /// Names a chunk and stores it unless the repository or this run already has it.
+    fn store_chunk(&self, store: &mut BlobStore, data: &[u8]) -> Result<Id> {
+        let id = self.packer.repo.key().blob_id(data);
         if self.known.claim(BlobType::Data, &id)? {
             store.store(BlobType::Data, id, data)?;
         }
-        Ok(())
+        Ok(id)
     }
 
     fn store_handoff(&self, store: &mut BlobStore, h: Handoff) {
-        let id = self.packer.repo.key().blob_id(&h.data);
-        let id = self.store_chunk(store, id, &h.data).map(|()| id);
+        let id = self.store_chunk(store, &h.data);
         // The owner waits for every receipt; it is gone only if its file failed.
         let _ = h.reply.send(Receipt {
             index: h.index,
@@ -295,7 +295,6 @@ impl FileWorker<'_> {
         job: &FileJob,
     ) -> Result<(Vec<Id>, u64), ChunkError> {
         let file = File::open(&job.path).map_err(ChunkError::Io)?;
-        let key = self.packer.repo.key();
         let mut st = FileState {
             content: Vec::new(),
             size: 0,
@@ -330,18 +329,14 @@ impl FileWorker<'_> {
                     Ok(()) => st.outstanding += 1,
                     Err(e) => {
                         st.spare.push(e.into_inner().data);
-                        let id = key.blob_id(data);
-                        st.content[index] = id;
-                        self.store_chunk(store, id, data)?;
+                        st.content[index] = self.store_chunk(store, data)?;
                     }
                 }
                 while let Some(r) = st.receipts.as_ref().and_then(|(_, rx)| rx.try_recv().ok()) {
                     st.settle(r)?;
                 }
             } else {
-                let id = key.blob_id(data);
-                st.content.push(id);
-                self.store_chunk(store, id, data)?;
+                st.content.push(self.store_chunk(store, data)?);
             }
             Ok(())
         });
