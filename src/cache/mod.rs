@@ -8,9 +8,10 @@
 //!
 //! On disk it is a handful of immutable sorted tables (see [`table`]) and a manifest naming
 //! them and the index files each covers. New index files become new tables; small tables
-//! are merged into bigger ones so that a lookup reads few of them. Memory holds only each
-//! table's fences, 8 bytes per 51 blobs, whatever the size of the repository; building the
-//! cache from many index files sorts them in bounded runs and merges the runs.
+//! are merged into bigger ones so that a lookup reads few of them. Memory holds each
+//! table's fences, 8 bytes per 51 blobs, and the smallest tables whole up to 16 MiB;
+//! the rest is read block by block. Building the cache from many index files sorts them
+//! in bounded runs and merges the runs.
 
 mod merge;
 mod table;
@@ -37,7 +38,7 @@ pub struct BlobLocation {
 }
 
 /// Bumped whenever the cache's encoding changes; a mismatch rebuilds it.
-const CACHE_FORMAT: &str = "cairn-cache-3";
+const CACHE_FORMAT: &str = "cairn-cache-4";
 const MANIFEST: &str = "index.manifest";
 /// Records sorted in memory before they are written as one table while the cache is
 /// built from index files: 100k records are 7.9 MB.
@@ -48,6 +49,9 @@ const MAX_TABLES: usize = 12;
 const MERGE_FACTOR: u64 = 4;
 /// Inputs of one merge, each reading 32 KiB at a time.
 const MAX_MERGE_INPUTS: usize = 64;
+/// Tables are held in memory, smallest first, up to this many bytes: a repository of up
+/// to 200k blobs is looked up without a system call; beyond, memory stays at this.
+const RESIDENT_BYTES: usize = 16 << 20;
 
 /// The manifest: which tables make up the cache and which index files each one covers.
 #[derive(Serialize, Deserialize, Default)]
@@ -75,8 +79,17 @@ struct Part {
 struct State {
     repository: Option<Id>,
     next: u64,
-    /// Oldest first.
+    /// Biggest first: a known blob is most likely in the biggest table, so a lookup that
+    /// finds it live there reads no other.
     parts: Vec<Arc<Part>>,
+}
+
+impl State {
+    fn add(&mut self, part: Part) {
+        self.parts.push(Arc::new(part));
+        self.parts
+            .sort_by_key(|p| std::cmp::Reverse(p.table.count()));
+    }
 }
 
 pub struct IndexCache {
@@ -207,15 +220,32 @@ impl IndexCache {
             // Written by another version of cairn: start over.
             return Ok(State::default());
         }
-        let mut parts = Vec::with_capacity(manifest.tables.len());
+        let mut tables = Vec::with_capacity(manifest.tables.len());
         for t in manifest.tables {
             let table = Table::open(&self.dir.join(table_name(t.number)))?;
-            parts.push(Arc::new(Part {
-                number: t.number,
-                indexes: t.indexes,
-                table,
-            }));
+            tables.push((t, table));
         }
+        let mut by_size: Vec<usize> = (0..tables.len()).collect();
+        by_size.sort_by_key(|&i| tables[i].1.block_bytes());
+        let mut resident = 0;
+        for i in by_size {
+            let table = &mut tables[i].1;
+            if resident + table.block_bytes() <= RESIDENT_BYTES {
+                table.make_resident()?;
+                resident += table.block_bytes();
+            }
+        }
+        let mut parts: Vec<Arc<Part>> = tables
+            .into_iter()
+            .map(|(t, table)| {
+                Arc::new(Part {
+                    number: t.number,
+                    indexes: t.indexes,
+                    table,
+                })
+            })
+            .collect();
+        parts.sort_by_key(|p| std::cmp::Reverse(p.table.count()));
         Ok(State {
             repository: manifest.repository,
             next: manifest.next,
@@ -370,7 +400,8 @@ impl IndexCache {
         for r in &run.records {
             w.push(r)?;
         }
-        let table = w.finish()?;
+        let mut table = w.finish()?;
+        self.maybe_resident(&mut table, &HashSet::new())?;
         let part = Part {
             number,
             indexes: std::mem::take(&mut run.indexes),
@@ -378,8 +409,24 @@ impl IndexCache {
         };
         run.records.clear();
         let mut state = self.write();
-        state.parts.push(Arc::new(part));
+        state.add(part);
         self.save(&state)
+    }
+
+    /// Holds a new table in memory if it fits in what the other tables, but those in
+    /// `leaving`, leave of the budget.
+    fn maybe_resident(&self, table: &mut Table, leaving: &HashSet<u64>) -> Result<()> {
+        let used: usize = self
+            .read()
+            .parts
+            .iter()
+            .filter(|p| !leaving.contains(&p.number))
+            .map(|p| p.table.resident_bytes())
+            .sum();
+        if used + table.block_bytes() <= RESIDENT_BYTES {
+            table.make_resident()?;
+        }
+        Ok(())
     }
 
     /// A number for a new table file.
@@ -424,15 +471,16 @@ impl IndexCache {
         let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
         let tables: Vec<&Table> = inputs.iter().map(|p| &p.table).collect();
         merge::merge(&tables, &mut |r| w.push(r))?;
-        let table = w.finish()?;
+        let mut table = w.finish()?;
         let gone: HashSet<u64> = inputs.iter().map(|p| p.number).collect();
+        self.maybe_resident(&mut table, &gone)?;
         let mut state = self.write();
         state.parts.retain(|p| !gone.contains(&p.number));
-        state.parts.push(Arc::new(Part {
+        state.add(Part {
             number,
             indexes: inputs.iter().flat_map(|p| p.indexes.clone()).collect(),
             table,
-        }));
+        });
         self.save(&state)?;
         drop(state);
         for p in inputs {
@@ -447,7 +495,7 @@ impl IndexCache {
     fn lookup(&self, key: &[u8; KEY_LEN]) -> Result<Option<Record>> {
         let state = self.read();
         let mut marked = None;
-        for part in state.parts.iter().rev() {
+        for part in &state.parts {
             match part.table.find(key) {
                 Ok(Some(r)) if r.is_live() => return Ok(Some(r)),
                 Ok(Some(r)) => marked = Some(r),
