@@ -390,7 +390,7 @@ impl IndexCache {
         if run.indexes.is_empty() {
             return Ok(());
         }
-        let number = self.allocate()?;
+        let number = self.allocate();
         run.records
             .sort_unstable_by(|a, b| a.order().cmp(&b.order()));
         // The first of equal keys is the live one, if any.
@@ -429,13 +429,14 @@ impl IndexCache {
         Ok(())
     }
 
-    /// A number for a new table file.
-    fn allocate(&self) -> Result<u64> {
+    /// A number for a new table file. The manifest records it with the table: a table
+    /// file written but never recorded is a stray, deleted at the next open before any
+    /// number is handed out again.
+    fn allocate(&self) -> u64 {
         let mut state = self.write();
         let n = state.next;
         state.next += 1;
-        self.save(&state)?;
-        Ok(n)
+        n
     }
 
     /// Records the blobs of an index file that is now in the repository. A blob in a live
@@ -467,7 +468,7 @@ impl IndexCache {
 
     /// Replaces `inputs` by one table holding their records.
     fn merge_parts(&self, inputs: &[Arc<Part>]) -> Result<()> {
-        let number = self.allocate()?;
+        let number = self.allocate();
         let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
         let tables: Vec<&Table> = inputs.iter().map(|p| &p.table).collect();
         merge::merge(&tables, &mut |r| w.push(r))?;
@@ -662,14 +663,18 @@ mod tests {
         assert_eq!(n, 3000);
     }
 
+    /// A cache in `dir` built from index file 1: blobs 0..10 in pack 7.
+    fn cache_of_one_index(dir: &Path, repo: &Id) -> IndexCache {
+        let cache = IndexCache::open(Some(dir)).unwrap();
+        cache.sync(repo, &[id(1)], |_| Ok(index(7, 0..10))).unwrap();
+        cache
+    }
+
     #[test]
     fn a_second_process_gets_a_temporary_cache_and_stale_caches_are_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let repo = id(u64::MAX);
-        let first = IndexCache::open(Some(dir.path())).unwrap();
-        first
-            .sync(&repo, &[id(1)], |_| Ok(index(7, 0..10)))
-            .unwrap();
+        let first = cache_of_one_index(dir.path(), &repo);
         let second = IndexCache::open(Some(dir.path())).unwrap();
         assert!(second._temp.is_some(), "locked folder: a temporary cache");
         drop((first, second));
@@ -716,11 +721,7 @@ mod tests {
     fn a_damaged_manifest_or_table_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let repo = id(u64::MAX);
-        let cache = IndexCache::open(Some(dir.path())).unwrap();
-        cache
-            .sync(&repo, &[id(1)], |_| Ok(index(7, 0..10)))
-            .unwrap();
-        drop(cache);
+        drop(cache_of_one_index(dir.path(), &repo));
         for f in std::fs::read_dir(dir.path()).unwrap() {
             std::fs::write(f.unwrap().path(), b"garbage").unwrap();
         }
