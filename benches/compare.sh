@@ -25,7 +25,8 @@
 #
 # The floor: for toolchain and big-file, `tar | zstd -3 -T2` over the data from the page
 # cache is timed too (tool "floor"), the physical limit of a tool that reads and compresses
-# everything at level 3 on both cores.
+# everything at level 3 on both cores. For full restores the floor is `cp -a` of the data
+# from the page cache: creating the same files and writing the same bytes, nothing else.
 #
 # Every tool compresses with zstd at level 3 or its own equivalent (restic: `auto`; borg:
 # `--compression zstd,3`). Within a step the tools run one after another and the order
@@ -259,6 +260,15 @@ floor() {
         sh -c 'tar cf - -C "$1" . | zstd -3 -T2 -q -c >/dev/null' sh "$2"
 }
 
+# floor_restore DATASET DATA: the restore's floor, a plain copy of the data.
+floor_restore() {
+    local target=$work/restored
+    mkdir -p "$target"
+    measure "$1" floor restore-full "$2" cp -a "$2" "$target/"
+    mkdir -p "$work/trash"
+    mv "$target" "$work/trash/$1-floor-restore-full"
+}
+
 # each DATASET STEP DATA [ARG]: the step for every tool, in rotating order.
 each() {
     turn=$((turn + 1))
@@ -280,12 +290,14 @@ for ds in ${datasets//,/ }; do
             each "$ds" backup-unchanged "$data"
             py small-change "$data"
             each "$ds" backup-small-change "$data"
+            floor_restore "$ds" "$data"
             each "$ds" restore-full "$data"
             each "$ds" restore-one-file "$data" "$largest" ;;
         small-files)
             py small-files "$data" "$small_files"
             each "$ds" backup-first "$data"
             each "$ds" backup-unchanged "$data"
+            floor_restore "$ds" "$data"
             each "$ds" restore-full "$data" ;;
         big-file)
             mkdir -p "$data"
@@ -294,6 +306,7 @@ for ds in ${datasets//,/ }; do
             each "$ds" backup-first "$data"
             py big-change "$data/big"
             each "$ds" backup-changed "$data"
+            floor_restore "$ds" "$data"
             each "$ds" restore-full "$data" ;;
         series)
             copy_source "$data"

@@ -6,7 +6,8 @@
 //!   that names what the bytes are, so bytes moved to another place fail to open.
 //! * Key files wrap the master key under a key derived from the password with Argon2id.
 
-use aes_gcm_siv::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm_siv::aead::inout::InOutBuf;
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -124,6 +125,11 @@ impl MasterKey {
         open_with(&self.cipher(), aad, sealed, name)
     }
 
+    /// Opens sealed bytes into `out`, replacing what it held: see [`open_into`].
+    pub fn open_into(&self, aad: Aad, sealed: &[u8], name: &str, out: &mut Vec<u8>) -> Result<()> {
+        open_into(&self.cipher(), aad, sealed, name, out)
+    }
+
     /// A reusable cipher for hot loops (one per thread).
     pub fn sealer(&self) -> Sealer {
         Sealer {
@@ -195,18 +201,43 @@ fn seal_appending(
 }
 
 fn open_with(cipher: &Aes256GcmSiv, aad: Aad, sealed: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open_into(cipher, aad, sealed, name, &mut out)?;
+    Ok(out)
+}
+
+/// Decrypts `nonce ‖ ciphertext ‖ tag` from `sealed` straight into `out` (its old contents
+/// are replaced), so a caller that reuses `out` makes no allocation and no extra copy per
+/// object. On failure `out` is left empty: nothing unauthenticated is ever visible.
+fn open_into(
+    cipher: &Aes256GcmSiv,
+    aad: Aad,
+    sealed: &[u8],
+    name: &str,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.clear();
     if sealed.len() < SEAL_OVERHEAD {
         return Err(Error::corrupt(
             name,
             format!("{} bytes is too short to be sealed data", sealed.len()),
         ));
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-    let aad = aad.bytes();
-    cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-        .map_err(|_| Error::corrupt(name, "authentication failed (modified or misplaced bytes)"))
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
+    out.resize(ct.len(), 0);
+    let buf = InOutBuf::new(ct, &mut out[..]).expect("output sized to the ciphertext");
+    let opened = cipher.decrypt_inout_detached(&Nonce::from(nonce), &aad.bytes(), buf, &tag.into());
+    if opened.is_err() {
+        out.clear();
+        return Err(Error::corrupt(
+            name,
+            "authentication failed (modified or misplaced bytes)",
+        ));
+    }
+    Ok(())
 }
 
 /// Argon2id parameters as stored in a key file.

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::counting::{Counting, RequestStats};
 use crate::backend::retry::{RetryPolicy, Retrying};
 use crate::backend::{Backend, Kind, ObjectName};
-use crate::blob::open_blob;
+use crate::blob::{open_blob, open_blob_into};
 use crate::cache::{BlobLocation, IndexCache};
 use crate::cbor::{self, Versioned};
 use crate::config::{ChunkerParams, Config};
@@ -26,10 +26,18 @@ use crate::tree::Tree;
 
 /// Receives the sealed bytes of each blob of a run (or why they could not be cut out).
 pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a;
+/// Receives each opened blob of a run with its position: the plaintext, or why it did not
+/// open. The plaintext is lent for the call only (its buffer is reused for the next blob).
+pub type BlobSink<'a> = SealedBlobSink<'a>;
 
 /// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
 const META_RAW: u8 = 0;
 const META_ZSTD: u8 = 1;
+
+thread_local! {
+    /// The plaintext buffer of `Repository::read_run`, reused by each thread.
+    static RUN_PLAINTEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 pub struct Repository {
     /// Retries transient failures of `counting`, which sees every attempt.
@@ -355,14 +363,15 @@ impl Repository {
     /// checks each, handing it to `each` with its position in `locs`. `locs` must all be in
     /// one pack, in ascending offset order (see `restorer::fetch::runs`). A failed read
     /// fails the call; a blob that does not open is handed over as its error.
-    pub fn read_run(
-        &self,
-        locs: &[BlobLocation],
-        each: &mut dyn FnMut(usize, Result<Vec<u8>>) -> Result<()>,
-    ) -> Result<()> {
-        self.read_run_sealed(locs, &mut |i, sealed| {
-            each(i, sealed.and_then(|s| open_blob(&self.key, &locs[i], s)))
-        })
+    pub fn read_run(&self, locs: &[BlobLocation], each: &mut BlobSink<'_>) -> Result<()> {
+        // Each blob is opened into the same buffer, kept per thread between runs.
+        let mut plain = RUN_PLAINTEXT.with(|p| p.take());
+        let result = self.read_run_sealed(locs, &mut |i, sealed| {
+            let opened = sealed.and_then(|s| open_blob_into(&self.key, &locs[i], s, &mut plain));
+            each(i, opened.map(|()| plain.as_slice()))
+        });
+        RUN_PLAINTEXT.with(|p| p.replace(plain));
+        result
     }
 
     /// Like `read_run`, but hands over each blob's sealed bytes unopened (prune copies

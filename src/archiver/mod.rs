@@ -6,6 +6,7 @@
 //! later prune removes.
 
 pub mod exclude;
+mod parent_trees;
 pub mod stages;
 pub mod walk;
 
@@ -20,6 +21,7 @@ use crate::id::Id;
 use crate::repository::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use exclude::Excludes;
+use parent_trees::ParentTrees;
 use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer, PendingIndex};
 use walk::{PathTrie, Walker};
 
@@ -88,8 +90,11 @@ pub fn backup(
     // takes it, so at most one pack per uploader plus the open ones are held in memory.
     let (pack_tx, pack_rx) = crossbeam_channel::bounded(0);
     let packer = Packer::new(repo, pack_tx, uploaders);
+    let parent_trees = ParentTrees::default();
 
     let walk_result = std::thread::scope(|s| {
+        // However this ends, the tree loaders must stop for the scope to end.
+        let _stop_loaders = CloseOnDrop(&parent_trees);
         if !progress.is_hidden() {
             let bar = progress.clone();
             let (paths, excludes) = (&opts.paths, &opts.excludes);
@@ -101,6 +106,12 @@ pub fn backup(
             s.spawn(move || stages::run_uploader(packer, rx, pending, opts.dry_run, failure));
         }
         drop(pack_rx);
+        if opts.parent.is_some() {
+            for _ in 0..threads {
+                let trees = &parent_trees;
+                s.spawn(move || trees.run_loader(repo));
+            }
+        }
         // One chunk may wait for an idle worker (see `stages::Handoff`).
         let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
         for _ in 0..threads {
@@ -116,7 +127,7 @@ pub fn backup(
             s.spawn(move || worker.run(jobs, handoff, results, failure));
         }
         drop((job_rx, res_tx, handoff_tx, handoff_rx));
-        let (packer, known, counters) = (&packer, &known, &counters);
+        let (packer, known, counters, trees) = (&packer, &known, &counters, &parent_trees);
         let walk = move || -> Result<walk::WalkOutcome> {
             let walker = Walker::new(
                 repo,
@@ -125,6 +136,7 @@ pub fn backup(
                 known,
                 counters,
                 progress,
+                trees,
                 job_tx,
                 res_rx,
                 BlobStore::new(packer, counters)?,
@@ -195,6 +207,14 @@ pub fn backup(
         requests: repo.request_stats(),
         failed: outcome.failed,
     })
+}
+
+struct CloseOnDrop<'a>(&'a ParentTrees);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The parent for a new backup: the latest snapshot of the same host and the same paths.

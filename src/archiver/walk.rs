@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::exclude::Excludes;
+use super::parent_trees::ParentTrees;
 use super::stages::{BlobStore, Counters, FileJob, FileOutcome, FileResult, Known};
 use crate::cbor;
 use crate::error::{Error, Result};
@@ -66,6 +67,9 @@ struct PendingDir {
     link: Option<(u64, usize)>,
     /// The parent snapshot's tree for this directory, for the summary.
     previous: Option<Id>,
+    /// That tree's nodes: when the finished nodes equal them, the parent's tree id is
+    /// reused without encoding and hashing the tree again.
+    previous_nodes: Option<Vec<Node>>,
 }
 
 /// What the walker learned, for the snapshot and the user.
@@ -82,6 +86,8 @@ pub struct Walker<'a> {
     pub known: &'a Known<'a>,
     pub counters: &'a Counters,
     pub progress: &'a indicatif::ProgressBar,
+    /// The parent snapshot's trees, loaded ahead.
+    trees: &'a ParentTrees,
     pub jobs: Sender<FileJob>,
     pub results: Receiver<FileResult>,
     /// Seals and packs the trees.
@@ -111,6 +117,7 @@ impl<'a> Walker<'a> {
         known: &'a Known<'a>,
         counters: &'a Counters,
         progress: &'a indicatif::ProgressBar,
+        trees: &'a ParentTrees,
         jobs: Sender<FileJob>,
         results: Receiver<FileResult>,
         store: BlobStore<'a>,
@@ -122,6 +129,7 @@ impl<'a> Walker<'a> {
             known,
             counters,
             progress,
+            trees,
             jobs,
             results,
             store,
@@ -156,7 +164,7 @@ impl<'a> Walker<'a> {
 
     fn load_parent_tree(&self, id: Option<Id>, path: &Path) -> Option<Tree> {
         let id = id?;
-        match self.repo.load_tree(&id) {
+        match self.trees.take(self.repo, &id) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(
@@ -168,7 +176,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn new_dir(&mut self, link: Option<(u64, usize)>, previous: Option<Id>) -> u64 {
+    fn new_dir(
+        &mut self,
+        link: Option<(u64, usize)>,
+        previous: Option<Id>,
+        previous_nodes: Option<Vec<Node>>,
+    ) -> u64 {
         let key = self.next_dir;
         self.next_dir += 1;
         self.dirs.insert(
@@ -180,6 +193,7 @@ impl<'a> Walker<'a> {
                 enumerated: false,
                 link,
                 previous,
+                previous_nodes,
             },
         );
         key
@@ -200,7 +214,11 @@ impl<'a> Walker<'a> {
         previous: Option<Id>,
     ) -> Result<()> {
         let parent = self.load_parent_tree(previous, path);
-        let key = self.new_dir(link, previous);
+        let ahead = subtrees(parent.as_ref(), |name| {
+            trie.children.contains_key(OsStr::from_bytes(name))
+        });
+        self.trees.request(&ahead);
+        let key = self.new_dir(link, previous, None);
         for (name, child) in &trie.children {
             let child_path = path.join(name);
             let meta =
@@ -219,30 +237,21 @@ impl<'a> Walker<'a> {
                 self.walk_virtual(&child_path, child, Some((key, idx)), sub)?;
             }
         }
+        self.trees.forget(&ahead);
         self.dir(key).enumerated = true;
         self.try_finish(key)
     }
 
     fn walk_dir(&mut self, path: &Path, link: (u64, usize), previous: Option<Id>) -> Result<()> {
         let parent = self.load_parent_tree(previous, path);
-        let key = self.new_dir(Some(link), previous);
-        let mut names: Vec<OsString> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for e in rd {
-                    match e {
-                        Ok(e) => names.push(e.file_name()),
-                        Err(e) => self.fail(path, e.to_string()),
-                    }
-                }
-            }
-            Err(e) => self.fail(path, e.to_string()),
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
+        let ahead = subtrees(parent.as_ref(), |_| true);
+        self.trees.request(&ahead);
+        let entries = self.list_dir(path);
+        let key = self.new_dir(Some(link), previous, None);
+        for (name, meta) in entries {
             self.drain_results()?;
             let child = path.join(&name);
-            let meta = match std::fs::symlink_metadata(&child) {
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
                     // Vanished since listing, or unreadable: leave it out, say so.
@@ -257,8 +266,31 @@ impl<'a> Walker<'a> {
             let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
             self.entry(key, &child, &name, &meta, previous)?;
         }
+        self.trees.forget(&ahead);
+        self.dir(key).previous_nodes = parent.map(|t| t.nodes);
         self.dir(key).enumerated = true;
         self.try_finish(key)
+    }
+
+    /// The entries of a directory with their `lstat` metadata, sorted by name. The
+    /// metadata comes from `fstatat` on the open directory, which spares the kernel a
+    /// walk of the whole path per entry; the directory is closed before the caller
+    /// descends, so deep trees do not hold one descriptor per level.
+    fn list_dir(&mut self, path: &Path) -> Vec<(OsString, std::io::Result<std::fs::Metadata>)> {
+        let mut entries = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => entries.push((e.file_name(), e.metadata())),
+                        Err(e) => self.fail(path, e.to_string()),
+                    }
+                }
+            }
+            Err(e) => self.fail(path, e.to_string()),
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        entries
     }
 
     fn fail(&mut self, path: &Path, msg: String) {
@@ -423,7 +455,12 @@ impl<'a> Walker<'a> {
             for idx in d.dropped.iter().rev() {
                 d.nodes.remove(*idx);
             }
-            let id = self.store_tree(Tree::new(d.nodes))?;
+            let id = match (d.previous, d.previous_nodes) {
+                // Same nodes, same bytes: the parent's tree blob is in the repository (it
+                // was just loaded from it), so there is nothing to encode or store.
+                (Some(p), Some(nodes)) if nodes == d.nodes => p,
+                _ => self.store_tree(Tree::new(d.nodes))?,
+            };
             match d.previous {
                 None => self.summary.dirs_new += 1,
                 Some(p) if p == id => self.summary.dirs_unmodified += 1,
@@ -443,6 +480,17 @@ impl<'a> Walker<'a> {
             }
         }
     }
+}
+
+/// The parent tree's subdirectory trees whose names pass `wanted`, in name order.
+fn subtrees(parent: Option<&Tree>, wanted: impl Fn(&[u8]) -> bool) -> Vec<Id> {
+    parent.map_or_else(Vec::new, |t| {
+        t.nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Dir && wanted(&n.name))
+            .filter_map(|n| n.subtree)
+            .collect()
+    })
 }
 
 /// Counts the bytes under the paths, for the progress bar's total and ETA. Runs beside

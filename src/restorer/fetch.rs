@@ -167,7 +167,7 @@ fn write_pack(
             match plain {
                 Ok(data) => {
                     if f.error().is_none()
-                        && let Err(e) = write_at(&mut open, w.file, f, &data, w.offset)
+                        && let Err(e) = write_at(&mut open, w.file, f, data, w.offset)
                     {
                         f.fail(e);
                     }

@@ -138,7 +138,7 @@ pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Res
     for run in fetch::runs(&locs) {
         repo.read_run(&locs[run], &mut |_, plain| {
             let data = plain?;
-            out.write_all(&data)
+            out.write_all(data)
                 .map_err(|e| Error::Other(format!("writing output: {e}")))?;
             written += data.len() as u64;
             Ok(())
@@ -190,6 +190,24 @@ fn select(path: &Path, includes: &[PathBuf]) -> Selection {
 /// bigger batches mean fewer requests; these bounds keep the plan to some tens of MiB.
 const BATCH_FILES: usize = 50_000;
 const BATCH_BLOBS: usize = 400_000;
+/// The first batch's file bound. Batches double from it up to `BATCH_FILES`, so writing
+/// starts after a few hundred files are planned rather than after fifty thousand.
+const FIRST_BATCH_FILES: usize = 256;
+
+/// Batch bounds, growing from small (writing starts early) to large (few requests).
+struct BatchLimit {
+    files: usize,
+}
+
+impl BatchLimit {
+    fn full(&self, files: usize, blobs: usize) -> bool {
+        files >= self.files || blobs >= BATCH_BLOBS
+    }
+
+    fn grow(&mut self) {
+        self.files = (self.files * 2).min(BATCH_FILES);
+    }
+}
 
 pub fn restore(
     repo: &Repository,
@@ -226,58 +244,85 @@ pub fn restore(
         }
     };
     let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
-    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
-    let mut batch: Vec<FileTarget> = Vec::new();
-    let mut batch_blobs = 0;
-    let mut each = |path: &Path, node: &Node| -> Result<()> {
-        let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
-        match node.kind {
-            NodeKind::Dir => {
-                if let Err(e) = fs::create_dir_all(&dest) {
-                    record_error(&dest, Error::io(&dest, e).to_string());
-                } else {
-                    dirs.push((dest, node.clone()));
+    // The planner walks the snapshot, makes directories and hands over batches of files;
+    // this thread writes one batch while the next is planned.
+    let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(1);
+    let plan = || -> Result<Vec<(PathBuf, Node)>> {
+        // Owned by the planner, so the writer's loop ends when the planner does.
+        let batches = batches;
+        let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+        let mut batch: Vec<FileTarget> = Vec::new();
+        let mut batch_blobs = 0;
+        let mut limit = BatchLimit {
+            files: FIRST_BATCH_FILES,
+        };
+        let stopped = || Error::Other("restore stopped: the writers are gone".into());
+        let mut each = |path: &Path, node: &Node| -> Result<()> {
+            let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Err(e) = fs::create_dir_all(&dest) {
+                        record_error(&dest, Error::io(&dest, e).to_string());
+                    } else {
+                        dirs.push((dest, node.clone()));
+                    }
                 }
+                NodeKind::File => {
+                    // Empty files are made here; the others by their first write.
+                    let prepared = if node.content.is_empty() {
+                        create_empty(&dest)
+                    } else {
+                        clear_destination(&dest)
+                    };
+                    if let Err(e) = prepared {
+                        record_error(&dest, e.to_string());
+                        return Ok(());
+                    }
+                    let target = FileTarget::new(dest, node.clone());
+                    if node.content.is_empty() {
+                        finish(&target);
+                        return Ok(());
+                    }
+                    batch_blobs += node.content.len();
+                    batch.push(target);
+                    if limit.full(batch.len(), batch_blobs) {
+                        batches
+                            .send(std::mem::take(&mut batch))
+                            .map_err(|_| stopped())?;
+                        batch_blobs = 0;
+                        limit.grow();
+                    }
+                }
+                _ => match restore_special(&dest, node) {
+                    Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
+                    Err(e) => record_error(&dest, e.to_string()),
+                },
             }
-            NodeKind::File => {
-                // Empty files are made here; the others by their first write.
-                let prepared = if node.content.is_empty() {
-                    create_empty(&dest)
-                } else {
-                    clear_destination(&dest)
-                };
-                if let Err(e) = prepared {
-                    record_error(&dest, e.to_string());
-                    return Ok(());
-                }
-                let target = FileTarget::new(dest, node.clone());
-                if node.content.is_empty() {
-                    finish(&target);
-                    return Ok(());
-                }
-                batch_blobs += node.content.len();
-                batch.push(target);
-                if batch.len() >= BATCH_FILES || batch_blobs >= BATCH_BLOBS {
-                    fetch::write_contents(repo, &batch, workers, progress, &finish);
-                    batch.clear();
-                    batch_blobs = 0;
-                }
-            }
-            _ => match restore_special(&dest, node) {
-                Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
-                Err(e) => record_error(&dest, e.to_string()),
-            },
-        }
-        Ok(())
+            Ok(())
+        };
+        walk_selected(
+            repo,
+            Path::new("/"),
+            &root_node(root),
+            &opts.includes,
+            &mut each,
+        )?;
+        batches.send(batch).map_err(|_| stopped())?;
+        Ok(dirs)
     };
-    walk_selected(
-        repo,
-        Path::new("/"),
-        &root_node(root),
-        &opts.includes,
-        &mut each,
-    )?;
-    fetch::write_contents(repo, &batch, workers, progress, &finish);
+    let mut dirs = std::thread::scope(|s| {
+        // The walk recurses once per directory level; give it room for deep trees.
+        let planner = std::thread::Builder::new()
+            .stack_size(256 * 1024 * 1024)
+            .spawn_scoped(s, plan)
+            .map_err(|e| Error::Other(format!("cannot start the restore planner: {e}")))?;
+        for batch in planned {
+            fetch::write_contents(repo, &batch, workers, progress, &finish);
+        }
+        planner
+            .join()
+            .map_err(|_| Error::Other("the restore planner panicked".into()))?
+    })?;
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
