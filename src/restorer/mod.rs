@@ -245,8 +245,9 @@ pub fn restore(
     };
     let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
     // The planner walks the snapshot, makes directories and hands over batches of files;
-    // this thread writes one batch while the next is planned.
-    let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(1);
+    // this thread writes one batch while the next is planned. A rendezvous, so that at
+    // most two batches are held: the one being written and the next.
+    let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(0);
     let plan = || -> Result<Vec<(PathBuf, Node)>> {
         // Owned by the planner, so the writer's loop ends when the planner does.
         let batches = batches;
