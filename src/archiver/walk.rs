@@ -67,8 +67,8 @@ struct PendingDir {
     link: Option<(u64, usize)>,
     /// The parent snapshot's tree for this directory, for the summary.
     previous: Option<Id>,
-    /// That tree's nodes: when the finished nodes equal them, the parent's tree id is
-    /// reused without encoding and hashing the tree again.
+    /// That tree's nodes, set once the directory is listed: when the finished nodes equal
+    /// them, the parent's tree id is reused without encoding and hashing the tree again.
     previous_nodes: Option<Vec<Node>>,
 }
 
@@ -176,12 +176,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn new_dir(
-        &mut self,
-        link: Option<(u64, usize)>,
-        previous: Option<Id>,
-        previous_nodes: Option<Vec<Node>>,
-    ) -> u64 {
+    fn new_dir(&mut self, link: Option<(u64, usize)>, previous: Option<Id>) -> u64 {
         let key = self.next_dir;
         self.next_dir += 1;
         self.dirs.insert(
@@ -193,7 +188,7 @@ impl<'a> Walker<'a> {
                 enumerated: false,
                 link,
                 previous,
-                previous_nodes,
+                previous_nodes: None,
             },
         );
         key
@@ -218,7 +213,7 @@ impl<'a> Walker<'a> {
             trie.children.contains_key(OsStr::from_bytes(name))
         });
         self.trees.request(&ahead);
-        let key = self.new_dir(link, previous, None);
+        let key = self.new_dir(link, previous);
         for (name, child) in &trie.children {
             let child_path = path.join(name);
             let meta =
@@ -247,7 +242,7 @@ impl<'a> Walker<'a> {
         let ahead = subtrees(parent.as_ref(), |_| true);
         self.trees.request(&ahead);
         let entries = self.list_dir(path);
-        let key = self.new_dir(Some(link), previous, None);
+        let key = self.new_dir(Some(link), previous);
         for (name, meta) in entries {
             self.drain_results()?;
             let child = path.join(&name);
