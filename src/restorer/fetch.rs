@@ -82,6 +82,10 @@ impl FileTarget {
     }
 }
 
+/// Called once per file when its last blob is written or has failed, with the file's
+/// descriptor when it is still open (for setting metadata without a path lookup).
+pub type Done<'a> = dyn Fn(&FileTarget, Option<&File>) + Sync + 'a;
+
 /// One wanted blob: which file needs it at which offset.
 struct Want {
     loc: BlobLocation,
@@ -98,7 +102,7 @@ pub fn write_contents(
     files: &[FileTarget],
     workers: usize,
     progress: &indicatif::ProgressBar,
-    done: &(dyn Fn(&FileTarget) + Sync),
+    done: &Done<'_>,
 ) {
     let mut by_pack: HashMap<Id, Vec<Want>> = HashMap::new();
     for (i, f) in files.iter().enumerate() {
@@ -122,7 +126,7 @@ pub fn write_contents(
         }
         if f.error().is_some() {
             f.remaining.store(0, Ordering::SeqCst);
-            done(f);
+            done(f, None);
             continue;
         }
         for w in located {
@@ -152,7 +156,7 @@ fn write_pack(
     files: &[FileTarget],
     wants: &[Want],
     progress: &indicatif::ProgressBar,
-    done: &(dyn Fn(&FileTarget) + Sync),
+    done: &Done<'_>,
 ) {
     let mut order: Vec<&Want> = wants.iter().collect();
     order.sort_by_key(|w| (w.loc.entry.offset(), w.file, w.offset));
@@ -175,7 +179,11 @@ fn write_pack(
                 }
                 Err(e) => f.fail(e),
             }
-            finish_one(f, done);
+            let descriptor = match &open {
+                Some((i, file)) if *i == w.file => Some(file),
+                _ => None,
+            };
+            finish_one(f, descriptor, done);
             Ok(())
         });
         if let Err(e) = result {
@@ -183,15 +191,15 @@ fn write_pack(
             for w in members {
                 let f = &files[w.file];
                 f.fail(&e);
-                finish_one(f, done);
+                finish_one(f, None, done);
             }
         }
     }
 }
 
-fn finish_one(f: &FileTarget, done: &(dyn Fn(&FileTarget) + Sync)) {
+fn finish_one(f: &FileTarget, descriptor: Option<&File>, done: &Done<'_>) {
     if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        done(f);
+        done(f, descriptor);
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::fsmeta::apply_metadata;
+use crate::fsmeta::{apply_file_metadata, apply_metadata};
 use crate::id::Id;
 use crate::pack::BlobType;
 use crate::repository::Repository;
@@ -225,10 +225,11 @@ pub fn restore(
         s.errors.push((path.to_path_buf(), e));
     };
     // Called once per file when all its blobs are written (or one failed).
-    let finish = |f: &FileTarget| {
+    let finish = |f: &FileTarget, descriptor: Option<&File>| {
         let result = match f.error() {
             Some(e) => Err(e),
-            None => finish_file(repo, &f.dest, &f.node, opts.verify).map_err(|e| e.to_string()),
+            None => finish_file(repo, &f.dest, descriptor, &f.node, opts.verify)
+                .map_err(|e| e.to_string()),
         };
         match result {
             Ok(verified) => {
@@ -281,7 +282,7 @@ pub fn restore(
                     }
                     let target = FileTarget::new(dest, node.clone());
                     if node.content.is_empty() {
-                        finish(&target);
+                        finish(&target, None);
                         return Ok(());
                     }
                     batch_blobs += node.content.len();
@@ -385,13 +386,22 @@ fn create_empty(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Verifies (if asked) a file whose content is written, then sets its metadata; returns
-/// whether it was verified.
-fn finish_file(repo: &Repository, dest: &Path, node: &Node, verify: bool) -> Result<bool> {
+/// Verifies (if asked) a file whose content is written, then sets its metadata, through
+/// `descriptor` when the file is still open; returns whether it was verified.
+fn finish_file(
+    repo: &Repository,
+    dest: &Path,
+    descriptor: Option<&File>,
+    node: &Node,
+    verify: bool,
+) -> Result<bool> {
     if verify {
         verify_file(repo, dest, node)?;
     }
-    apply_metadata(dest, node)?;
+    match descriptor {
+        Some(file) => apply_file_metadata(file, dest, node)?,
+        None => apply_metadata(dest, node)?,
+    }
     Ok(verify)
 }
 
