@@ -96,6 +96,18 @@ fn decompress(body: &[u8], raw_length: usize, out: &mut Vec<u8>) -> std::io::Res
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
+        // The frame says how much it holds (cairn writes single frames with their size):
+        // a claimed length that disagrees is damage, found before `raw_length` bytes
+        // (up to 1 GiB, from an index) are reserved for it.
+        match zstd::zstd_safe::get_frame_content_size(body) {
+            Ok(Some(n)) if n != raw_length as u64 => {
+                return Err(std::io::Error::other(format!(
+                    "the frame holds {n} bytes, the index says {raw_length}"
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(std::io::Error::other("not a zstd frame")),
+        }
         out.clear();
         out.reserve(raw_length);
         d.decompress_to_buffer(body, out).map(|_| ())

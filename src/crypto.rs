@@ -106,6 +106,16 @@ impl MasterKey {
         Ok(key)
     }
 
+    /// A key made of fixed bytes, for fuzzing: a crash found with it reproduces.
+    pub(crate) fn fixed(byte: u8) -> MasterKey {
+        MasterKey {
+            v: MasterKey::VERSION,
+            encrypt: [byte; 32],
+            id_key: [byte ^ 0x5a; 32],
+            chunker_seed: u64::from(byte),
+        }
+    }
+
     /// The id of a blob: keyed BLAKE3 of its plaintext, so ids reveal nothing about content
     /// to anyone without the key.
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
@@ -272,6 +282,18 @@ impl KdfParams {
     /// Derives the key-wrapping key. Parameters come from a file an attacker may have
     /// written, so they are bounded before use.
     pub fn derive(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let params = self.check()?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(password, &self.salt, out.as_mut())
+            .map_err(|e| Error::Invalid(format!("Argon2 failed: {e}")))?;
+        Ok(out)
+    }
+
+    /// The parameters as Argon2 takes them, if they are known and within bounds.
+    pub fn check(&self) -> Result<argon2::Params> {
         if self.algorithm != "argon2id" {
             return Err(Error::Invalid(format!(
                 "key file uses unknown KDF {:?}",
@@ -283,15 +305,8 @@ impl KdfParams {
                 "key file asks for unreasonable Argon2 parameters (over 4 GiB, 100 passes or 64 lanes)".into(),
             ));
         }
-        let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
-            .map_err(|e| Error::Invalid(format!("bad Argon2 parameters in key file: {e}")))?;
-        let argon =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut out = Zeroizing::new([0u8; 32]);
-        argon
-            .hash_password_into(password, &self.salt, out.as_mut())
-            .map_err(|e| Error::Invalid(format!("Argon2 failed: {e}")))?;
-        Ok(out)
+        argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| Error::Invalid(format!("bad Argon2 parameters in key file: {e}")))
     }
 }
 

@@ -15,7 +15,8 @@ pub const EXIT_PARTIAL: i32 = 3;
 pub const EXIT_NO_REPOSITORY: i32 = 10;
 /// Exit code: the repository is locked by another process.
 pub const EXIT_LOCKED: i32 = 11;
-/// Exit code: the password does not open any key of the repository.
+/// Exit code: the password does not open any key of the repository (or opens only keys
+/// whose master key does not open it: key files copied from another repository).
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
 /// Exit code: interrupted by the user (SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -32,6 +33,11 @@ pub enum Error {
 
     #[error("wrong password: no key in {0} can be opened with it")]
     WrongPassword(String),
+
+    #[error(
+        "the password opens key file {key}, but its master key does not open the config of {location}: the key file belongs to another repository, or the config is damaged (`cairn check` with another password tells which)"
+    )]
+    ForeignKey { key: String, location: String },
 
     #[error("repository is locked: {0}")]
     Locked(String),
@@ -114,7 +120,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RepositoryNotFound(_) | Error::BucketNotFound(_) => EXIT_NO_REPOSITORY,
-            Error::WrongPassword(_) => EXIT_WRONG_PASSWORD,
+            Error::WrongPassword(_) | Error::ForeignKey { .. } => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
             _ => EXIT_FATAL,
         }

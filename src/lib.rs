@@ -18,6 +18,8 @@ pub mod crypto;
 pub mod diff;
 pub mod error;
 pub mod fsmeta;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;

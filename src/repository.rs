@@ -1,6 +1,7 @@
 //! An open repository: backend, master key, config and index cache, and the operations on
 //! its sealed objects that every command shares.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a
 pub type BlobSink<'a> = SealedBlobSink<'a>;
 
 /// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
-const META_RAW: u8 = 0;
+pub(crate) const META_RAW: u8 = 0;
 const META_ZSTD: u8 = 1;
 
 thread_local! {
@@ -68,7 +69,12 @@ impl Default for InitOptions {
     }
 }
 
-fn seal_meta<T: Serialize>(key: &MasterKey, aad: Aad, value: &T, level: i32) -> Result<Vec<u8>> {
+pub(crate) fn seal_meta_bytes<T: Serialize>(
+    key: &MasterKey,
+    aad: Aad,
+    value: &T,
+    level: i32,
+) -> Result<Vec<u8>> {
     let cbor = cbor::encode(value);
     let mut body = Vec::with_capacity(cbor.len() / 2 + 1);
     body.push(META_ZSTD);
@@ -85,15 +91,35 @@ fn open_meta<T: DeserializeOwned + Versioned>(
     name: &str,
 ) -> Result<T> {
     let plain = key.open(aad, sealed, name)?;
+    decode_meta(&plain, name)
+}
+
+/// The largest decompressed metadata object read. The biggest real ones are index files
+/// of [`crate::index::BLOBS_PER_INDEX_FILE`] blobs, a few MiB; the bound keeps a
+/// compressed bomb from taking all memory.
+const MAX_META_LEN: u64 = 256 * 1024 * 1024;
+
+/// Decodes the plaintext of a metadata object: its encoding byte, then CBOR, raw or zstd.
+pub(crate) fn decode_meta<T: DeserializeOwned + Versioned>(plain: &[u8], name: &str) -> Result<T> {
     let (flag, body) = plain
         .split_first()
         .ok_or_else(|| Error::corrupt(name, "empty"))?;
     match *flag {
         META_RAW => cbor::decode(body, name),
         META_ZSTD => {
+            let zstd_err = |e: std::io::Error| Error::corrupt(name, format!("zstd: {e}"));
+            let decoder = zstd::stream::read::Decoder::new(body).map_err(zstd_err)?;
             let mut raw = Vec::new();
-            zstd::stream::copy_decode(body, &mut raw)
-                .map_err(|e| Error::corrupt(name, format!("zstd: {e}")))?;
+            decoder
+                .take(MAX_META_LEN + 1)
+                .read_to_end(&mut raw)
+                .map_err(zstd_err)?;
+            if raw.len() as u64 > MAX_META_LEN {
+                return Err(Error::corrupt(
+                    name,
+                    format!("decompresses to more than {MAX_META_LEN} bytes"),
+                ));
+            }
             cbor::decode(&raw, name)
         }
         other => Err(Error::corrupt(
@@ -133,7 +159,7 @@ impl Repository {
         let config = Config::new(opts.chunker, opts.zstd_level)?;
         let (kid, kbytes) = KeyFile::create(&master, password)?.encode();
         backend.write(&ObjectName::new(Kind::Key, &kid), &kbytes)?;
-        let sealed = seal_meta(&master, Aad::Config, &config, config.zstd_level)?;
+        let sealed = seal_meta_bytes(&master, Aad::Config, &config, config.zstd_level)?;
         backend.write(&ObjectName::config(), &sealed)?;
         Ok(config)
     }
@@ -185,6 +211,8 @@ impl Repository {
         let mut keys = backend.list(Kind::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         let mut damaged = Vec::new();
+        // A key file the password opens, whose master key does not open the config.
+        let mut foreign = None;
         for listed in keys {
             let name = ObjectName {
                 kind: Kind::Key,
@@ -207,13 +235,19 @@ impl Repository {
                     return Ok((master, config, id));
                 }
                 Err(e @ Error::UnknownVersion { .. }) => return Err(e),
-                Err(_) => continue,
+                Err(_) => foreign = Some(name.path()),
             }
         }
         for d in damaged {
             tracing::warn!("{d}");
         }
-        Err(Error::WrongPassword(backend.location()))
+        match foreign {
+            Some(key) => Err(Error::ForeignKey {
+                key,
+                location: backend.location(),
+            }),
+            None => Err(Error::WrongPassword(backend.location())),
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -258,7 +292,7 @@ impl Repository {
 
     /// Seals a metadata object and returns its name and bytes without writing it.
     pub fn seal_meta<T: Serialize>(&self, aad: Aad, value: &T) -> Result<(Id, Vec<u8>)> {
-        let sealed = seal_meta(&self.key, aad, value, self.config.zstd_level)?;
+        let sealed = seal_meta_bytes(&self.key, aad, value, self.config.zstd_level)?;
         Ok((Id::of_stored(&sealed), sealed))
     }
 
@@ -295,8 +329,20 @@ impl Repository {
         Ok(id)
     }
 
-    /// All snapshots, oldest first. Unreadable ones are reported and skipped.
+    /// All snapshots, oldest first. Unreadable ones (damaged, or from a newer cairn) are
+    /// reported and skipped.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.load_snapshots(false)
+    }
+
+    /// All snapshots, or an error if any one cannot be read (damaged, unreachable, or
+    /// from a newer cairn). For prune: the data of a snapshot it cannot read would look
+    /// unused.
+    pub fn every_snapshot(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.load_snapshots(true)
+    }
+
+    fn load_snapshots(&self, strict: bool) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
         for l in self.backend.list(Kind::Snapshot)? {
             let id = match Id::from_hex(&l.name) {
@@ -305,7 +351,7 @@ impl Repository {
             };
             match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
                 Ok(s) => out.push((id, s)),
-                Err(e @ Error::UnknownVersion { .. }) => return Err(e),
+                Err(e) if strict => return Err(e),
                 Err(e) => tracing::warn!("skipping snapshot {}: {e}", id.short()),
             }
         }

@@ -294,7 +294,7 @@ impl FileWorker<'_> {
         handoff: &Sender<Handoff>,
         job: &FileJob,
     ) -> Result<(Vec<Id>, u64), ChunkError> {
-        let file = File::open(&job.path).map_err(ChunkError::Io)?;
+        let file = open_regular(&job.path).map_err(ChunkError::Io)?;
         let mut st = FileState {
             content: Vec::new(),
             size: 0,
@@ -390,6 +390,31 @@ pub struct Packer<'a> {
     /// memory costs a page fault per 4 KiB.
     spare_tx: Sender<Vec<u8>>,
     spare_rx: Receiver<Vec<u8>>,
+}
+
+/// Opens a file the walker saw as a regular file. It may have been replaced since: a
+/// symlink is not followed (O_NOFOLLOW), a FIFO does not block the open (O_NONBLOCK), and
+/// anything that is no longer a regular file is refused rather than read, so that a
+/// device or a pipe swapped in during the backup can neither hang it nor feed it endless
+/// bytes.
+fn open_regular(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => {
+                std::io::Error::other("replaced by a symlink during the backup; left out")
+            }
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "no longer a regular file (replaced during the backup); left out",
+        ));
+    }
+    Ok(file)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

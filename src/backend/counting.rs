@@ -124,4 +124,8 @@ impl Backend for Counting {
         self.counters.delete.fetch_add(1, Relaxed);
         self.inner.remove(obj)
     }
+
+    fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {
+        self.inner.remove_leftovers(age)
+    }
 }

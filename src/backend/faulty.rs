@@ -15,11 +15,15 @@ use crate::error::{Error, Result};
 pub struct Faulty {
     inner: Arc<dyn Backend>,
     /// Share of calls that fail, in parts per million.
-    fail_ppm: u64,
+    fail_ppm: AtomicU64,
     /// Pause added to a failing call, to look like a timeout.
     delay: Duration,
     state: AtomicU64,
     injected: AtomicU64,
+}
+
+fn ppm(share: f64) -> u64 {
+    (share.clamp(0.0, 1.0) * 1e6) as u64
 }
 
 impl Faulty {
@@ -27,11 +31,17 @@ impl Faulty {
     pub fn new(inner: Arc<dyn Backend>, fail_share: f64, delay: Duration, seed: u64) -> Faulty {
         Faulty {
             inner,
-            fail_ppm: (fail_share.clamp(0.0, 1.0) * 1e6) as u64,
+            fail_ppm: AtomicU64::new(ppm(fail_share)),
             delay,
             state: AtomicU64::new(seed | 1),
             injected: AtomicU64::new(0),
         }
+    }
+
+    /// Changes the share of calls that fail from now on (for example to open a repository
+    /// cleanly, then fail everything).
+    pub fn set_fail_share(&self, fail_share: f64) {
+        self.fail_ppm.store(ppm(fail_share), Relaxed);
     }
 
     /// How many failures were injected so far.
@@ -56,7 +66,7 @@ impl Faulty {
     }
 
     fn fault(&self, op: &str, what: &str) -> Result<()> {
-        if self.roll() % 1_000_000 < self.fail_ppm {
+        if self.roll() % 1_000_000 < self.fail_ppm.load(Relaxed) {
             self.injected.fetch_add(1, Relaxed);
             std::thread::sleep(self.delay);
             return Err(Error::Transient {
@@ -127,5 +137,9 @@ impl Backend for Faulty {
     fn remove(&self, obj: &ObjectName) -> Result<()> {
         self.fault("DELETE", &obj.path())?;
         self.inner.remove(obj)
+    }
+
+    fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {
+        self.inner.remove_leftovers(age)
     }
 }

@@ -186,4 +186,45 @@ impl Backend for LocalBackend {
             Err(e) => Err(Error::io(&path, e)),
         }
     }
+
+    /// Temporary files of writes that never finished (the writer was killed, or the disk
+    /// filled), in every folder that objects are written to.
+    fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {
+        let mut dirs = vec![self.root.clone()];
+        for kind in [Kind::Key, Kind::Index, Kind::Snapshot, Kind::Lock] {
+            dirs.push(self.root.join(kind.dir()));
+        }
+        for i in 0..=255u8 {
+            dirs.push(self.root.join("data").join(hex::encode([i])));
+        }
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&d, e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| Error::io(&d, e))?;
+                if !e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let path = e.path();
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map_err(|err| Error::io(&path, err))?;
+                if now.duration_since(modified).unwrap_or_default() < age {
+                    continue;
+                }
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
 }

@@ -11,9 +11,38 @@ pub mod retry;
 pub mod s3;
 
 use std::fmt;
+use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
+
+/// Where a repository is, as the user wrote it: a local directory or `s3://BUCKET/PREFIX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// An absolute path (a relative one is resolved against the working directory).
+    Local(PathBuf),
+    S3(s3::S3Location),
+}
+
+impl Location {
+    pub fn parse(repo: &str) -> Result<Location> {
+        if repo.is_empty() {
+            return Err(Error::Invalid(
+                "no repository given: use -r/--repo or set CAIRN_REPOSITORY".into(),
+            ));
+        }
+        if repo.starts_with("s3:") {
+            return Ok(Location::S3(s3::S3Location::parse(repo)?));
+        }
+        if let Some((scheme, _)) = repo.split_once("://") {
+            return Err(Error::Invalid(format!(
+                "repository {repo:?}: unknown scheme {scheme}://; give a local directory path or s3://BUCKET/PREFIX"
+            )));
+        }
+        let path = std::path::absolute(repo).map_err(|e| Error::io(repo, e))?;
+        Ok(Location::Local(path))
+    }
+}
 
 /// The kinds of object a repository holds, each in its own folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,7 +136,7 @@ fn write_over_existing(backend: &dyn Backend, obj: &ObjectName, data: &[u8]) -> 
     if obj.kind.content_named() || backend.read(obj)? == data {
         return Ok(());
     }
-    Err(crate::error::Error::AlreadyExists(format!(
+    Err(Error::AlreadyExists(format!(
         "{} in {}",
         obj.path(),
         backend.location()
@@ -163,4 +192,8 @@ pub trait Backend: Send + Sync {
     /// Removes an object; removing a missing one is not an error. An object under
     /// object-lock retention is left alone and reported as `Error::Retained`.
     fn remove(&self, obj: &ObjectName) -> Result<()>;
+
+    /// Removes what interrupted writes left behind, if they are older than `age` (so that
+    /// writes still in flight keep theirs), and returns how many went. Never objects.
+    fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64>;
 }

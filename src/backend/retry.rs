@@ -137,6 +137,10 @@ impl Backend for Retrying {
     fn remove(&self, obj: &ObjectName) -> Result<()> {
         self.run(|| self.inner.remove(obj))
     }
+
+    fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {
+        self.inner.remove_leftovers(age)
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::ObjectLockMode;
-use cairn::backend::Backend;
 use cairn::backend::local::LocalBackend;
 use cairn::backend::retry::RetryPolicy;
-use cairn::backend::s3::{self, ObjectLock, S3Backend, S3Location, S3Options};
+use cairn::backend::s3::{self, ObjectLock, S3Backend, S3Options};
+use cairn::backend::{Backend, Location};
 use cairn::repository::{Repository, default_cache_base};
 use cairn::{Error, Result};
 use clap::{Parser, Subcommand};
@@ -162,22 +162,10 @@ enum Command {
 
 impl Global {
     fn backend(&self) -> Result<Arc<dyn Backend>> {
-        let Some(repo) = self.repo.as_deref().filter(|r| !r.is_empty()) else {
-            return Err(Error::Invalid(
-                "no repository given: use -r/--repo or set CAIRN_REPOSITORY".into(),
-            ));
-        };
-        if repo.starts_with("s3:") {
-            let loc = S3Location::parse(repo)?;
-            return Ok(Arc::new(S3Backend::new(loc, self.s3.options()?)?));
+        match Location::parse(self.repo.as_deref().unwrap_or_default())? {
+            Location::S3(loc) => Ok(Arc::new(S3Backend::new(loc, self.s3.options()?)?)),
+            Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
         }
-        if let Some((scheme, _)) = repo.split_once("://") {
-            return Err(Error::Invalid(format!(
-                "repository {repo:?}: unknown scheme {scheme}://; give a local directory path or s3://BUCKET/PREFIX"
-            )));
-        }
-        let path = std::path::absolute(repo).map_err(|e| Error::io(repo, e))?;
-        Ok(Arc::new(LocalBackend::new(path)))
     }
 
     fn password(&self) -> PasswordSource {

@@ -89,6 +89,8 @@ pub struct PruneStats {
     pub index_files_read: u64,
     pub index_files_written: u64,
     pub index_files_removed: u64,
+    /// Temporary files of interrupted writes, older than the grace period, removed.
+    pub temp_files_removed: u64,
     /// Requests the prune makes (dry run: an estimate).
     pub requests: RequestStats,
     pub duration_secs: f64,
@@ -152,7 +154,14 @@ pub fn prune(
     };
 
     // 1. What the snapshots need.
-    let snapshots = repo.snapshots()?;
+    let snapshots = repo.every_snapshot().map_err(|e| {
+        Error::Other(format!(
+            "{e}. Prune deletes nothing while a snapshot cannot be read, because the data \
+             only it needs would look unused: run it again after a network failure, upgrade \
+             cairn for a newer format, and remove a snapshot damaged beyond repair with \
+             `cairn forget ID`"
+        ))
+    })?;
     stats.snapshots = snapshots.len() as u64;
     progress.set_length(snapshots.len() as u64);
     progress.set_message("reading snapshots");
@@ -483,6 +492,10 @@ pub fn prune(
             }
         }
     }
+    // Leftovers of interrupted writes, after the same grace period as marked packs: a
+    // backup running now may still be writing its own.
+    let grace = opts.keep_delete.to_std().unwrap_or_default();
+    stats.temp_files_removed = repo.backend().remove_leftovers(grace)?;
     repo.index().flush()?;
     stats.requests = repo.request_stats();
     stats.duration_secs = started.elapsed().as_secs_f64();

@@ -82,6 +82,37 @@ impl FileTarget {
     }
 }
 
+/// Set when the target itself fails (full, read-only, over quota), not one file: every
+/// further write would fail the same way, so the restore stops instead of reporting each
+/// of perhaps millions of files.
+#[derive(Default)]
+pub struct Stop {
+    reason: std::sync::OnceLock<String>,
+}
+
+impl Stop {
+    /// Stops the restore if `e` is a failure of the whole target.
+    pub fn note(&self, e: &Error) {
+        if let Error::Io { path, source } = e
+            && matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            let _ = self
+                .reason
+                .set(format!("writing {} failed: {source}", path.display()));
+        }
+    }
+
+    /// Why the restore stopped, if it did.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+}
+
 /// Called once per file when its last blob is written or has failed, with the file's
 /// descriptor when it is still open (for setting metadata without a path lookup).
 pub type Done<'a> = dyn Fn(&FileTarget, Option<&File>) + Sync + 'a;
@@ -101,6 +132,7 @@ pub fn write_contents(
     repo: &Repository,
     files: &[FileTarget],
     workers: usize,
+    stop: &Stop,
     progress: &indicatif::ProgressBar,
     done: &Done<'_>,
 ) {
@@ -143,11 +175,22 @@ pub fn write_contents(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(wants) = packs.get(i) else { break };
-                    write_pack(repo, files, wants, progress, done);
+                    if stop.reason().is_some() {
+                        break;
+                    }
+                    write_pack(repo, files, wants, stop, progress, done);
                 }
             });
         }
     });
+    if stop.reason().is_some() {
+        // Files cut short hold part of their content: none may pass for restored.
+        for f in files {
+            if f.remaining.load(Ordering::SeqCst) > 0 {
+                discard(f);
+            }
+        }
+    }
 }
 
 /// Reads what `files` want of one pack, run by run, and writes it.
@@ -155,44 +198,87 @@ fn write_pack(
     repo: &Repository,
     files: &[FileTarget],
     wants: &[Want],
+    stop: &Stop,
     progress: &indicatif::ProgressBar,
     done: &Done<'_>,
 ) {
     let mut order: Vec<&Want> = wants.iter().collect();
     order.sort_by_key(|w| (w.loc.entry.offset(), w.file, w.offset));
     let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
-    // The file last written, kept open: neighbouring blobs usually belong to one file.
-    let mut open: Option<(usize, File)> = None;
+    let mut writer = RunWriter {
+        repo,
+        files,
+        stop,
+        progress,
+        done,
+        open: None,
+    };
     for run in runs(&locs) {
         let members = &order[run.clone()];
-        let result = repo.read_run(&locs[run], &mut |i, plain| {
+        let Err(e) = writer.write_run(members, &locs[run.clone()]) else {
+            continue;
+        };
+        if members.len() == 1 {
+            writer.fail_all(members, &e);
+            continue;
+        }
+        // One unreadable blob (an index entry past the end of its pack, a pack cut short)
+        // must not take its neighbours down: read them one at a time.
+        for k in run {
+            if let Err(e) = writer.write_run(&order[k..=k], &locs[k..=k]) {
+                writer.fail_all(&order[k..=k], &e);
+            }
+        }
+    }
+}
+
+/// Writes the blobs of runs of one pack to the files that want them.
+struct RunWriter<'a> {
+    repo: &'a Repository,
+    files: &'a [FileTarget],
+    stop: &'a Stop,
+    progress: &'a indicatif::ProgressBar,
+    done: &'a Done<'a>,
+    /// The file last written, kept open: neighbouring blobs usually belong to one file.
+    open: Option<(usize, File)>,
+}
+
+impl RunWriter<'_> {
+    /// Reads one run and writes each blob; an error means the read failed and nothing of
+    /// the run was handed over.
+    fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
+        let (files, stop, progress, done) = (self.files, self.stop, self.progress, self.done);
+        let open = &mut self.open;
+        self.repo.read_run(locs, &mut |i, plain| {
             let w = members[i];
             let f = &files[w.file];
             match plain {
                 Ok(data) => {
                     if f.error().is_none()
-                        && let Err(e) = write_at(&mut open, w.file, f, data, w.offset)
+                        && let Err(e) = write_at(open, w.file, f, data, w.offset)
                     {
+                        stop.note(&e);
                         f.fail(e);
                     }
                     progress.inc(data.len() as u64);
                 }
                 Err(e) => f.fail(e),
             }
-            let descriptor = match &open {
+            let descriptor = match &*open {
                 Some((i, file)) if *i == w.file => Some(file),
                 _ => None,
             };
             finish_one(f, descriptor, done);
             Ok(())
-        });
-        if let Err(e) = result {
-            // The read failed: every file waiting on this run fails with it.
-            for w in members {
-                let f = &files[w.file];
-                f.fail(&e);
-                finish_one(f, None, done);
-            }
+        })
+    }
+
+    /// The read failed: every file waiting on these blobs fails with it.
+    fn fail_all(&self, members: &[&Want], e: &Error) {
+        for w in members {
+            let f = &self.files[w.file];
+            f.fail(e);
+            finish_one(f, None, self.done);
         }
     }
 }

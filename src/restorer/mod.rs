@@ -245,6 +245,7 @@ pub fn restore(
         }
     };
     let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
+    let stop = fetch::Stop::default();
     // The planner walks the snapshot, makes directories and hands over batches of files;
     // this thread writes one batch while the next is planned. A rendezvous, so that at
     // most two batches are held: the one being written and the next.
@@ -260,11 +261,20 @@ pub fn restore(
         };
         let stopped = || Error::Other("restore stopped: the writers are gone".into());
         let mut each = |path: &Path, node: &Node| -> Result<()> {
+            if stop.reason().is_some() {
+                return Err(Error::Other("restore stopped".into()));
+            }
             let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
+            // Failures of one entry are recorded and the restore goes on; a failure of the
+            // whole target (full, read-only) also stops it.
+            let record_error = |dest: &Path, e: Error| {
+                stop.note(&e);
+                record_error(dest, e.to_string());
+            };
             match node.kind {
                 NodeKind::Dir => {
                     if let Err(e) = fs::create_dir_all(&dest) {
-                        record_error(&dest, Error::io(&dest, e).to_string());
+                        record_error(&dest, Error::io(&dest, e));
                     } else {
                         dirs.push((dest, node.clone()));
                     }
@@ -277,7 +287,7 @@ pub fn restore(
                         clear_destination(&dest)
                     };
                     if let Err(e) = prepared {
-                        record_error(&dest, e.to_string());
+                        record_error(&dest, e);
                         return Ok(());
                     }
                     let target = FileTarget::new(dest, node.clone());
@@ -297,7 +307,7 @@ pub fn restore(
                 }
                 _ => match restore_special(&dest, node) {
                     Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
-                    Err(e) => record_error(&dest, e.to_string()),
+                    Err(e) => record_error(&dest, e),
                 },
             }
             Ok(())
@@ -312,19 +322,35 @@ pub fn restore(
         batches.send(batch).map_err(|_| stopped())?;
         Ok(dirs)
     };
-    let mut dirs = std::thread::scope(|s| {
+    let dirs = std::thread::scope(|s| {
         // The walk recurses once per directory level; give it room for deep trees.
         let planner = std::thread::Builder::new()
             .stack_size(256 * 1024 * 1024)
             .spawn_scoped(s, plan)
             .map_err(|e| Error::Other(format!("cannot start the restore planner: {e}")))?;
         for batch in planned {
-            fetch::write_contents(repo, &batch, workers, progress, &finish);
+            // Once stopped, batches are only drained until the planner sees it.
+            if stop.reason().is_none() {
+                fetch::write_contents(repo, &batch, workers, &stop, progress, &finish);
+            }
         }
         planner
             .join()
             .map_err(|_| Error::Other("the restore planner panicked".into()))?
-    })?;
+    });
+    if let Some(reason) = stop.reason() {
+        let s = summary.lock().unwrap_or_else(|p| p.into_inner());
+        return Err(Error::Other(format!(
+            "restore into {} stopped: {reason}. {} files ({} bytes) were restored before it; \
+             files it was writing were removed, and directories keep the default mode and \
+             times. Free space (or make the target writable) and run the restore again: \
+             it starts over and replaces what is there",
+            opts.target.display(),
+            s.files,
+            s.bytes
+        )));
+    }
+    let mut dirs = dirs?;
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -289,6 +289,10 @@ where
         (self.before)(Change::Remove, obj)?;
         self.inner.remove(obj)
     }
+
+    fn remove_leftovers(&self, age: std::time::Duration) -> cairn::Result<u64> {
+        self.inner.remove_leftovers(age)
+    }
 }
 
 /// Backs up `src` in-process (host "wrapped"), reading every file.
@@ -539,4 +543,56 @@ pub fn drop_read_override(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// A tmpfs mounted for a test, unmounted on drop so that a failing assertion leaves no
+/// mount behind.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs with `options` (`size=1m`, `ro`, ...) at `dir`, made if missing;
+    /// `None` when not running as root, which mounting needs.
+    pub fn mount(dir: &Path, options: &str) -> Option<Tmpfs> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs as root failed");
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Every regular file below `restored` is byte-identical to the same file below `src`;
+/// returns how many there were. Files a restore refused to write are fine: only a file
+/// with wrong bytes is not.
+pub fn restored_files_are_right(src: &Path, restored: &Path) -> usize {
+    let mut right = 0;
+    if !restored.exists() {
+        return 0;
+    }
+    for f in all_files(restored) {
+        let meta = std::fs::symlink_metadata(&f).unwrap();
+        if !meta.is_file() {
+            continue;
+        }
+        let rel = f.strip_prefix(restored).unwrap();
+        assert!(
+            std::fs::read(&f).unwrap() == std::fs::read(src.join(rel)).unwrap(),
+            "{} was restored with wrong bytes",
+            f.display()
+        );
+        right += 1;
+    }
+    right
 }

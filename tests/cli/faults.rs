@@ -1,6 +1,7 @@
-//! Backend wrappers around the real S3 test server. Fault injection: a wrapper fails 5% of the calls to the real S3 test server on
-//! purpose, and retries must carry a backup, every single-file read and a full restore
-//! through it without a wrong byte.
+//! Faults: a wrapper fails a share of the calls to the real S3 test server on purpose. At
+//! 5%, retries must carry a backup, every single-file read and a full restore through it
+//! without a wrong byte; at 100%, both stop with a clear message and change nothing. A
+//! restore into a full or read-only file system stops and says how far it got.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,4 +159,130 @@ fn storage_class_goes_to_data_packs_only() {
     // Index files and the snapshot are hot too.
     assert!(hot.iter().any(|o| o.kind == Kind::Index));
     assert!(hot.iter().any(|o| o.kind == Kind::Snapshot));
+}
+
+/// Every call fails: a backup and a restore give up with a message that says what failed
+/// and what to do, and the repository is left as it was for the next run.
+#[test]
+fn total_failure_stops_clearly_and_changes_nothing() {
+    let env = Env::s3();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 43);
+    let before = env.backup_json(&[&src], &[]);
+    let before = before["snapshot_id"].as_str().unwrap().to_string();
+    let extra = env.path("extra");
+    random_tree(&extra, 44);
+
+    let faulty = Arc::new(Faulty::new(
+        Arc::new(s3_backend(&env, S3Options::default())),
+        0.0,
+        Duration::ZERO,
+        0xdead,
+    ));
+    let policy = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(4),
+    };
+    let backend: Arc<dyn Backend> = faulty.clone();
+    let repo = Repository::open(
+        backend,
+        PASSWORD.as_bytes(),
+        Some(&env.path("cache-dead")),
+        &policy,
+    )
+    .unwrap();
+    let (_, snap) = repo.snapshots().unwrap().into_iter().next().unwrap();
+    faulty.set_fail_share(1.0);
+
+    let Err(err) = back_up(&repo, &extra) else {
+        panic!("a backup into a dead store succeeded");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("gave up after 3 attempts") && err.contains("check the network"),
+        "{err}"
+    );
+    let Err(err) = restorer::restore(
+        &repo,
+        snap.tree,
+        &RestoreOptions {
+            target: env.path("restored"),
+            includes: Vec::new(),
+            verify: false,
+        },
+        &indicatif::ProgressBar::hidden(),
+    ) else {
+        panic!("a restore from a dead store succeeded");
+    };
+    let err = err.to_string();
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    drop(repo);
+
+    // Nothing changed: the repository checks clean with every byte read, the snapshot
+    // restores, and the next backup completes.
+    env.ok(&["check", "--read-data"]);
+    let out = env.ok(&["snapshots", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    env.assert_restores(&before, &src);
+    let after = env.backup_json(&[&extra], &[]);
+    env.assert_restores(after["snapshot_id"].as_str().unwrap(), &extra);
+}
+
+/// A restore into a file system that fills up stops at the first write that finds no
+/// space, says so and how far it got, and leaves no partly written file that could pass
+/// for a restored one; into a read-only one it stops at once.
+#[test]
+fn restore_into_a_full_or_read_only_target_stops_clearly() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..40 {
+        std::fs::write(
+            src.join(format!("f{i:02}")),
+            random_bytes(&mut rng, 100_000),
+        )
+        .unwrap();
+    }
+    let snap = env.backup_json(&[&src], &[]);
+    let snap = snap["snapshot_id"].as_str().unwrap().to_string();
+
+    let small = env.path("small");
+    let Some(_full) = Tmpfs::mount(&small, "size=1m") else {
+        eprintln!("the full-disk restore test needs root to mount a tmpfs; not run");
+        return;
+    };
+    let out = env.run(&["restore", &snap, "--target", small.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stopped") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(err.contains("were restored before it"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "one message, not one per file: {err}"
+    );
+    let restored = small.join(src.strip_prefix("/").unwrap());
+    let complete = restored_files_are_right(&src, &restored);
+    assert!(complete > 0 && complete < 40, "{complete} files restored");
+
+    let read_only = env.path("read-only");
+    let Some(_ro) = Tmpfs::mount(&read_only, "ro,size=1m") else {
+        return;
+    };
+    let out = env.run(&["restore", &snap, "--target", read_only.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stopped") && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert!(err.contains("0 files (0 bytes) were restored"), "{err}");
 }

@@ -112,34 +112,17 @@ fn snapshots_and_ls_json(env: Env) {
     assert_eq!(x["type"], "file");
 }
 
-/// Unmounts on drop, so a failing assertion does not leave a mount behind.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn one_file_system_keeps_mount_points_empty() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("one_file_system test needs root to mount a tmpfs; not run");
-        return;
-    }
     let env = Env::new();
     env.init();
     let src = env.path("src");
     let mnt = src.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(_mounted) = Tmpfs::mount(&mnt, "size=1m") else {
+        eprintln!("one_file_system test needs root to mount a tmpfs; not run");
+        return;
+    };
     std::fs::write(src.join("here"), b"same fs").unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount");
-    assert!(status.success(), "mounting a tmpfs as root failed");
-    let _guard = Mount(mnt.clone());
     std::fs::write(mnt.join("other-fs"), b"on the tmpfs").unwrap();
 
     env.backup_json(&[&src], &["--one-file-system"]);

@@ -127,8 +127,26 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let mut doomed: Vec<Id> = Vec::new();
     let mut report = Vec::new();
     if !args.snapshots.is_empty() {
+        let mut unreadable = None;
         for wanted in &args.snapshots {
-            let (id, s) = resolve(&all, wanted)?;
+            let (id, s) = match resolve(&all, wanted) {
+                Ok(found) => found,
+                Err(e) => {
+                    // A snapshot that cannot be read is not listed, but its id still
+                    // names it: removing it is how a damaged one is got rid of.
+                    let unreadable = match &unreadable {
+                        Some(u) => u,
+                        None => unreadable.insert(unreadable_snapshots(&repo, &all)?),
+                    };
+                    let id = unreadable_match(unreadable, wanted).ok_or(e)?;
+                    if !doomed.contains(&id) {
+                        doomed.push(id);
+                        report.push(serde_json::json!({"remove": [{"id": id.to_hex(), "unreadable": true}]}));
+                        g.info(format!("remove unreadable snapshot {}", id.short()));
+                    }
+                    continue;
+                }
+            };
             if !doomed.contains(id) {
                 doomed.push(*id);
                 report.push(serde_json::json!({"remove": [snapshot_json(id, s, &[])]}));
@@ -222,4 +240,33 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         return super::prune::run_on(g, &repo, &args.prune_args);
     }
     Ok(EXIT_OK)
+}
+
+/// Snapshot objects in the store that `all` (the readable ones) leaves out.
+fn unreadable_snapshots(
+    repo: &cairn::repository::Repository,
+    all: &[(Id, Snapshot)],
+) -> Result<Vec<Id>> {
+    Ok(repo
+        .backend()
+        .list(Kind::Snapshot)?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name).ok())
+        .filter(|id| !all.iter().any(|(a, _)| a == id))
+        .collect())
+}
+
+/// The one unreadable snapshot whose id starts with `wanted` (hex digits), if exactly one.
+fn unreadable_match(unreadable: &[Id], wanted: &str) -> Option<Id> {
+    let wanted = wanted.to_ascii_lowercase();
+    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut found = unreadable
+        .iter()
+        .filter(|id| id.to_hex().starts_with(&wanted));
+    match (found.next(), found.next()) {
+        (Some(id), None) => Some(*id),
+        _ => None,
+    }
 }

@@ -190,6 +190,12 @@ fn print_report(s: &PruneStats, opts: &PruneOptions) {
         s.packs_deleted,
         HumanBytes(s.bytes_deleted)
     );
+    if s.temp_files_removed > 0 {
+        println!(
+            "temporary files of interrupted writes removed: {}",
+            s.temp_files_removed
+        );
+    }
     let r = &s.requests;
     println!(
         "requests{}: {} GET, {} PUT, {} HEAD, {} LIST, {} DELETE",
