@@ -43,6 +43,15 @@ fn mkdir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// The entries of folder `d`, or `None` if it does not exist (yet).
+fn read_dir_if_present(d: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(d) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(d, e)),
+    }
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -146,10 +155,8 @@ impl Backend for LocalBackend {
             }
         }
         for d in dirs {
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&d, e)),
+            let Some(rd) = read_dir_if_present(&d)? else {
+                continue;
             };
             for e in rd {
                 let e = e.map_err(|e| Error::io(&d, e))?;
@@ -200,10 +207,8 @@ impl Backend for LocalBackend {
         let now = std::time::SystemTime::now();
         let mut removed = 0;
         for d in dirs {
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&d, e)),
+            let Some(rd) = read_dir_if_present(&d)? else {
+                continue;
             };
             for e in rd {
                 let e = e.map_err(|e| Error::io(&d, e))?;

@@ -596,3 +596,32 @@ pub fn restored_files_are_right(src: &Path, restored: &Path) -> usize {
     }
     right
 }
+
+/// Names of the files below `dir` (recursively, hidden ones included), or none if it does
+/// not exist yet.
+pub fn names_below(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    if !dir.exists() {
+        return std::collections::BTreeSet::new();
+    }
+    all_files(dir).into_iter().collect()
+}
+
+/// Runs `cmd` and kills it with SIGKILL as soon as `reached()` holds (polled every
+/// millisecond, for at most three minutes). Returns whether the kill landed: false when
+/// the process finished first.
+pub fn kill_when(mut cmd: Command, mut reached: impl FnMut() -> bool) -> bool {
+    let mut child = cmd.stdout(Stdio::null()).spawn().expect("start cairn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        if child.try_wait().expect("poll cairn").is_some() {
+            return false;
+        }
+        if reached() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().expect("kill cairn");
+    let status = child.wait().expect("reap cairn");
+    status.code().is_none()
+}

@@ -4,17 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// Names of the files below `dir` (recursively), hidden ones (temporary files) included.
-fn names_below(dir: &Path) -> BTreeSet<PathBuf> {
-    if !dir.exists() {
-        return BTreeSet::new();
-    }
-    all_files(dir).into_iter().collect()
-}
 
 fn is_temp(p: &Path) -> bool {
     p.file_name()
@@ -106,35 +97,18 @@ fn backup_killed_at_several_moments_then_the_next_finishes(env: Env) {
             names_below(&index),
             names_below(&snapshots),
         );
-        let mut child = env
-            .cmd(&["backup", "-q", src.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let finished = loop {
-            if child.try_wait().unwrap().is_some() {
-                break true;
-            }
-            let seen = Seen {
-                data0: data0.clone(),
-                data: names_below(&data),
-                index0: index0.clone(),
-                index: names_below(&index),
-                snapshots0: snapshots0.clone(),
-                snapshots: names_below(&snapshots),
-            };
-            if reached(&seen) || Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        let seen = || Seen {
+            data0: data0.clone(),
+            data: names_below(&data),
+            index0: index0.clone(),
+            index: names_below(&index),
+            snapshots0: snapshots0.clone(),
+            snapshots: names_below(&snapshots),
         };
-        if !finished {
-            child.kill().unwrap();
-            let status = child.wait().unwrap();
-            if status.code().is_none() {
-                killed.push(what);
-            }
+        if kill_when(env.cmd(&["backup", "-q", src.to_str().unwrap()]), || {
+            reached(&seen())
+        }) {
+            killed.push(what);
         }
         let check = env.run(&["check"]);
         assert!(

@@ -315,14 +315,6 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
     }
 }
 
-/// Names of the files below `dir` (recursively), or none if it does not exist yet.
-fn names_below(dir: &Path) -> BTreeSet<PathBuf> {
-    if !dir.exists() {
-        return BTreeSet::new();
-    }
-    all_files(dir).into_iter().collect()
-}
-
 /// The real binary killed with SIGKILL at successive moments of a prune, each spotted in
 /// the store: lock taken, a repacked pack uploaded, a new index file written, an old
 /// index file removed, an old pack deleted. After each kill `check` passes; the next prune
@@ -357,30 +349,12 @@ fn prune_killed_at_several_moments_then_the_next_finishes(env: Env) {
     let mut killed = Vec::new();
     for (what, reached) in moments {
         let (d0, i0) = (names_below(&data), names_below(&index));
-        let mut child = env
-            .cmd(&PRUNE_NOW)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let finished = loop {
-            if child.try_wait().unwrap().is_some() {
-                break true;
-            }
+        let reached_now = || {
             let locked = store.join("locks/exclusive").exists();
-            if reached(&d0, &i0, &names_below(&data), &names_below(&index), locked)
-                || std::time::Instant::now() > deadline
-            {
-                break false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            reached(&d0, &i0, &names_below(&data), &names_below(&index), locked)
         };
-        if !finished {
-            child.kill().unwrap();
-            let status = child.wait().unwrap();
-            if status.code().is_none() {
-                killed.push(what);
-            }
+        if kill_when(env.cmd(&PRUNE_NOW), reached_now) {
+            killed.push(what);
         }
         let check = env.run(&["check"]);
         assert!(
