@@ -119,7 +119,13 @@ impl MasterKey {
     /// The id of a blob: keyed BLAKE3 of its plaintext, so ids reveal nothing about content
     /// to anyone without the key.
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
-        Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+        // A hasher rather than `blake3::keyed_hash`, so that its copy of the key can be
+        // wiped: the one-shot function leaves it in a dead stack frame.
+        let mut hasher = blake3::Hasher::new_keyed(&self.id_key);
+        hasher.update(plaintext);
+        let id = Id(*hasher.finalize().as_bytes());
+        hasher.zeroize();
+        id
     }
 
     fn cipher(&self) -> Aes256GcmSiv {
@@ -340,6 +346,35 @@ pub fn unwrap_master_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The format says blob ids are keyed BLAKE3; the wiping hasher must give the same.
+    #[test]
+    fn blob_id_is_keyed_blake3() {
+        let key = MasterKey::fixed(7);
+        for len in [0, 1, 1024, 1025, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let expected = blake3::keyed_hash(&[7 ^ 0x5a; 32], &data);
+            assert_eq!(key.blob_id(&data).0, *expected.as_bytes(), "length {len}");
+        }
+    }
+
+    /// Does not compile if a dependency feature that wipes key material gets lost
+    /// (see the comment on `aes` in Cargo.toml).
+    #[test]
+    fn types_holding_keys_wipe_themselves() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>() -> &'static str {
+            std::any::type_name::<T>()
+        }
+        fn wipeable<T: Zeroize>() -> &'static str {
+            std::any::type_name::<T>()
+        }
+        let names = [
+            wiped_on_drop::<MasterKey>(),
+            wiped_on_drop::<aes::Aes256>(),
+            wipeable::<blake3::Hasher>(),
+        ];
+        assert!(names.iter().all(|n| !n.is_empty()));
+    }
 
     #[test]
     fn seal_binds_associated_data() {

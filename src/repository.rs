@@ -227,8 +227,10 @@ impl Repository {
                 }
             };
             let Some(master) = kf.open(password, &name.path())? else {
+                tracing::debug!("key file {} is for another password", name.path());
                 continue;
             };
+            tracing::debug!("opened key file {}", name.path());
             match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
                 Ok(config) => {
                     let id = Id::from_hex(&name.name)?;

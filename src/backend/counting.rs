@@ -1,6 +1,6 @@
 //! Counts every backend request by kind and the bytes moved each way, so that users see what
 //! a run cost (on S3, requests are money) and tests can check that costs stay proportional
-//! to bytes rather than files.
+//! to bytes rather than files. At `-vvv` each request is logged as it completes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -81,6 +81,7 @@ impl Backend for Counting {
     fn read(&self, obj: &ObjectName) -> Result<Vec<u8>> {
         self.counters.get.fetch_add(1, Relaxed);
         let data = self.inner.read(obj)?;
+        tracing::trace!("GET {}: {} bytes", obj.path(), data.len());
         self.counters
             .bytes_down
             .fetch_add(data.len() as u64, Relaxed);
@@ -90,6 +91,7 @@ impl Backend for Counting {
     fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>> {
         self.counters.get.fetch_add(1, Relaxed);
         let data = self.inner.read_range(obj, offset, length)?;
+        tracing::trace!("GET {} at {offset}: {} bytes", obj.path(), data.len());
         self.counters
             .bytes_down
             .fetch_add(data.len() as u64, Relaxed);
@@ -99,6 +101,7 @@ impl Backend for Counting {
     fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
         self.counters.put.fetch_add(1, Relaxed);
         self.inner.write(obj, data)?;
+        tracing::trace!("PUT {}: {} bytes", obj.path(), data.len());
         self.counters.bytes_up.fetch_add(data.len() as u64, Relaxed);
         Ok(())
     }
@@ -106,23 +109,30 @@ impl Backend for Counting {
     fn write_cold(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
         self.counters.put.fetch_add(1, Relaxed);
         self.inner.write_cold(obj, data)?;
+        tracing::trace!("PUT {} (cold): {} bytes", obj.path(), data.len());
         self.counters.bytes_up.fetch_add(data.len() as u64, Relaxed);
         Ok(())
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<Listed>> {
         self.counters.list.fetch_add(1, Relaxed);
-        self.inner.list(kind)
+        let listed = self.inner.list(kind)?;
+        tracing::trace!("LIST {}: {} objects", kind.dir(), listed.len());
+        Ok(listed)
     }
 
     fn stat(&self, obj: &ObjectName) -> Result<Option<u64>> {
         self.counters.head.fetch_add(1, Relaxed);
-        self.inner.stat(obj)
+        let size = self.inner.stat(obj)?;
+        tracing::trace!("HEAD {}: {size:?}", obj.path());
+        Ok(size)
     }
 
     fn remove(&self, obj: &ObjectName) -> Result<()> {
         self.counters.delete.fetch_add(1, Relaxed);
-        self.inner.remove(obj)
+        self.inner.remove(obj)?;
+        tracing::trace!("DELETE {}", obj.path());
+        Ok(())
     }
 
     fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {

@@ -30,6 +30,18 @@ use crate::pack::{BlobType, PackEntry};
 
 use table::{KEY_LEN, LIVE, MARKED, RECORDS_PER_BLOCK, Record, Table, TableWriter};
 
+/// Creates (or truncates) a cache file readable by its owner only. The cache folder is
+/// 0700 already; the files are 0600 as well so that a copy of the folder keeps them private.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Where one blob is: its pack and its entry in that pack's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
@@ -124,7 +136,10 @@ impl IndexCache {
     pub fn open(dir: Option<&Path>) -> Result<IndexCache> {
         if let Some(dir) = dir {
             match Self::open_at(dir) {
-                Ok(c) => return Ok(c),
+                Ok(c) => {
+                    tracing::debug!("index cache at {}", dir.display());
+                    return Ok(c);
+                }
                 Err(OpenError::Busy) => {
                     // Another cairn process works on the same repository. Its cache is
                     // fine; this run builds a private one from the index files.
@@ -159,7 +174,7 @@ impl IndexCache {
     }
 
     fn open_at(dir: &Path) -> Result<IndexCache, OpenError> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let other = |e| OpenError::Other(Error::io(dir, e));
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -171,6 +186,7 @@ impl IndexCache {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| OpenError::Other(Error::io(&lock_path, e)))?;
         match lock.try_lock() {
@@ -281,7 +297,9 @@ impl IndexCache {
         bytes.extend_from_slice(&sum);
         let path = self.dir.join(MANIFEST);
         let temp = self.dir.join(format!("{MANIFEST}.tmp"));
-        std::fs::write(&temp, &bytes).map_err(|e| Error::io(&temp, e))?;
+        create_private(&temp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .map_err(|e| Error::io(&temp, e))?;
         std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
     }
 

@@ -122,9 +122,9 @@ fn damaged_cache_is_replaced() {
     assert_eq!(again["data_blobs"], 0, "{again}");
 }
 
-#[test]
-fn concurrent_backups_share_repository_and_cache() {
-    let env = Env::new();
+/// Two backups into one repository at the same time, sharing one cache folder: both
+/// succeed and both restore.
+fn concurrent_backups_share_repository_and_cache(env: Env) {
     env.init();
     let mut rng = fastrand::Rng::with_seed(33);
     let (a, b) = (env.path("a"), env.path("b"));
@@ -171,3 +171,5 @@ fn concurrent_backups_share_repository_and_cache() {
         env.assert_restores(&id, d);
     }
 }
+
+on_both_backends!(concurrent_backups_share_repository_and_cache);
