@@ -2,39 +2,75 @@
 //!
 //! It exists for fault-injection tests and drills: it proves that `Retrying` carries a
 //! backup through a flaky network and that no failure leaves the repository inconsistent.
-//! Half of the injected write failures happen *after* the write reached the store (the
-//! answer was lost), the case that makes a retried write meet its own earlier copy.
+//! A failing call fails in one of the ways a network does (see [`Fault`]); half of the
+//! injected write failures happen *after* the write reached the store (the answer was
+//! lost), the case that makes a retried write meet its own earlier copy. As on a
+//! congested network, the first call to succeed after each failure is slow.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::{Backend, Kind, Listed, ObjectName};
 use crate::error::{Error, Result};
 
+/// The ways an injected failure fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Refused at once, like a 503 or a reset connection.
+    Error,
+    /// No answer for the wrapper's delay, then an error: a timeout.
+    Timeout,
+    /// A read whose download broke off: the bytes were sent, part of them arrived.
+    Truncated,
+}
+
+/// How many faults of each kind were injected, and how many calls were slowed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub errors: u64,
+    pub timeouts: u64,
+    pub truncated: u64,
+    pub slow: u64,
+}
+
 pub struct Faulty {
     inner: Arc<dyn Backend>,
     /// Share of calls that fail, in parts per million.
     fail_ppm: AtomicU64,
-    /// Pause added to a failing call, to look like a timeout.
+    /// How long a timeout or a slow answer takes.
     delay: Duration,
     state: AtomicU64,
-    injected: AtomicU64,
+    counts: [AtomicU64; 4],
+    /// Failures so far of reads and of other calls: each kind of fault takes its turn,
+    /// so that a few failures already include every kind.
+    read_failures: AtomicU64,
+    other_failures: AtomicU64,
+    /// The next call that succeeds is slow.
+    slow_next: AtomicBool,
 }
 
 fn ppm(share: f64) -> u64 {
     (share.clamp(0.0, 1.0) * 1e6) as u64
 }
 
+const ERRORS: usize = 0;
+const TIMEOUTS: usize = 1;
+const TRUNCATED: usize = 2;
+const SLOW: usize = 3;
+
 impl Faulty {
-    /// Fails `fail_share` (0.0 to 1.0) of calls, each after `delay`.
+    /// Fails `fail_share` (0.0 to 1.0) of calls; timeouts and slow answers take `delay`.
     pub fn new(inner: Arc<dyn Backend>, fail_share: f64, delay: Duration, seed: u64) -> Faulty {
         Faulty {
             inner,
             fail_ppm: AtomicU64::new(ppm(fail_share)),
             delay,
             state: AtomicU64::new(seed | 1),
-            injected: AtomicU64::new(0),
+            counts: Default::default(),
+            read_failures: AtomicU64::new(0),
+            other_failures: AtomicU64::new(0),
+            slow_next: AtomicBool::new(false),
         }
     }
 
@@ -44,9 +80,20 @@ impl Faulty {
         self.fail_ppm.store(ppm(fail_share), Relaxed);
     }
 
-    /// How many failures were injected so far.
+    /// How many failures were injected so far, of every kind.
     pub fn injected(&self) -> u64 {
-        self.injected.load(Relaxed)
+        let c = self.counts();
+        c.errors + c.timeouts + c.truncated
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        let get = |i: usize| self.counts[i].load(Relaxed);
+        FaultCounts {
+            errors: get(ERRORS),
+            timeouts: get(TIMEOUTS),
+            truncated: get(TRUNCATED),
+            slow: get(SLOW),
+        }
     }
 
     /// A xorshift step shared by all threads; the sequence is reproducible per seed as
@@ -65,16 +112,72 @@ impl Faulty {
         }
     }
 
-    fn fault(&self, op: &str, what: &str) -> Result<()> {
+    /// Whether this call fails, and how; a call that does not fail may be slowed.
+    fn draw(&self, read: bool) -> Option<Fault> {
         if self.roll() % 1_000_000 < self.fail_ppm.load(Relaxed) {
-            self.injected.fetch_add(1, Relaxed);
-            std::thread::sleep(self.delay);
-            return Err(Error::Transient {
-                what: format!("{op} {what}"),
-                message: "injected failure".into(),
+            self.slow_next.store(true, Relaxed);
+            return Some(if read {
+                let turn = self.read_failures.fetch_add(1, Relaxed);
+                [Fault::Truncated, Fault::Timeout, Fault::Error][(turn % 3) as usize]
+            } else {
+                let turn = self.other_failures.fetch_add(1, Relaxed);
+                [Fault::Timeout, Fault::Error][(turn % 2) as usize]
             });
         }
-        Ok(())
+        if self.slow_next.swap(false, Relaxed) {
+            self.counts[SLOW].fetch_add(1, Relaxed);
+            std::thread::sleep(self.delay);
+        }
+        None
+    }
+
+    fn failure(&self, fault: Fault, op: &str, what: &str) -> Error {
+        let (slot, message) = match fault {
+            Fault::Error => (ERRORS, "injected failure".to_string()),
+            Fault::Timeout => {
+                std::thread::sleep(self.delay);
+                (TIMEOUTS, format!("injected timeout after {:?}", self.delay))
+            }
+            Fault::Truncated => (TRUNCATED, "injected: the download broke off".into()),
+        };
+        self.counts[slot].fetch_add(1, Relaxed);
+        Error::Transient {
+            what: format!("{op} {what}"),
+            message,
+        }
+    }
+
+    /// A call that is not a read.
+    fn fault(&self, op: &str, what: &str) -> Result<()> {
+        match self.draw(false) {
+            None => Ok(()),
+            Some(f) => Err(self.failure(f, op, what)),
+        }
+    }
+
+    fn read_with(
+        &self,
+        obj: &ObjectName,
+        read: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let what = obj.path();
+        match self.draw(true) {
+            None => read(),
+            Some(Fault::Truncated) => {
+                // The store sent the bytes; only part arrived.
+                let sent = read()?;
+                let mut e = self.failure(Fault::Truncated, "GET", &what);
+                if let Error::Transient { message, .. } = &mut e {
+                    message.push_str(&format!(
+                        " after {} of {} bytes",
+                        sent.len() / 2,
+                        sent.len()
+                    ));
+                }
+                Err(e)
+            }
+            Some(f) => Err(self.failure(f, "GET", &what)),
+        }
     }
 
     fn write_with(&self, obj: &ObjectName, write: impl FnOnce() -> Result<()>) -> Result<()> {
@@ -107,13 +210,11 @@ impl Backend for Faulty {
     }
 
     fn read(&self, obj: &ObjectName) -> Result<Vec<u8>> {
-        self.fault("GET", &obj.path())?;
-        self.inner.read(obj)
+        self.read_with(obj, || self.inner.read(obj))
     }
 
     fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.fault("GET", &obj.path())?;
-        self.inner.read_range(obj, offset, length)
+        self.read_with(obj, || self.inner.read_range(obj, offset, length))
     }
 
     fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
