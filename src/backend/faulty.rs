@@ -131,7 +131,8 @@ impl Faulty {
         None
     }
 
-    fn failure(&self, fault: Fault, op: &str, what: &str) -> Error {
+    /// Counts an injected failure and makes its error; `detail` ends the message.
+    fn failure(&self, fault: Fault, op: &str, what: &str, detail: &str) -> Error {
         let (slot, message) = match fault {
             Fault::Error => (ERRORS, "injected failure".to_string()),
             Fault::Timeout => {
@@ -143,7 +144,7 @@ impl Faulty {
         self.counts[slot].fetch_add(1, Relaxed);
         Error::Transient {
             what: format!("{op} {what}"),
-            message,
+            message: message + detail,
         }
     }
 
@@ -151,7 +152,7 @@ impl Faulty {
     fn fault(&self, op: &str, what: &str) -> Result<()> {
         match self.draw(false) {
             None => Ok(()),
-            Some(f) => Err(self.failure(f, op, what)),
+            Some(f) => Err(self.failure(f, op, what, "")),
         }
     }
 
@@ -164,19 +165,12 @@ impl Faulty {
         match self.draw(true) {
             None => read(),
             Some(Fault::Truncated) => {
-                // The store sent the bytes; only part arrived.
-                let sent = read()?;
-                let mut e = self.failure(Fault::Truncated, "GET", &what);
-                if let Error::Transient { message, .. } = &mut e {
-                    message.push_str(&format!(
-                        " after {} of {} bytes",
-                        sent.len() / 2,
-                        sent.len()
-                    ));
-                }
-                Err(e)
+                // The store sent the bytes; only part of them arrived.
+                let sent = read()?.len();
+                let detail = format!(" after {} of {sent} bytes", sent / 2);
+                Err(self.failure(Fault::Truncated, "GET", &what, &detail))
             }
-            Some(f) => Err(self.failure(f, "GET", &what)),
+            Some(f) => Err(self.failure(f, "GET", &what, "")),
         }
     }
 

@@ -313,6 +313,21 @@ pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupR
     )
 }
 
+/// A prune that deletes at once and leaves no unused space.
+pub const PRUNE_NOW: [&str; 6] = [
+    "prune",
+    "--json",
+    "--keep-delete",
+    "0",
+    "--max-unused",
+    "0%",
+];
+
+/// Runs `PRUNE_NOW` and returns its summary.
+pub fn prune_now(env: &Env) -> serde_json::Value {
+    summary_line(&env.ok(&PRUNE_NOW))
+}
+
 pub fn summary_line(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout

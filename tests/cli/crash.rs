@@ -141,20 +141,8 @@ fn backup_killed_at_several_moments_then_the_next_finishes(env: Env) {
 
     // Leftovers: packs no index lists, and (on a local store) temporary files. A prune
     // with no grace period removes them; nothing a snapshot needs goes with them.
-    let prune = |args: &[&str]| {
-        let out = env.ok(args);
-        let line = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str::<serde_json::Value>(line.lines().last().unwrap()).unwrap()
-    };
-    let first = prune(&[
-        "prune",
-        "--json",
-        "--keep-delete",
-        "0",
-        "--max-unused",
-        "0%",
-    ]);
-    let again = prune(&["prune", "--json", "--keep-delete", "0"]);
+    let first = prune_now(&env);
+    let again = summary_line(&env.ok(&["prune", "--json", "--keep-delete", "0"]));
     assert_eq!(again["packs_unindexed"], 0, "after {first}: {again}");
     let temps: Vec<PathBuf> = names_below(&store)
         .into_iter()

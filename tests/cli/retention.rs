@@ -66,21 +66,6 @@ fn build_history(env: &Env) -> (PathBuf, Vec<(String, PathBuf)>) {
     (src, out)
 }
 
-/// A prune that deletes at once and leaves no unused space.
-const PRUNE_NOW: [&str; 6] = [
-    "prune",
-    "--json",
-    "--keep-delete",
-    "0",
-    "--max-unused",
-    "0%",
-];
-
-/// Runs `PRUNE_NOW` and returns its summary.
-fn prune_now(env: &Env) -> serde_json::Value {
-    json_of(&env.ok(&PRUNE_NOW))
-}
-
 /// Runs `PRUNE_NOW` and insists that it found nothing to delete or repack.
 fn nothing_left_to_prune(env: &Env) -> serde_json::Value {
     let again = prune_now(env);
