@@ -18,7 +18,7 @@ pub const EXIT_LOCKED: i32 = 11;
 /// Exit code: the password does not open any key of the repository (or opens only keys
 /// whose master key does not open it: key files copied from another repository).
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
-/// Exit code: interrupted by the user (SIGINT).
+/// Exit code: interrupted by the user (SIGINT, or SIGTERM).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// Stopped by Ctrl-C (or SIGTERM) after cleaning up; the message says what was left.
+    #[error("{0}")]
+    Interrupted(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -122,6 +126,7 @@ impl Error {
             Error::RepositoryNotFound(_) | Error::BucketNotFound(_) => EXIT_NO_REPOSITORY,
             Error::WrongPassword(_) | Error::ForeignKey { .. } => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
             _ => EXIT_FATAL,
         }
     }

@@ -1,11 +1,12 @@
 //! Reading a file's metadata into a tree node, and putting it back on restore.
 
-use std::fs::{Metadata, Permissions};
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
@@ -83,14 +84,15 @@ fn timespec(ns: i64) -> TimeSpec {
     TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
 }
 
-/// Sets owner (when running as root), mode and mtime of a restored entry. Symlinks get
-/// owner and times only (their mode means nothing on Linux).
-pub fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
+/// Sets owner (when running as root), mode and mtime of the restored entry `name` in the
+/// directory `dir`, without following it if it is a symlink. Symlinks get owner and times
+/// only (their mode means nothing on Linux). `path` names the entry in errors.
+pub fn apply_metadata_at(dir: &impl AsFd, name: &OsStr, path: &Path, node: &Node) -> Result<()> {
     let err = |e: nix::Error| Error::io(path, std::io::Error::from(e));
     if Uid::effective().is_root() {
         nix::unistd::fchownat(
-            AT_FDCWD,
-            path,
+            dir,
+            name,
             Some(Uid::from_raw(node.uid)),
             Some(Gid::from_raw(node.gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -98,22 +100,21 @@ pub fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
         .map_err(err)?;
     }
     if node.kind != NodeKind::Symlink {
-        std::fs::set_permissions(path, Permissions::from_mode(node.mode))
-            .map_err(|e| Error::io(path, e))?;
+        // Only FIFOs and device nodes come here besides symlinks: nothing to follow.
+        nix::sys::stat::fchmodat(
+            dir,
+            name,
+            nix::sys::stat::Mode::from_bits_retain(node.mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(err)?;
     }
     let mtime = timespec(node.mtime);
-    utimensat(
-        AT_FDCWD,
-        path,
-        &mtime,
-        &mtime,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(err)?;
+    utimensat(dir, name, &mtime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(err)?;
     Ok(())
 }
 
-/// [`apply_metadata`] through an open descriptor of the regular file at `path`
+/// [`apply_metadata_at`] through an open descriptor of the file or directory at `path`
 /// (`fchown`, `fchmod`, `futimens`): no path lookups, which a restore of many small files
 /// would otherwise pay three times per file. `path` names the file in errors.
 pub fn apply_file_metadata(file: &std::fs::File, path: &Path, node: &Node) -> Result<()> {

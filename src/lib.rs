@@ -22,6 +22,7 @@ pub mod fsmeta;
 pub mod fuzzing;
 pub mod id;
 pub mod index;
+pub mod interrupt;
 pub mod keyfile;
 pub mod lock;
 pub mod pack;

@@ -8,9 +8,10 @@
 //! pack it touches, and a single small file costs one request, never a whole pack.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,9 +19,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::cache::BlobLocation;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::interrupt;
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use crate::tree::Node;
+
+use super::target::Target;
 
 /// Bytes between two wanted blobs that are read and thrown away rather than paying for a
 /// second request (on S3 a request costs about as much time as a megabyte of transfer).
@@ -55,18 +59,29 @@ pub fn runs(locs: &[BlobLocation]) -> Vec<Range<usize>> {
 
 /// One file of a batch: where it goes, what it holds, and how far it has got.
 pub struct FileTarget {
+    /// Below the target.
+    pub rel: PathBuf,
+    /// The full path, for messages.
     pub dest: PathBuf,
+    /// The temporary name it is written under, in the same directory.
+    pub tmp: OsString,
     pub node: Node,
     remaining: AtomicUsize,
+    /// Whether the temporary file was made (emptied) by the first write; later writes,
+    /// from any worker, open it as it is.
+    created: Mutex<bool>,
     error: Mutex<Option<String>>,
 }
 
 impl FileTarget {
-    pub fn new(dest: PathBuf, node: Node) -> FileTarget {
+    pub fn new(rel: PathBuf, dest: PathBuf, tmp: OsString, node: Node) -> FileTarget {
         FileTarget {
             remaining: AtomicUsize::new(node.content.len()),
+            rel,
             dest,
+            tmp,
             node,
+            created: Mutex::new(false),
             error: Mutex::new(None),
         }
     }
@@ -79,6 +94,14 @@ impl FileTarget {
     /// The first error met, if any.
     pub fn error(&self) -> Option<String> {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Opens the temporary file for writing, making it on the first call.
+    fn open(&self, target: &Target) -> Result<File> {
+        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let file = target.open_temp(&self.rel, &self.tmp, !*created)?;
+        *created = true;
+        Ok(file)
     }
 }
 
@@ -107,8 +130,11 @@ impl Stop {
         }
     }
 
-    /// Why the restore stopped, if it did.
+    /// Why the restore stopped, if it did: the target failed, or the user interrupted.
     pub fn reason(&self) -> Option<&str> {
+        if interrupt::requested() {
+            let _ = self.reason.set("interrupted".into());
+        }
         self.reason.get().map(String::as_str)
     }
 }
@@ -124,12 +150,12 @@ struct Want {
     offset: u64,
 }
 
-/// Writes the contents of `files` (nothing at their `dest` yet: each is created by its
-/// first write), pack by pack
-/// on `workers` threads. `done` is called once per file when its last blob is written or
+/// Writes the contents of `files` to their temporary files (each is made by its first
+/// write), pack by pack on `workers` threads. `done` is called once per file when its last blob is written or
 /// has failed; the file's `error()` tells which.
 pub fn write_contents(
     repo: &Repository,
+    target: &Target,
     files: &[FileTarget],
     workers: usize,
     stop: &Stop,
@@ -178,7 +204,7 @@ pub fn write_contents(
                     if stop.reason().is_some() {
                         break;
                     }
-                    write_pack(repo, files, wants, stop, progress, done);
+                    write_pack(repo, target, files, wants, stop, progress, done);
                 }
             });
         }
@@ -187,7 +213,7 @@ pub fn write_contents(
         // Files cut short hold part of their content: none may pass for restored.
         for f in files {
             if f.remaining.load(Ordering::SeqCst) > 0 {
-                discard(f);
+                discard(target, f);
             }
         }
     }
@@ -196,6 +222,7 @@ pub fn write_contents(
 /// Reads what `files` want of one pack, run by run, and writes it.
 fn write_pack(
     repo: &Repository,
+    target: &Target,
     files: &[FileTarget],
     wants: &[Want],
     stop: &Stop,
@@ -207,6 +234,7 @@ fn write_pack(
     let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
     let mut writer = RunWriter {
         repo,
+        target,
         files,
         stop,
         progress,
@@ -214,6 +242,9 @@ fn write_pack(
         open: None,
     };
     for run in runs(&locs) {
+        if stop.reason().is_some() {
+            return;
+        }
         let members = &order[run.clone()];
         let Err(e) = writer.write_run(members, &locs[run.clone()]) else {
             continue;
@@ -235,6 +266,7 @@ fn write_pack(
 /// Writes the blobs of runs of one pack to the files that want them.
 struct RunWriter<'a> {
     repo: &'a Repository,
+    target: &'a Target,
     files: &'a [FileTarget],
     stop: &'a Stop,
     progress: &'a indicatif::ProgressBar,
@@ -248,6 +280,7 @@ impl RunWriter<'_> {
     /// the run was handed over.
     fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
         let (files, stop, progress, done) = (self.files, self.stop, self.progress, self.done);
+        let target = self.target;
         let open = &mut self.open;
         self.repo.read_run(locs, &mut |i, plain| {
             let w = members[i];
@@ -255,7 +288,7 @@ impl RunWriter<'_> {
             match plain {
                 Ok(data) => {
                     if f.error().is_none()
-                        && let Err(e) = write_at(open, w.file, f, data, w.offset)
+                        && let Err(e) = write_at(target, open, w.file, f, data, w.offset)
                     {
                         stop.note(&e);
                         f.fail(e);
@@ -289,11 +322,12 @@ fn finish_one(f: &FileTarget, descriptor: Option<&File>, done: &Done<'_>) {
     }
 }
 
-/// Writes `data` at `offset` of file `index`, creating the file on its first write.
-/// Descriptors are opened per file as blobs arrive (one kept open at a time), so a batch of
-/// many files never holds many; O_NOFOLLOW keeps a symlink planted meanwhile from
-/// redirecting the write.
+/// Writes `data` at `offset` of file `index`, making its temporary file on the first
+/// write. Descriptors are opened per file as blobs arrive (one kept open at a time), so a
+/// batch of many files never holds many; every open resolves the path beneath the target
+/// without following symlinks (see `target`).
 fn write_at(
+    target: &Target,
     open: &mut Option<(usize, File)>,
     index: usize,
     f: &FileTarget,
@@ -302,14 +336,7 @@ fn write_at(
 ) -> Result<()> {
     if !matches!(open, Some((i, _)) if *i == index) {
         *open = None;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&f.dest)
-            .map_err(|e| Error::io(&f.dest, e))?;
-        *open = Some((index, file));
+        *open = Some((index, f.open(target)?));
     }
     let Some((_, file)) = open else {
         unreachable!("opened above")
@@ -318,9 +345,9 @@ fn write_at(
         .map_err(|e| Error::io(&f.dest, e))
 }
 
-/// Removes a file whose restore failed, so that it does not pass for a restored one.
-pub fn discard(f: &FileTarget) {
-    let _ = fs::remove_file(&f.dest);
+/// Removes the temporary file of a file whose restore failed or was cut short.
+pub fn discard(target: &Target, f: &FileTarget) {
+    target.discard_temp(&f.rel, &f.tmp);
 }
 
 #[cfg(test)]

@@ -6,24 +6,26 @@
 //! mtimes. Every blob is checked against its id before a byte of it is written.
 
 pub mod fetch;
+pub mod target;
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::fsmeta::{apply_file_metadata, apply_metadata};
+use crate::fsmeta::{apply_file_metadata, apply_metadata_at};
+use crate::interrupt;
 use crate::id::Id;
 use crate::pack::BlobType;
 use crate::repository::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::tree::{Node, NodeKind, Tree};
 use fetch::FileTarget;
+use target::{Existing, Target};
 
 /// A name from a tree, checked to be one plain path component: a damaged or hostile tree
 /// must not write outside the target (`..`, `/`, empty names).
@@ -158,9 +160,14 @@ pub struct RestoreOptions {
 pub struct RestoreSummary {
     pub files: u64,
     pub dirs: u64,
+    /// Symlinks, FIFOs and device nodes.
     pub other: u64,
     pub bytes: u64,
     pub verified_files: u64,
+    /// Files already at the target with the snapshot's size, mtime and content: kept.
+    pub files_unchanged: u64,
+    /// Sockets, which are not restored (the program that listens on one makes it).
+    pub skipped: u64,
     #[serde(skip)]
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -209,6 +216,16 @@ impl BatchLimit {
     }
 }
 
+/// One entry met by the planner: where it goes and which directory holds it.
+struct Visit<'a> {
+    /// Below the target (`home/me/x` for the snapshot's `/home/me/x`).
+    rel: &'a Path,
+    node: &'a Node,
+    /// The tree of the directory holding it (none for the snapshot root), which tells
+    /// whether a temporary name is free.
+    siblings: Option<&'a Tree>,
+}
+
 pub fn restore(
     repo: &Repository,
     root: Id,
@@ -218,28 +235,26 @@ pub fn restore(
     for inc in &opts.includes {
         find_node(repo, root, inc)?;
     }
-    fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let target = Target::open(&opts.target)?;
     let summary = Mutex::new(RestoreSummary::default());
-    let record_error = |path: &Path, e: String| {
-        let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
-        s.errors.push((path.to_path_buf(), e));
+    let count = |f: &dyn Fn(&mut RestoreSummary)| {
+        f(&mut summary.lock().unwrap_or_else(|p| p.into_inner()));
     };
+    let record_error = |path: &Path, e: String| count(&|s| s.errors.push((path.to_path_buf(), e.clone())));
     // Called once per file when all its blobs are written (or one failed).
     let finish = |f: &FileTarget, descriptor: Option<&File>| {
         let result = match f.error() {
             Some(e) => Err(e),
-            None => finish_file(repo, &f.dest, descriptor, &f.node, opts.verify)
-                .map_err(|e| e.to_string()),
+            None => finish_file(repo, &target, f, descriptor, opts.verify).map_err(|e| e.to_string()),
         };
         match result {
-            Ok(verified) => {
-                let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(verified) => count(&|s| {
                 s.files += 1;
                 s.bytes += f.node.size;
                 s.verified_files += u64::from(verified);
-            }
+            }),
             Err(e) => {
-                fetch::discard(f);
+                fetch::discard(&target, f);
                 record_error(&f.dest, e);
             }
         }
@@ -260,62 +275,60 @@ pub fn restore(
             files: FIRST_BATCH_FILES,
         };
         let stopped = || Error::Other("restore stopped: the writers are gone".into());
-        let mut each = |path: &Path, node: &Node| -> Result<()> {
+        let mut each = |v: Visit<'_>| -> Result<bool> {
             if stop.reason().is_some() {
                 return Err(Error::Other("restore stopped".into()));
             }
-            let dest = opts.target.join(path.strip_prefix("/").unwrap_or(path));
+            let dest = target.display(v.rel);
             // Failures of one entry are recorded and the restore goes on; a failure of the
             // whole target (full, read-only) also stops it.
-            let record_error = |dest: &Path, e: Error| {
+            let record_error = |e: Error| {
                 stop.note(&e);
-                record_error(dest, e.to_string());
+                record_error(&dest, e.to_string());
             };
-            match node.kind {
-                NodeKind::Dir => {
-                    if let Err(e) = fs::create_dir_all(&dest) {
-                        record_error(&dest, Error::io(&dest, e));
-                    } else {
-                        dirs.push((dest, node.clone()));
+            match v.node.kind {
+                NodeKind::Dir => match target.ensure_dir(v.rel) {
+                    Ok(()) => {
+                        dirs.push((v.rel.to_path_buf(), v.node.clone()));
+                        return Ok(true);
                     }
-                }
-                NodeKind::File => {
-                    // Empty files are made here; the others by their first write.
-                    let prepared = if node.content.is_empty() {
-                        create_empty(&dest)
-                    } else {
-                        clear_destination(&dest)
-                    };
-                    if let Err(e) = prepared {
-                        record_error(&dest, e);
-                        return Ok(());
+                    // Nothing below it can be restored: one error for the subtree.
+                    Err(e) => record_error(e),
+                },
+                NodeKind::File => match plan_file(repo, &target, &v) {
+                    Err(e) => record_error(e),
+                    Ok(Planned::Unchanged) => count(&|s| s.files_unchanged += 1),
+                    Ok(Planned::Write(f)) if f.node.content.is_empty() => {
+                        match target.open_temp(&f.rel, &f.tmp, true) {
+                            Ok(file) => finish(&f, Some(&file)),
+                            Err(e) => record_error(e),
+                        }
                     }
-                    let target = FileTarget::new(dest, node.clone());
-                    if node.content.is_empty() {
-                        finish(&target, None);
-                        return Ok(());
+                    Ok(Planned::Write(f)) => {
+                        batch_blobs += f.node.content.len();
+                        batch.push(*f);
+                        if limit.full(batch.len(), batch_blobs) {
+                            batches
+                                .send(std::mem::take(&mut batch))
+                                .map_err(|_| stopped())?;
+                            batch_blobs = 0;
+                            limit.grow();
+                        }
                     }
-                    batch_blobs += node.content.len();
-                    batch.push(target);
-                    if limit.full(batch.len(), batch_blobs) {
-                        batches
-                            .send(std::mem::take(&mut batch))
-                            .map_err(|_| stopped())?;
-                        batch_blobs = 0;
-                        limit.grow();
-                    }
-                }
-                _ => match restore_special(&dest, node) {
-                    Ok(()) => summary.lock().unwrap_or_else(|p| p.into_inner()).other += 1,
-                    Err(e) => record_error(&dest, e),
+                },
+                NodeKind::Socket => count(&|s| s.skipped += 1),
+                _ => match restore_special(&target, &v) {
+                    Ok(()) => count(&|s| s.other += 1),
+                    Err(e) => record_error(e),
                 },
             }
-            Ok(())
+            Ok(false)
         };
         walk_selected(
             repo,
-            Path::new("/"),
+            PathBuf::new(),
             &root_node(root),
+            None,
             &opts.includes,
             &mut each,
         )?;
@@ -331,7 +344,7 @@ pub fn restore(
         for batch in planned {
             // Once stopped, batches are only drained until the planner sees it.
             if stop.reason().is_none() {
-                fetch::write_contents(repo, &batch, workers, &stop, progress, &finish);
+                fetch::write_contents(repo, &target, &batch, workers, &stop, progress, &finish);
             }
         }
         planner
@@ -340,11 +353,23 @@ pub fn restore(
     });
     if let Some(reason) = stop.reason() {
         let s = summary.lock().unwrap_or_else(|p| p.into_inner());
+        progress.finish_and_clear();
+        if interrupt::requested() {
+            return Err(Error::Interrupted(format!(
+                "restore into {} interrupted; {} files ({} bytes) were restored before it, \
+                 files it was writing were removed, and directories keep the default mode \
+                 and times. Run the restore again to finish it: files already complete are \
+                 kept",
+                opts.target.display(),
+                s.files,
+                s.bytes
+            )));
+        }
         return Err(Error::Other(format!(
             "restore into {} stopped: {reason}. {} files ({} bytes) were restored before it; \
              files it was writing were removed, and directories keep the default mode and \
              times. Free space (or make the target writable) and run the restore again: \
-             it starts over and replaces what is there",
+             files already complete are kept",
             opts.target.display(),
             s.files,
             s.bytes
@@ -354,146 +379,198 @@ pub fn restore(
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
-    for (dest, node) in &dirs {
+    for (rel, node) in &dirs {
         if node.name.is_empty() {
             continue; // the snapshot root is the target itself
         }
-        match apply_metadata(dest, node) {
+        let dest = target.display(rel);
+        let applied = target
+            .dir(rel)
+            .and_then(|fd| apply_file_metadata(&File::from(fd), &dest, node));
+        match applied {
             Ok(()) => summary.dirs += 1,
-            Err(e) => summary.errors.push((dest.clone(), e.to_string())),
+            Err(e) => summary.errors.push((dest, e.to_string())),
         }
     }
     progress.finish_and_clear();
     Ok(summary)
 }
 
+/// Walks the selected part of the snapshot depth first in name order; `each` says of a
+/// directory whether to descend into it (false when it could not be made).
 fn walk_selected(
     repo: &Repository,
-    path: &Path,
+    rel: PathBuf,
     node: &Node,
+    siblings: Option<&Tree>,
     includes: &[PathBuf],
-    each: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+    each: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
 ) -> Result<()> {
-    match select(path, includes) {
-        Selection::Skip => Ok(()),
-        Selection::All => walk_nodes(repo, path, node, true, each),
-        Selection::Passage => {
-            each(path, node)?;
-            if let Some(sub) = node.subtree {
-                let tree = repo.load_tree(&sub)?;
-                for child in &tree.nodes {
-                    let p = path.join(safe_name(&child.name)?);
-                    walk_selected(repo, &p, child, includes, each)?;
-                }
-            }
-            Ok(())
+    let path = Path::new("/").join(&rel);
+    let selection = select(&path, includes);
+    if matches!(selection, Selection::Skip) {
+        return Ok(());
+    }
+    let descend = each(Visit {
+        rel: &rel,
+        node,
+        siblings,
+    })?;
+    if let (true, NodeKind::Dir, Some(sub)) = (descend, node.kind, node.subtree) {
+        let tree = repo.load_tree(&sub)?;
+        // Below an included path everything is selected: no need to ask again.
+        let includes = if matches!(selection, Selection::All) {
+            &[]
+        } else {
+            includes
+        };
+        for child in &tree.nodes {
+            let rel = rel.join(safe_name(&child.name)?);
+            walk_selected(repo, rel, child, Some(&tree), includes, each)?;
         }
     }
+    Ok(())
 }
 
-/// Removes whatever is at `dest`, so that a restored file starts empty and an existing
-/// symlink cannot redirect its writes.
-fn clear_destination(dest: &Path) -> Result<()> {
-    if fs::symlink_metadata(dest).is_ok() {
-        remove_any(dest)?;
+/// What the planner decided for one file.
+enum Planned {
+    /// Already there, complete and identical.
+    Unchanged,
+    Write(Box<FileTarget>),
+}
+
+/// Looks at what stands where a file goes: a non-empty directory is a conflict (it is
+/// never removed), a file of the snapshot's size and mtime whose content matches is kept
+/// (so a restore run again after an interrupted one does not download it again), and
+/// anything else is replaced when the new file is complete.
+fn plan_file(repo: &Repository, target: &Target, v: &Visit<'_>) -> Result<Planned> {
+    let (dir, name) = target.parent(v.rel)?;
+    let dest = target.display(v.rel);
+    match target.existing(&dir, name, v.rel)? {
+        Existing::Dir if !target.is_empty_dir(&dir, name, v.rel)? => {
+            return Err(target::conflict(&dest));
+        }
+        Existing::File { size, mtime } if size == v.node.size && mtime == v.node.mtime => {
+            let file = target.open_existing(&dir, name, v.rel)?;
+            if same_content(repo, &file, &dest, v.node)? {
+                // Mode and owner may still differ; the mtime is the snapshot's already.
+                apply_file_metadata(&file, &dest, v.node)?;
+                return Ok(Planned::Unchanged);
+            }
+        }
+        _ => {}
     }
-    Ok(())
+    let tmp = target::temp_name(name, |t| {
+        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
+    });
+    Ok(Planned::Write(Box::new(FileTarget::new(
+        v.rel.to_path_buf(),
+        dest,
+        tmp,
+        v.node.clone(),
+    ))))
 }
 
-/// Creates the file at `dest`, for files without content.
-fn create_empty(dest: &Path) -> Result<()> {
-    clear_destination(dest)?;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .map_err(|e| Error::io(dest, e))?;
-    Ok(())
-}
-
-/// Verifies (if asked) a file whose content is written, then sets its metadata, through
-/// `descriptor` when the file is still open; returns whether it was verified.
+/// Verifies (if asked) a file whose content is written, sets its metadata and moves it
+/// into place; returns whether it was verified. `descriptor` is the temporary file's, when
+/// it is still open.
 fn finish_file(
     repo: &Repository,
-    dest: &Path,
+    target: &Target,
+    f: &FileTarget,
     descriptor: Option<&File>,
-    node: &Node,
     verify: bool,
 ) -> Result<bool> {
-    if verify {
-        verify_file(repo, dest, node)?;
+    let reopened;
+    let file = match descriptor {
+        Some(file) => file,
+        None => {
+            reopened = target.open_temp(&f.rel, &f.tmp, false)?;
+            &reopened
+        }
+    };
+    if verify && !same_content(repo, file, &f.dest, &f.node)? {
+        return Err(Error::Other(format!(
+            "{}: verification failed: restored content differs from the snapshot",
+            f.dest.display()
+        )));
     }
-    match descriptor {
-        Some(file) => apply_file_metadata(file, dest, node)?,
-        None => apply_metadata(dest, node)?,
-    }
+    apply_file_metadata(file, &f.dest, &f.node)?;
+    let (dir, name) = target.parent(&f.rel)?;
+    target.commit(&dir, &f.tmp, name, &f.rel)?;
     Ok(verify)
 }
 
-/// Re-reads a restored file and checks every blob's id against the snapshot.
-fn verify_file(repo: &Repository, dest: &Path, node: &Node) -> Result<()> {
-    let mut f = File::open(dest).map_err(|e| Error::io(dest, e))?;
+/// Reads `file` from its start and checks it holds exactly the snapshot's content: every
+/// blob's id, and nothing after the last.
+fn same_content(repo: &Repository, file: &File, dest: &Path, node: &Node) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
     let mut buf = Vec::new();
+    let mut offset = 0u64;
     for id in &node.content {
         let loc = repo.locate(BlobType::Data, id)?;
-        buf.clear();
-        (&mut f)
-            .take(u64::from(loc.entry.raw_length()))
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(dest, e))?;
-        if repo.key().blob_id(&buf) != *id {
-            return Err(Error::Other(format!(
-                "{}: verification failed: restored content differs from the snapshot",
-                dest.display()
-            )));
+        buf.resize(loc.entry.raw_length() as usize, 0);
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(Error::io(dest, e)),
         }
+        if repo.key().blob_id(&buf) != *id {
+            return Ok(false);
+        }
+        offset += buf.len() as u64;
     }
     let mut rest = [0u8; 1];
-    if f.read(&mut rest).map_err(|e| Error::io(dest, e))? != 0 {
-        return Err(Error::Other(format!(
-            "{}: verification failed: restored file is longer than in the snapshot",
-            dest.display()
-        )));
-    }
-    Ok(())
+    Ok(file.read_at(&mut rest, offset).map_err(|e| Error::io(dest, e))? == 0)
 }
 
-fn remove_any(path: &Path) -> Result<()> {
-    let m = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-    let r = if m.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    r.map_err(|e| Error::io(path, e))
-}
-
-/// Symlinks, FIFOs and device nodes. Sockets are not restored (they are created by the
-/// program that listens on them), which is what restic and tar do too.
-fn restore_special(dest: &Path, node: &Node) -> Result<()> {
-    if fs::symlink_metadata(dest).is_ok() {
-        remove_any(dest)?;
+/// Symlinks, FIFOs and device nodes: made under a temporary name, given their metadata,
+/// and moved into place.
+fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
+    let (dir, name) = target.parent(v.rel)?;
+    let dest = target.display(v.rel);
+    if target.existing(&dir, name, v.rel)? == Existing::Dir
+        && !target.is_empty_dir(&dir, name, v.rel)?
+    {
+        return Err(target::conflict(&dest));
     }
-    let err = |e: nix::Error| Error::io(dest, std::io::Error::from(e));
+    let tmp = target::temp_name(name, |t| {
+        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
+    });
+    target.discard_temp(v.rel, &tmp);
+    let err = |e: nix::Error| Error::io(&dest, std::io::Error::from(e));
     use nix::sys::stat::{Mode, SFlag};
+    let node = v.node;
     match node.kind {
-        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), dest)
-            .map_err(|e| Error::io(dest, e))?,
-        NodeKind::Fifo => {
-            nix::unistd::mkfifo(dest, Mode::from_bits_truncate(0o600)).map_err(err)?
+        NodeKind::Symlink => {
+            nix::unistd::symlinkat(OsStr::from_bytes(&node.target), &dir, tmp.as_os_str())
+                .map_err(err)?
         }
+        NodeKind::Fifo => nix::unistd::mkfifoat(&dir, tmp.as_os_str(), Mode::from_bits_truncate(0o600))
+            .map_err(err)?,
         NodeKind::Chardev | NodeKind::Blockdev => {
             let kind = if node.kind == NodeKind::Chardev {
                 SFlag::S_IFCHR
             } else {
                 SFlag::S_IFBLK
             };
-            nix::sys::stat::mknod(dest, kind, Mode::from_bits_truncate(0o600), node.rdev)
-                .map_err(err)?
+            nix::sys::stat::mknodat(
+                &dir,
+                tmp.as_os_str(),
+                kind,
+                Mode::from_bits_truncate(0o600),
+                node.rdev,
+            )
+            .map_err(err)?
         }
-        NodeKind::Socket => return Ok(()),
-        NodeKind::File | NodeKind::Dir => unreachable!("handled by the caller"),
+        NodeKind::File | NodeKind::Dir | NodeKind::Socket => {
+            unreachable!("handled by the caller")
+        }
     }
-    apply_metadata(dest, node)
+    let placed = apply_metadata_at(&dir, &tmp, &dest, node)
+        .and_then(|()| target.commit(&dir, &tmp, name, v.rel));
+    if placed.is_err() {
+        target.discard_temp(v.rel, &tmp);
+    }
+    placed
 }

@@ -47,6 +47,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         id.short(),
         args.target.display()
     ));
+    // A restore removes the files it had not finished when interrupted (exit code 130).
+    cairn::interrupt::install()
+        .map_err(|e| cairn::Error::Other(format!("cannot handle Ctrl-C: {e}")))?;
     let opts = RestoreOptions {
         target: args.target.clone(),
         includes,
@@ -66,24 +69,34 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "files_restored": summary.files,
             "dirs_restored": summary.dirs,
             "other_restored": summary.other,
+            "files_unchanged": summary.files_unchanged,
+            "skipped": summary.skipped,
             "bytes_restored": summary.bytes,
             "files_verified": summary.verified_files,
             "errors": summary.errors.len(),
             "requests": repo.request_stats(),
         }))?;
     } else {
-        g.info(format!(
-            "restored {} files, {} dirs, {} other, {} bytes{}",
-            summary.files,
-            summary.dirs,
-            summary.other,
-            summary.bytes,
-            if args.verify {
-                format!(", verified {} files", summary.verified_files)
-            } else {
-                String::new()
-            }
-        ));
+        let mut line = format!(
+            "restored {} files, {} dirs, {} other, {} bytes",
+            summary.files, summary.dirs, summary.other, summary.bytes
+        );
+        if args.verify {
+            line += &format!(", verified {} files", summary.verified_files);
+        }
+        if summary.files_unchanged > 0 {
+            line += &format!(
+                "; {} files already there and identical were kept",
+                summary.files_unchanged
+            );
+        }
+        if summary.skipped > 0 {
+            line += &format!(
+                "; skipped {} sockets (the program that listens on one creates it)",
+                summary.skipped
+            );
+        }
+        g.info(line);
     }
     if summary.errors.is_empty() {
         Ok(EXIT_OK)

@@ -1,0 +1,360 @@
+//! The restore target: every path of a restore is resolved beneath the target directory
+//! without following a symlink that stands in it.
+//!
+//! A restore into a tree that already holds data meets whatever is there, including
+//! symlinks pointing out of the target (`htdocs/css -> /elsewhere`). Following one would
+//! write outside the target, so no path is ever handed to the kernel from the top: each
+//! operation opens the parent directory beneath the target's descriptor with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) and then acts on one name in it (`openat`
+//! with `O_NOFOLLOW`, `mkdirat`, `renameat`, ...). Where the kernel lacks `openat2`
+//! (before Linux 5.6, or a sandbox that forbids it) the parent is opened one component at
+//! a time with `O_NOFOLLOW | O_DIRECTORY`, which gives the same guarantee.
+//!
+//! Files are written under a temporary name in their directory and renamed into place
+//! when complete, so nothing half-written ever carries a real name; a rename replaces a
+//! file or a symlink without following it. A non-empty directory is never replaced.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::error::{Error, Result};
+
+/// What stands at a path of the target before the restore writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Nothing,
+    Dir,
+    /// A regular file, with its size and mtime (nanoseconds).
+    File { size: u64, mtime: i64 },
+    /// A symlink, FIFO, socket or device node.
+    Other,
+}
+
+impl Existing {
+    fn of(st: &FileStat) -> Existing {
+        match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFDIR => Existing::Dir,
+            SFlag::S_IFREG => Existing::File {
+                size: st.st_size as u64,
+                mtime: st
+                    .st_mtime
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(st.st_mtime_nsec),
+            },
+            _ => Existing::Other,
+        }
+    }
+}
+
+/// A directory that a file may not replace because it holds entries: restoring over it
+/// would delete what the snapshot does not hold.
+pub fn conflict(dest: &Path) -> Error {
+    Error::Invalid(format!(
+        "{}: a non-empty directory stands where the snapshot has no directory; it was \
+         left as it is (move it away and restore again to get the snapshot's entry)",
+        dest.display()
+    ))
+}
+
+/// The target directory, held open.
+pub struct Target {
+    root: OwnedFd,
+    /// The target as the user named it, for messages.
+    path: PathBuf,
+}
+
+/// Whether this kernel lets us use `openat2` (probed once).
+fn have_openat2() -> &'static OnceLock<bool> {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    &HAVE
+}
+
+fn io(path: &Path, e: Errno) -> Error {
+    Error::io(path, std::io::Error::from(e))
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_RDONLY);
+
+impl Target {
+    /// Creates the target directory if needed and opens it. The target itself may be
+    /// reached through symlinks: the user named it.
+    pub fn open(path: &Path) -> Result<Target> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let root = nix::fcntl::open(
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| io(path, e))?;
+        Ok(Target {
+            root,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The full path of `rel` below the target, for messages.
+    pub fn display(&self, rel: &Path) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Opens the directory `rel` (relative, plain names only; empty for the target
+    /// itself) without following any symlink on the way.
+    pub fn dir(&self, rel: &Path) -> Result<OwnedFd> {
+        let err = |e| io(&self.display(rel), e);
+        if rel.as_os_str().is_empty() {
+            return self.root.try_clone().map_err(|e| Error::io(&self.path, e));
+        }
+        if *have_openat2().get_or_init(|| self.probe_openat2()) {
+            let how = OpenHow::new()
+                .flags(DIR_FLAGS)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            return openat2(&self.root, rel, how).map_err(err);
+        }
+        walk_beneath(&self.root, rel).map_err(|e| match e {
+            WalkError::Sys(e) => err(e),
+            WalkError::NotPlain => Error::Invalid(format!(
+                "{}: not a plain path below the target",
+                rel.display()
+            )),
+        })
+    }
+
+    /// True when `openat2` works here; ENOSYS (old kernel) and EPERM (a seccomp filter
+    /// that does not know it) mean the component walk.
+    fn probe_openat2(&self) -> bool {
+        let how = OpenHow::new()
+            .flags(DIR_FLAGS)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        !matches!(
+            openat2(&self.root, ".", how),
+            Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL)
+        )
+    }
+
+    /// The directory holding `rel` and `rel`'s last name.
+    pub fn parent<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr)> {
+        let name = rel
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{}: no file name", rel.display())))?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        Ok((self.dir(parent)?, name))
+    }
+
+    /// What stands at `name` in `dir`, without following a symlink.
+    pub fn existing(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<Existing> {
+        match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Existing::of(&st)),
+            Err(Errno::ENOENT) => Ok(Existing::Nothing),
+            Err(e) => Err(io(&self.display(rel), e)),
+        }
+    }
+
+    /// Makes sure a real directory stands at `rel`: an existing one is kept with its
+    /// contents; a symlink, file or other entry in its place is removed (never followed).
+    pub fn ensure_dir(&self, rel: &Path) -> Result<()> {
+        if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let (dir, name) = self.parent(rel)?;
+        let err = |e| io(&self.display(rel), e);
+        match self.existing(&dir, name, rel)? {
+            Existing::Dir => return Ok(()),
+            Existing::Nothing => {}
+            Existing::File { .. } | Existing::Other => {
+                unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(err)?
+            }
+        }
+        match mkdirat(&dir, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Moves `tmp` (in `dir`) into place as `name`, replacing a file, a symlink or an
+    /// empty directory that stands there; a non-empty directory is a conflict, and the
+    /// temporary entry is removed.
+    pub fn commit(&self, dir: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path) -> Result<()> {
+        let err = |e| io(&self.display(rel), e);
+        if self.existing(dir, name, rel)? == Existing::Dir {
+            match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+                Ok(()) => {}
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) => {
+                    let _ = unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir);
+                    return Err(conflict(&self.display(rel)));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        renameat(dir, tmp, dir, name).map_err(err)
+    }
+
+    /// Opens (creating it when `create`, emptied) the temporary file `tmp` next to `rel`
+    /// for writing, and reading back by `--verify`.
+    pub fn open_temp(&self, rel: &Path, tmp: &OsStr, create: bool) -> Result<File> {
+        let (dir, _) = self.parent(rel)?;
+        let mut flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        if create {
+            flags |= OFlag::O_CREAT | OFlag::O_TRUNC;
+        }
+        let open = || openat(&dir, tmp, flags, Mode::from_bits_truncate(0o600));
+        let fd = match open() {
+            // A symlink (or anything but a file) under our temporary name: not ours to
+            // write through. It is only ever left by a killed restore or planted.
+            Err(Errno::ELOOP | Errno::EISDIR | Errno::ENXIO) if create => {
+                remove_temp(&dir, tmp);
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| io(&self.display(rel), e))?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether the directory `name` in `dir` holds no entries.
+    pub fn is_empty_dir(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<bool> {
+        let err = |e| io(&self.display(rel), e);
+        let fd = openat(dir, name, DIR_FLAGS, Mode::empty()).map_err(err)?;
+        let mut entries = nix::dir::Dir::from_fd(fd).map_err(err)?;
+        for e in entries.iter() {
+            let name = e.map_err(err)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Opens the regular file `name` in `dir` for reading and for setting its metadata,
+    /// without following a symlink.
+    pub fn open_existing(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<File> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        openat(dir, name, flags, Mode::empty())
+            .map(File::from)
+            .map_err(|e| io(&self.display(rel), e))
+    }
+
+    /// Removes the temporary entry `tmp` next to `rel`, if there is one.
+    pub fn discard_temp(&self, rel: &Path, tmp: &OsStr) {
+        if let Ok((dir, _)) = self.parent(rel) {
+            remove_temp(&dir, tmp);
+        }
+    }
+}
+
+enum WalkError {
+    Sys(Errno),
+    NotPlain,
+}
+
+/// Opens the directory `rel` below `root` one component at a time, refusing symlinks
+/// (`O_NOFOLLOW | O_DIRECTORY`): the fallback where `openat2` is missing.
+fn walk_beneath(root: &OwnedFd, rel: &Path) -> std::result::Result<OwnedFd, WalkError> {
+    let mut fd: Option<OwnedFd> = None;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(WalkError::NotPlain);
+        };
+        let parent = fd.as_ref().map_or(root.as_fd(), |f| f.as_fd());
+        fd = Some(openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(WalkError::Sys)?);
+    }
+    // The callers hand over at least one name.
+    fd.ok_or(WalkError::NotPlain)
+}
+
+fn remove_temp(dir: &OwnedFd, tmp: &OsStr) {
+    if unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR) {
+        let _ = unlinkat(dir, tmp, UnlinkatFlags::RemoveDir);
+    }
+}
+
+/// The temporary name under which `name` is written: hidden, and the same for the same
+/// name, so a restore run again after being killed reuses (and so removes) what the
+/// killed one left. `taken` says whether the snapshot itself holds an entry of that name
+/// in the same directory, in which case a name of this run's own is used instead.
+pub fn temp_name(name: &OsStr, taken: impl Fn(&OsStr) -> bool) -> OsString {
+    let hash = blake3::hash(name.as_bytes());
+    let mut tmp = OsString::from(format!(".cairn-restore-{}", &hash.to_hex()[..16]));
+    if taken(&tmp) {
+        tmp.push(format!("-{}", std::process::id()));
+    }
+    tmp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_in_the_target_are_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), t.path().join("css")).unwrap();
+        let target = Target::open(t.path()).unwrap();
+        // Opening a directory through the link fails; nothing is created outside.
+        assert!(target.dir(Path::new("css")).is_err());
+        assert!(target.dir(Path::new("css/sub")).is_err());
+        // Making the directory replaces the link, and leaves its target alone.
+        std::fs::write(outside.path().join("keep"), b"x").unwrap();
+        target.ensure_dir(Path::new("css")).unwrap();
+        assert!(t.path().join("css").symlink_metadata().unwrap().is_dir());
+        assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn the_component_walk_refuses_symlinks_too() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        symlink("/", t.path().join("a/up")).unwrap();
+        let target = Target::open(t.path()).unwrap();
+        // The fallback, whatever the kernel has.
+        let walk = |rel: &str| walk_beneath(&target.root, Path::new(rel)).map(|_| ());
+        assert!(walk("a/b").is_ok());
+        assert!(matches!(walk("a/up"), Err(WalkError::Sys(_))));
+        assert!(matches!(walk("a/up/etc"), Err(WalkError::Sys(_))));
+        assert!(matches!(walk("a/../.."), Err(WalkError::NotPlain)));
+    }
+
+    #[test]
+    fn commit_replaces_files_and_empty_dirs_but_not_full_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let target = Target::open(t.path()).unwrap();
+        let root = target.dir(Path::new("")).unwrap();
+        for (name, prepare) in [("file", 0), ("empty", 1), ("full", 2), ("link", 3)] {
+            let p = t.path().join(name);
+            match prepare {
+                0 => std::fs::write(&p, b"old").unwrap(),
+                1 => std::fs::create_dir(&p).unwrap(),
+                2 => {
+                    std::fs::create_dir(&p).unwrap();
+                    std::fs::write(p.join("photo.jpg"), b"keep").unwrap();
+                }
+                _ => symlink("/etc/passwd", &p).unwrap(),
+            }
+            let tmp = temp_name(OsStr::new(name), |_| false);
+            let mut f = target.open_temp(Path::new(name), &tmp, true).unwrap();
+            std::io::Write::write_all(&mut f, b"new").unwrap();
+            let r = target.commit(&root, &tmp, OsStr::new(name), Path::new(name));
+            if prepare == 2 {
+                assert!(r.is_err());
+                assert_eq!(std::fs::read(p.join("photo.jpg")).unwrap(), b"keep");
+                assert!(!t.path().join(&tmp).exists(), "temporary file left");
+            } else {
+                r.unwrap();
+                assert_eq!(std::fs::read(&p).unwrap(), b"new");
+            }
+        }
+    }
+}
