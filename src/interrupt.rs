@@ -18,7 +18,11 @@ extern "C" fn note(_: nix::libc::c_int) {
 /// From now on SIGINT and SIGTERM only set the flag [`requested`] reads.
 pub fn install() -> std::io::Result<()> {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(note), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(note),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler performs one atomic store, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }.map_err(std::io::Error::from)?;

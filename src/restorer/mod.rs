@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsmeta::{apply_file_metadata, apply_metadata_at};
-use crate::interrupt;
 use crate::id::Id;
+use crate::interrupt;
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind, Tree};
@@ -240,12 +240,15 @@ pub fn restore(
     let count = |f: &dyn Fn(&mut RestoreSummary)| {
         f(&mut summary.lock().unwrap_or_else(|p| p.into_inner()));
     };
-    let record_error = |path: &Path, e: String| count(&|s| s.errors.push((path.to_path_buf(), e.clone())));
+    let record_error =
+        |path: &Path, e: String| count(&|s| s.errors.push((path.to_path_buf(), e.clone())));
     // Called once per file when all its blobs are written (or one failed).
     let finish = |f: &FileTarget, descriptor: Option<&File>| {
         let result = match f.error() {
             Some(e) => Err(e),
-            None => finish_file(repo, &target, f, descriptor, opts.verify).map_err(|e| e.to_string()),
+            None => {
+                finish_file(repo, &target, f, descriptor, opts.verify).map_err(|e| e.to_string())
+            }
         };
         match result {
             Ok(verified) => count(&|s| {
@@ -521,7 +524,10 @@ fn same_content(repo: &Repository, file: &File, dest: &Path, node: &Node) -> Res
         offset += buf.len() as u64;
     }
     let mut rest = [0u8; 1];
-    Ok(file.read_at(&mut rest, offset).map_err(|e| Error::io(dest, e))? == 0)
+    Ok(file
+        .read_at(&mut rest, offset)
+        .map_err(|e| Error::io(dest, e))?
+        == 0)
 }
 
 /// Symlinks, FIFOs and device nodes: made under a temporary name, given their metadata,
@@ -546,8 +552,10 @@ fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
             nix::unistd::symlinkat(OsStr::from_bytes(&node.target), &dir, tmp.as_os_str())
                 .map_err(err)?
         }
-        NodeKind::Fifo => nix::unistd::mkfifoat(&dir, tmp.as_os_str(), Mode::from_bits_truncate(0o600))
-            .map_err(err)?,
+        NodeKind::Fifo => {
+            nix::unistd::mkfifoat(&dir, tmp.as_os_str(), Mode::from_bits_truncate(0o600))
+                .map_err(err)?
+        }
         NodeKind::Chardev | NodeKind::Blockdev => {
             let kind = if node.kind == NodeKind::Chardev {
                 SFlag::S_IFCHR

@@ -34,7 +34,10 @@ pub enum Existing {
     Nothing,
     Dir,
     /// A regular file, with its size and mtime (nanoseconds).
-    File { size: u64, mtime: i64 },
+    File {
+        size: u64,
+        mtime: i64,
+    },
     /// A symlink, FIFO, socket or device node.
     Other,
 }

@@ -64,7 +64,10 @@ fn non_empty_directory_is_never_replaced(env: Env) {
     let err = stderr(&out);
     for conflict in ["uploads", "cache"] {
         assert!(
-            err.contains(&format!("{}: a non-empty directory", at.join(conflict).display())),
+            err.contains(&format!(
+                "{}: a non-empty directory",
+                at.join(conflict).display()
+            )),
             "{conflict} not named: {err}"
         );
     }
