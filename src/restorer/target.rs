@@ -190,17 +190,19 @@ impl Target {
     /// temporary entry is removed.
     pub fn commit(&self, dir: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path) -> Result<()> {
         let err = |e| io(&self.display(rel), e);
-        if self.existing(dir, name, rel)? == Existing::Dir {
-            match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
-                Ok(()) => {}
-                Err(Errno::ENOTEMPTY | Errno::EEXIST) => {
-                    let _ = unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir);
-                    return Err(conflict(&self.display(rel)));
-                }
-                Err(e) => return Err(err(e)),
-            }
+        // Almost always nothing or a file stands there: try the rename first.
+        match renameat(dir, tmp, dir, name) {
+            Err(Errno::EISDIR) => {}
+            other => return other.map_err(err),
         }
-        renameat(dir, tmp, dir, name).map_err(err)
+        match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+            Ok(()) => renameat(dir, tmp, dir, name).map_err(err),
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) => {
+                let _ = unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir);
+                Err(conflict(&self.display(rel)))
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// Opens (creating it when `create`, emptied) the temporary file `tmp` next to `rel`
