@@ -111,6 +111,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// Standard output was closed by its reader (`cairn ls | head -1`): not a failure, the
+    /// reader has what it wanted. Listings stop at it and exit 0.
+    #[error("standard output was closed")]
+    OutputClosed,
+
     #[error("{0}")]
     Other(String),
 }
@@ -122,6 +127,7 @@ impl Error {
             Error::RepositoryNotFound(_) | Error::BucketNotFound(_) => EXIT_NO_REPOSITORY,
             Error::WrongPassword(_) | Error::ForeignKey { .. } => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
+            Error::OutputClosed => EXIT_OK,
             _ => EXIT_FATAL,
         }
     }
