@@ -1,5 +1,7 @@
 //! The repository's `config` object: its id and the parameters every writer must share.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -29,13 +31,20 @@ impl Default for ChunkerParams {
     }
 }
 
+/// FastCDC's limits on the minimum, average and maximum chunk size (all must be even).
+pub const CHUNK_MIN_LIMITS: RangeInclusive<u32> = 64..=1024 * 1024;
+pub const CHUNK_AVG_LIMITS: RangeInclusive<u32> = 256..=4 * 1024 * 1024;
+pub const CHUNK_MAX_LIMITS: RangeInclusive<u32> = 1024..=16 * 1024 * 1024;
+/// The zstd levels a repository may use.
+pub const ZSTD_LEVELS: RangeInclusive<i32> = 1..=22;
+
 impl ChunkerParams {
     /// FastCDC only `debug_assert!`s its limits; sizes read from a repository are checked
     /// here instead, so a hostile config cannot make the chunker misbehave.
     pub fn validate(&self) -> Result<()> {
-        let ok = (64..=1024 * 1024).contains(&self.min)
-            && (256..=4 * 1024 * 1024).contains(&self.avg)
-            && (1024..=16 * 1024 * 1024).contains(&self.max)
+        let ok = CHUNK_MIN_LIMITS.contains(&self.min)
+            && CHUNK_AVG_LIMITS.contains(&self.avg)
+            && CHUNK_MAX_LIMITS.contains(&self.max)
             && self.min.is_multiple_of(2)
             && self.avg.is_multiple_of(2)
             && self.max.is_multiple_of(2)
@@ -88,7 +97,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.chunker.validate()?;
-        if !(1..=22).contains(&self.zstd_level) {
+        if !ZSTD_LEVELS.contains(&self.zstd_level) {
             return Err(Error::Invalid(format!(
                 "zstd level {} is outside 1..=22",
                 self.zstd_level

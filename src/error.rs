@@ -115,6 +115,11 @@ pub enum Error {
     #[error("{0}")]
     Interrupted(String),
 
+    /// Standard output was closed by its reader (`cairn ls | head -1`): not a failure, the
+    /// reader has what it wanted. Listings stop at it and exit 0.
+    #[error("standard output was closed")]
+    OutputClosed,
+
     #[error("{0}")]
     Other(String),
 }
@@ -127,6 +132,7 @@ impl Error {
             Error::WrongPassword(_) | Error::ForeignKey { .. } => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
             Error::Interrupted(_) => EXIT_INTERRUPTED,
+            Error::OutputClosed => EXIT_OK,
             _ => EXIT_FATAL,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::Serialize;
 
 use super::{Backend, Kind, Listed, ObjectName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Default)]
 struct Counters {
@@ -31,6 +31,22 @@ pub struct RequestStats {
     pub delete: u64,
     pub bytes_down: u64,
     pub bytes_up: u64,
+}
+
+impl std::ops::Add for RequestStats {
+    type Output = RequestStats;
+
+    fn add(self, o: RequestStats) -> RequestStats {
+        RequestStats {
+            get: self.get + o.get,
+            put: self.put + o.put,
+            head: self.head + o.head,
+            list: self.list + o.list,
+            delete: self.delete + o.delete,
+            bytes_down: self.bytes_down + o.bytes_down,
+            bytes_up: self.bytes_up + o.bytes_up,
+        }
+    }
 }
 
 /// Wraps any backend and counts what passes through it.
@@ -129,8 +145,16 @@ impl Backend for Counting {
     }
 
     fn remove(&self, obj: &ObjectName) -> Result<()> {
-        self.counters.delete.fetch_add(1, Relaxed);
-        self.inner.remove(obj)?;
+        if self.inner.remote() {
+            // S3 looks at the object's retention (HEAD) before it deletes.
+            self.counters.head.fetch_add(1, Relaxed);
+        }
+        let removed = self.inner.remove(obj);
+        // An object under retention is left alone: no DELETE was sent.
+        if !matches!(removed, Err(Error::Retained { .. })) {
+            self.counters.delete.fetch_add(1, Relaxed);
+        }
+        removed?;
         tracing::trace!("DELETE {}", obj.path());
         Ok(())
     }

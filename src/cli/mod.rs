@@ -1,6 +1,8 @@
 //! Argument parsing, global options, and turning errors into messages and exit codes.
 
 mod commands;
+mod escape;
+mod output;
 mod password;
 
 use std::path::PathBuf;
@@ -17,7 +19,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use password::PasswordSource;
+use output::print_json;
+use password::{Password, PasswordSource};
 
 #[derive(Parser)]
 #[command(name = "cairn", version, about = "Deduplicating, compressed, encrypted backups", long_about = None)]
@@ -28,16 +31,21 @@ pub struct Cli {
     command: Command,
 }
 
+/// Options that have an environment variable read it in `Global`'s methods, not through
+/// clap's `env`: clap shows an option set by the environment in every usage message as if
+/// it had been typed, and cannot tell a flag from the variable (see `password`).
 #[derive(clap::Args)]
 pub struct Global {
-    /// Repository: a local directory path, or s3://BUCKET/PREFIX
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    /// Repository: a local directory path, or s3://BUCKET/PREFIX [env: CAIRN_REPOSITORY]
+    #[arg(short = 'r', long = "repo", global = true)]
     repo: Option<String>,
-    /// Read the password from this file (or set CAIRN_PASSWORD)
-    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    /// Read the password from this file; beats CAIRN_PASSWORD, which beats
+    /// CAIRN_PASSWORD_FILE and CAIRN_PASSWORD_COMMAND
+    #[arg(long, global = true)]
     password_file: Option<PathBuf>,
-    /// Run this shell command and use its output as the password
-    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true)]
+    /// Run this shell command and use its output as the password (same precedence as
+    /// --password-file)
+    #[arg(long, global = true)]
     password_command: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
@@ -49,7 +57,8 @@ pub struct Global {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Folder for local caches (default $XDG_CACHE_HOME/cairn or ~/.cache/cairn)
-    #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
+    /// [env: CAIRN_CACHE_DIR]
+    #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
     /// Retries of a request that failed for a passing reason (throttling, 5xx, timeout,
     /// dropped connection), with growing pauses between them
@@ -162,7 +171,19 @@ enum Command {
 
 impl Global {
     fn backend(&self) -> Result<Arc<dyn Backend>> {
-        match Location::parse(self.repo.as_deref().unwrap_or_default())? {
+        let repo = match &self.repo {
+            Some(r) => r.clone(),
+            None => match std::env::var("CAIRN_REPOSITORY") {
+                Ok(r) => r,
+                Err(std::env::VarError::NotPresent) => String::new(),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Error::Invalid(
+                        "CAIRN_REPOSITORY is not valid UTF-8; give the repository with -r".into(),
+                    ));
+                }
+            },
+        };
+        match Location::parse(&repo)? {
             Location::S3(loc) => Ok(Arc::new(S3Backend::new(loc, self.s3.options()?)?)),
             Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
         }
@@ -176,16 +197,22 @@ impl Global {
     }
 
     fn cache_base(&self) -> Option<PathBuf> {
-        self.cache_dir.clone().or_else(default_cache_base)
+        self.cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("CAIRN_CACHE_DIR").map(PathBuf::from))
+            .or_else(default_cache_base)
     }
 
     /// Opens the repository, asking for the password.
     fn open(&self) -> Result<Repository> {
-        let backend = self.backend()?;
-        let password = self.password().get(false)?;
+        self.open_with(&self.password().get()?)
+    }
+
+    /// Opens the repository with a password already got.
+    fn open_with(&self, password: &Password) -> Result<Repository> {
         Repository::open(
-            backend,
-            &password,
+            self.backend()?,
+            &password.bytes,
             self.cache_base().as_deref(),
             &self.retry(),
         )
@@ -220,10 +247,10 @@ pub fn main() -> i32 {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    // Libraries (the AWS SDK above all) log what cairn reports itself, in their words;
-    // their messages show from -vv on.
-    let libraries = if cli.global.verbose >= 2 {
-        level
+    // Libraries (the AWS SDK above all) log what cairn reports itself, in their words,
+    // and a lot of it (over a hundred lines for one `snapshots`); only -vvvv shows them.
+    let libraries = if cli.global.verbose >= 4 {
+        tracing::Level::TRACE
     } else {
         tracing::Level::ERROR
     };
@@ -258,24 +285,18 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(Error::OutputClosed) => Error::OutputClosed.exit_code(),
         Err(e) => {
             if g.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": e.exit_code()})
+                // The error is on stderr too; a closed stdout cannot make it worse.
+                let _ = print_json(
+                    &serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": e.exit_code()}),
                 );
             }
             eprintln!("error: {e}");
             e.exit_code()
         }
     }
-}
-
-/// Prints a JSON value on one line of stdout.
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let s = serde_json::to_string(value).map_err(|e| Error::Other(format!("JSON: {e}")))?;
-    println!("{s}");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,17 +1,37 @@
-//! Where the repository password comes from, in order: CAIRN_PASSWORD,
-//! --password-file / CAIRN_PASSWORD_FILE, --password-command / CAIRN_PASSWORD_COMMAND, a
-//! prompt on the terminal. Passwords never appear in arguments or messages.
+//! Where the repository password comes from, in order: `--password-file` or
+//! `--password-command` on the command line (not both), CAIRN_PASSWORD, CAIRN_PASSWORD_FILE,
+//! CAIRN_PASSWORD_COMMAND, a prompt on the terminal. Flags beat the environment because
+//! they were typed for this run, while the environment may be left over from another.
+//! Passwords never appear in arguments or messages, and none may be empty.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cairn::{Error, Result};
 use zeroize::Zeroizing;
 
+/// The `--password-file` and `--password-command` flags of this run.
 pub struct PasswordSource {
     pub file: Option<PathBuf>,
     pub command: Option<String>,
+}
+
+/// A password, and whether it was typed at the prompt (which a new repository's needs
+/// confirming).
+pub struct Password {
+    pub bytes: Zeroizing<Vec<u8>>,
+    prompted: bool,
+}
+
+/// Where one password came from.
+enum Origin {
+    Literal(OsString),
+    File(PathBuf),
+    Command(String),
+    Prompt,
 }
 
 fn strip_newline(mut s: Vec<u8>) -> Vec<u8> {
@@ -24,52 +44,108 @@ fn strip_newline(mut s: Vec<u8>) -> Vec<u8> {
     s
 }
 
+/// The one refusal of an empty password, wherever it came from (`from` names the source).
+pub fn refuse_empty(password: Zeroizing<Vec<u8>>, from: &str) -> Result<Zeroizing<Vec<u8>>> {
+    if password.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the password from {from} is empty; empty passwords are not allowed"
+        )));
+    }
+    Ok(password)
+}
+
+/// Reads a password file, naming it when it cannot be read.
+pub fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(strip_newline(bytes)))
+}
+
+fn run_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Other(format!("cannot run the password command: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "the password command failed ({})",
+            out.status
+        )));
+    }
+    Ok(Zeroizing::new(strip_newline(out.stdout)))
+}
+
+pub fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let typed = rpassword::prompt_password(text)
+        .map_err(|e| Error::Other(format!("cannot read the password: {e}")))?;
+    Ok(Zeroizing::new(Zeroizing::new(typed).as_bytes().to_vec()))
+}
+
 impl PasswordSource {
-    /// Gets the password. `confirm` asks twice on a terminal (for new repositories).
-    pub fn get(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
-            use std::os::unix::ffi::OsStringExt;
-            return Ok(Zeroizing::new(p.into_vec()));
-        }
-        if let Some(f) = &self.file {
-            let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-            return Ok(Zeroizing::new(strip_newline(bytes)));
-        }
-        if let Some(cmd) = &self.command {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stdin(Stdio::inherit())
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| Error::Other(format!("cannot run the password command: {e}")))?;
-            if !out.status.success() {
-                return Err(Error::Other(format!(
-                    "the password command failed ({})",
-                    out.status
-                )));
+    fn origin(&self) -> Result<Origin> {
+        let env = |name: &str| std::env::var_os(name);
+        Ok(match (&self.file, &self.command) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "give --password-file or --password-command, not both".into(),
+                ));
             }
-            return Ok(Zeroizing::new(strip_newline(out.stdout)));
-        }
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::NoPassword);
-        }
-        let first = Zeroizing::new(
-            rpassword::prompt_password("enter password for repository: ")
-                .map_err(|e| Error::Other(format!("cannot read the password: {e}")))?,
-        );
-        if confirm {
-            let again = Zeroizing::new(
-                rpassword::prompt_password("enter the password again: ")
-                    .map_err(|e| Error::Other(format!("cannot read the password: {e}")))?,
-            );
-            if *first != *again {
+            (Some(f), None) => Origin::File(f.clone()),
+            (None, Some(c)) => Origin::Command(c.clone()),
+            (None, None) => {
+                if let Some(p) = env("CAIRN_PASSWORD") {
+                    Origin::Literal(p)
+                } else if let Some(f) = env("CAIRN_PASSWORD_FILE") {
+                    Origin::File(f.into())
+                } else if let Some(c) = env("CAIRN_PASSWORD_COMMAND") {
+                    Origin::Command(c.into_string().map_err(|_| {
+                        Error::Invalid("CAIRN_PASSWORD_COMMAND is not valid UTF-8".into())
+                    })?)
+                } else if std::io::stdin().is_terminal() {
+                    Origin::Prompt
+                } else {
+                    return Err(Error::NoPassword);
+                }
+            }
+        })
+    }
+
+    /// Gets the password, asking once on a terminal.
+    pub fn get(&self) -> Result<Password> {
+        let (bytes, from, prompted) = match self.origin()? {
+            Origin::Literal(p) => (Zeroizing::new(p.into_vec()), "CAIRN_PASSWORD".into(), false),
+            Origin::File(f) => (read_file(&f)?, format!("file {}", f.display()), false),
+            Origin::Command(c) => (run_command(&c)?, "the password command".into(), false),
+            Origin::Prompt => (
+                prompt("enter password for repository: ")?,
+                "the terminal".into(),
+                true,
+            ),
+        };
+        Ok(Password {
+            bytes: refuse_empty(bytes, &from)?,
+            prompted,
+        })
+    }
+}
+
+impl Password {
+    /// The password for a new repository: one typed at the prompt is asked for once more,
+    /// so that a typo does not lock the user out.
+    pub fn confirmed(self) -> Result<Zeroizing<Vec<u8>>> {
+        if self.prompted {
+            let again = prompt("enter the password again: ")?;
+            if *again != *self.bytes {
                 return Err(Error::Invalid("the passwords do not match".into()));
             }
         }
-        if first.is_empty() {
-            return Err(Error::Invalid("an empty password is not allowed".into()));
-        }
-        Ok(Zeroizing::new(first.as_bytes().to_vec()))
+        Ok(self.bytes)
     }
 }

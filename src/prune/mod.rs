@@ -60,9 +60,11 @@ pub struct PruneStats {
     /// Live packs and their bytes before the prune.
     pub packs: u64,
     pub pack_bytes: u64,
-    /// Bytes of needed blobs and of unneeded ones in live packs.
+    /// Bytes of needed blobs and of unneeded ones in live packs, and the rest of those
+    /// packs (their headers): `pack_bytes = used_bytes + unused_bytes + header_bytes`.
     pub used_bytes: u64,
     pub unused_bytes: u64,
+    pub header_bytes: u64,
     /// Live packs with nothing needed: marked now.
     pub packs_marked: u64,
     pub bytes_marked: u64,
@@ -91,7 +93,8 @@ pub struct PruneStats {
     pub index_files_removed: u64,
     /// Temporary files of interrupted writes, older than the grace period, removed.
     pub temp_files_removed: u64,
-    /// Requests the prune makes (dry run: an estimate).
+    /// Requests the prune makes, from opening the repository on (dry run: those made,
+    /// plus an estimate of those a real run would make besides).
     pub requests: RequestStats,
     pub duration_secs: f64,
 }
@@ -126,6 +129,8 @@ struct PackState {
     used_bytes: u64,
     /// The claimed entries, kept for packs that may be repacked.
     used: Vec<PackEntry>,
+    /// How many blobs the pack's index entry lists.
+    blobs: usize,
 }
 
 /// Which packs each index file lists, for deciding which files must be rewritten.
@@ -206,6 +211,7 @@ pub fn prune(
                 blob_bytes: 0,
                 used_bytes: 0,
                 used: Vec::new(),
+                blobs: p.blobs.len(),
             };
             for e in &p.blobs {
                 state.blob_bytes += u64::from(e.length());
@@ -242,8 +248,6 @@ pub fn prune(
     // 3. Decide. Live packs first.
     let mut missing_needed = Vec::new();
     for (id, p) in packs.iter_mut() {
-        stats.packs += 1;
-        stats.pack_bytes += p.size;
         if !stored.contains_key(id) {
             if p.used_bytes > 0 || !p.used.is_empty() {
                 missing_needed.push(*id);
@@ -252,13 +256,15 @@ pub fn prune(
             stats.packs_missing_dropped += 1;
             continue;
         }
+        stats.packs += 1;
+        stats.pack_bytes += p.size;
         stats.used_bytes += p.used_bytes;
+        stats.unused_bytes += p.blob_bytes - p.used_bytes;
+        stats.header_bytes += p.size.saturating_sub(p.blob_bytes);
         if p.used_bytes == 0 && p.used.is_empty() {
             p.action = Action::Mark;
             stats.packs_marked += 1;
             stats.bytes_marked += p.size;
-        } else {
-            stats.unused_bytes += p.blob_bytes - p.used_bytes;
         }
     }
     // Marked packs: a mark beside a live listing is stale; a needed one comes back.
@@ -274,6 +280,7 @@ pub fn prune(
             blob_bytes: 0,
             used_bytes: 0,
             used: Vec::new(),
+            blobs: m.blobs.len(),
         };
         if size.is_none() {
             state.action = Action::Drop;
@@ -337,6 +344,7 @@ pub fn prune(
                 blob_bytes: 0,
                 used_bytes: 0,
                 used: Vec::new(),
+                blobs: 0,
             },
         );
     }
@@ -373,7 +381,7 @@ pub fn prune(
         .collect();
 
     if opts.dry_run {
-        estimate_requests(repo, &packs, &rewrite, &mut stats);
+        estimate_requests(repo, &packs, &rewrite, instant, &mut stats);
         stats.duration_secs = started.elapsed().as_secs_f64();
         return Ok(stats);
     }
@@ -542,7 +550,8 @@ fn choose_repacks(packs: &mut BTreeMap<Id, PackState>, max_unused: f64, stats: &
             .then(b.1.cmp(&a.1))
             .then(a.0.cmp(&b.0))
     });
-    let mut unused = stats.unused_bytes;
+    // Packs about to be marked free their space anyway; only the kept ones count.
+    let mut unused: u64 = candidates.iter().map(|c| c.1).sum();
     for (id, waste, _) in candidates {
         if unused <= limit {
             break;
@@ -685,28 +694,72 @@ fn estimate_requests(
     repo: &Repository,
     packs: &BTreeMap<Id, PackState>,
     rewrite: &[&IndexListing],
+    instant: bool,
     stats: &mut PruneStats,
 ) {
-    let repacked_bytes: u64 = packs
-        .values()
-        .filter(|p| p.action == Action::Repack)
-        .map(|p| p.used_bytes)
-        .sum();
+    let repacked = || packs.values().filter(|p| p.action == Action::Repack);
+    let repacked_bytes: u64 = repacked().map(|p| p.used_bytes).sum();
     let new_packs = repacked_bytes.div_ceil(u64::from(repo.config().pack_size).max(1))
         + u64::from(repacked_bytes > 0);
-    // Each changed index file is replaced by about one new one; new packs and unindexed
-    // ones need one more.
-    let new_index = rewrite.len() as u64
-        + u64::from(rewrite.is_empty() && (stats.packs_unindexed > 0 || repacked_bytes > 0));
+    let new_index = new_index_files(
+        packs,
+        rewrite,
+        instant,
+        new_packs + if instant { 0 } else { stats.packs_unindexed },
+        repacked().map(|p| p.used.len()).sum(),
+    );
+    // A real run also takes the repository's lock (one PUT) and releases it (one DELETE).
     let mut r = RequestStats {
         get: stats.packs_repacked + rewrite.len() as u64,
-        put: new_packs + new_index,
-        delete: stats.packs_deleted + rewrite.len() as u64,
+        put: new_packs + new_index + 1,
+        delete: stats.packs_deleted + rewrite.len() as u64 + 1,
         ..RequestStats::default()
     };
     if repo.backend().remote() {
         // S3 deletes look at the object's retention first.
         r.head = r.delete;
     }
-    stats.requests = r;
+    // Everything read so far, a real run reads too.
+    stats.requests = repo.request_stats() + r;
+}
+
+/// How many index files the real run writes: the entries of step 6 (those of the
+/// rewritten files that stay listed, then `extra_entries` more holding `extra_blobs`), in
+/// files of up to `BLOBS_PER_INDEX_FILE` blobs.
+fn new_index_files(
+    packs: &BTreeMap<Id, PackState>,
+    rewrite: &[&IndexListing],
+    instant: bool,
+    extra_entries: u64,
+    extra_blobs: usize,
+) -> u64 {
+    let mut emitted: HashSet<Id> = HashSet::new();
+    let (mut entries, mut blobs) = (extra_entries, extra_blobs);
+    for listing in rewrite {
+        for id in &listing.live {
+            if let Some(p) = packs.get(id)
+                && emitted.insert(*id)
+                && (p.action == Action::Keep
+                    || (!instant && matches!(p.action, Action::Mark | Action::Repack)))
+            {
+                entries += 1;
+                blobs += p.blobs;
+            }
+        }
+        for (id, _) in &listing.marked {
+            if let Some(p) = packs.get(id)
+                && p.marked.is_some()
+                && emitted.insert(*id)
+                && matches!(p.action, Action::Wait | Action::Recover)
+            {
+                entries += 1;
+                blobs += p.blobs;
+            }
+        }
+    }
+    if entries == 0 {
+        0
+    } else {
+        (blobs.div_ceil(BLOBS_PER_INDEX_FILE) as u64).max(1)
+    }
 }

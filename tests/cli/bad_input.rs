@@ -166,3 +166,309 @@ fn unknown_snapshot_and_bad_paths_are_clear_errors() {
         stderr(&out)
     );
 }
+
+fn snapshot_count(env: &Env) -> usize {
+    let out = env.ok(&["snapshots", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array().unwrap().len()
+}
+
+#[test]
+fn empty_passwords_are_refused_everywhere() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let empty = env.path("empty-password");
+    std::fs::write(&empty, "\n").unwrap();
+    let refused = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("empty passwords are not allowed"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    refused(
+        env.cmd(&["init"])
+            .env("CAIRN_PASSWORD", "")
+            .output()
+            .unwrap(),
+    );
+    refused(
+        env.cmd(&["init", "--password-file", empty.to_str().unwrap()])
+            .env_remove("CAIRN_PASSWORD")
+            .output()
+            .unwrap(),
+    );
+    refused(
+        env.cmd(&["backup", "--init", src.to_str().unwrap()])
+            .env("CAIRN_PASSWORD", "")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !std::path::Path::new(&env.repo).exists(),
+        "no repository was created"
+    );
+    env.init();
+    refused(env.run(&["key", "add", "--new-password-file", empty.to_str().unwrap()]));
+    refused(
+        env.cmd(&["snapshots"])
+            .env("CAIRN_PASSWORD", "")
+            .output()
+            .unwrap(),
+    );
+}
+
+#[test]
+fn password_flags_beat_the_environment() {
+    let env = Env::new();
+    env.init();
+    let missing = env.path("no-such-password-file");
+    let wrong = env.path("wrong-password");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let right = env.path("right-password");
+    std::fs::write(&right, format!("{PASSWORD}\n")).unwrap();
+    fn flag(file: &std::path::Path) -> [&str; 3] {
+        ["--password-file", file.to_str().unwrap(), "snapshots"]
+    }
+    // CAIRN_PASSWORD (right) is set by `cmd`; the file given on the command line wins.
+    let out = env.run(&flag(&missing));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(missing.to_str().unwrap()),
+        "the missing file is named: {}",
+        stderr(&out)
+    );
+    let out = env.run(&flag(&wrong));
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    let out = env
+        .cmd(&["--password-command", "echo not it", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    // The environment's own forms come after CAIRN_PASSWORD.
+    env.cmd(&["snapshots"])
+        .env("CAIRN_PASSWORD_FILE", &wrong)
+        .env("CAIRN_PASSWORD_COMMAND", "echo not it")
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .expect("CAIRN_PASSWORD beats CAIRN_PASSWORD_FILE and CAIRN_PASSWORD_COMMAND");
+    let out = env
+        .cmd(&["snapshots"])
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(missing.to_str().unwrap()),
+        "{}",
+        stderr(&out)
+    );
+    // Two sources on the command line: which one was meant is unclear.
+    let out = env.run(&[
+        "--password-file",
+        right.to_str().unwrap(),
+        "--password-command",
+        "echo x",
+        "snapshots",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not both"), "{}", stderr(&out));
+}
+
+/// Runs `cmd` on a pseudo-terminal without a password in the environment, answering every
+/// password prompt with `password`; returns how many prompts there were and the exit code.
+fn on_terminal(cmd: &std::process::Command, password: &str) -> (usize, i32) {
+    const SCRIPT: &str = r#"
+import os, pty, sys
+password, argv = sys.argv[1].encode(), sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+seen, answered = b"", 0
+while True:
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data:
+        break
+    seen += data
+    while seen.count(b"enter ") > answered:
+        os.write(fd, password + b"\n")
+        answered += 1
+_, status = os.waitpid(pid, 0)
+print(answered)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c")
+        .arg(SCRIPT)
+        .arg(password)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v
+            && k != "CAIRN_PASSWORD"
+        {
+            py.env(k, v);
+        }
+    }
+    let out = py.output().expect("run python3");
+    let prompts = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python3 failed: {}", stderr(&out)));
+    (prompts, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn backup_init_on_a_terminal_asks_for_the_password_twice() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let backup = env.cmd(&["backup", "--init", src.to_str().unwrap()]);
+    assert_eq!(on_terminal(&backup, PASSWORD), (2, 0), "new repository");
+    assert_eq!(
+        on_terminal(&backup, PASSWORD),
+        (1, 0),
+        "existing repository"
+    );
+    assert_eq!(on_terminal(&env.cmd(&["snapshots"]), PASSWORD), (1, 0));
+    assert_eq!(snapshot_count(&env), 2);
+}
+
+#[test]
+fn new_repository_options_are_range_checked_and_refused_where_they_do_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let src = src.to_str().unwrap();
+    for (option, value) in [
+        ("--compression-level", "99"),
+        ("--compression-level", "0"),
+        ("--chunk-min", "1001"),
+        ("--chunk-min", "32"),
+        ("--chunk-avg", "8388608"),
+        ("--chunk-max", "33554432"),
+    ] {
+        let out = env.run(&["init", option, value]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{option} {value}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(option), "{}", stderr(&out));
+    }
+    let out = env.run(&["init", "--chunk-min", "1048576", "--chunk-avg", "524288"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--chunk-avg 524288"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!std::path::Path::new(&env.repo).exists());
+    // `backup --init` takes them when it creates the repository.
+    env.ok(&["backup", "--init", "--compression-level", "9", src]);
+    let repo = env.open_with(env.backend(), "cache-in-process");
+    assert_eq!(repo.config().zstd_level, 9);
+    drop(repo);
+    // Elsewhere they would be silently ignored: errors naming the option.
+    for args in [
+        &["backup", "--compression-level", "19", src][..],
+        &["backup", "--init", "--chunk-min", "1000", src],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(args[args.len() - 3]),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(snapshot_count(&env), 1, "the refused backups saved nothing");
+}
+
+#[test]
+fn impossible_dates_unlistable_folders_and_dumped_sockets_are_explained() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("closed")).unwrap();
+    std::fs::write(src.join("closed/inside"), b"x").unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap();
+    let out = env.run(&[
+        "backup",
+        "--time",
+        "2020-02-30 10:00:00",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a valid date"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = env.cmd(&["backup", src.to_str().unwrap()]);
+    drop_read_override(&mut cmd);
+    let out = cmd.output().unwrap();
+    std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.contains("closed"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("in the snapshot, but without what it holds"),
+        "{line}"
+    );
+    let listing = String::from_utf8_lossy(&env.ok(&["ls", "latest"]).stdout).into_owned();
+    assert!(
+        listing.contains("/closed\n"),
+        "the folder is kept: {listing}"
+    );
+    let out = env.run(&["dump", "latest", src.join("socket").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !stderr(&out).contains("for directories"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("sockets are not restored"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn restore_usage_asks_only_for_what_is_missing() {
+    let env = Env::new();
+    // Set in the environment, as they often are: not missing.
+    let out = env
+        .cmd(&["restore", "latest"])
+        .env("CAIRN_REPOSITORY", &env.repo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let usage = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(usage.contains("--target <TARGET>"), "{usage}");
+    assert!(
+        !usage.contains("--repo") && !usage.contains("--cache-dir"),
+        "{usage}"
+    );
+}

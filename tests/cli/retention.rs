@@ -593,4 +593,160 @@ on_both_backends!(
     prune_leaves_objects_under_retention_and_deletes_them_later,
     locks_keep_a_second_prune_out_and_unlock_removes_stale_ones,
     check_names_damaged_objects_and_other_files_still_restore,
+    prune_report_adds_up_and_its_dry_run_foresees_the_requests,
 );
+
+/// prune's figures add up (every byte of the packs is used, unused or header), and
+/// `--dry-run` foresees exactly the requests that the real run then makes.
+fn prune_report_adds_up_and_its_dry_run_foresees_the_requests(env: Env) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(18);
+    std::fs::write(src.join("kept"), random_bytes(&mut rng, 3 << 20)).unwrap();
+    env.backup_json(&[&src], &[]);
+    std::fs::write(src.join("dropped"), random_bytes(&mut rng, 3 << 20)).unwrap();
+    let second = env.backup_json(&[&src], &[]);
+    env.ok(&["forget", second["snapshot_id"].as_str().unwrap()]);
+    let mut dry_args = PRUNE_NOW.to_vec();
+    dry_args.push("--dry-run");
+    let dry = summary_line(&env.ok(&dry_args));
+    let text = String::from_utf8_lossy(&env.ok(&["prune", "--dry-run"]).stdout).into_owned();
+    let real = prune_now(&env);
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    for v in [&dry, &real] {
+        assert_eq!(
+            n(v, "pack_bytes"),
+            n(v, "used_bytes") + n(v, "unused_bytes") + n(v, "header_bytes"),
+            "{v}"
+        );
+        assert!(
+            n(v, "unused_bytes") >= 3 << 20,
+            "the forgotten file is unused: {v}"
+        );
+    }
+    assert!(
+        text.contains("unused,") && text.contains("pack headers"),
+        "{text}"
+    );
+    assert!(n(&real, "packs_deleted") > 0, "{real}");
+    for kind in ["get", "put", "head", "list", "delete"] {
+        assert_eq!(
+            dry["requests"][kind], real["requests"][kind],
+            "{kind}: estimated {dry}\nmade {real}"
+        );
+    }
+}
+
+/// An S3 front for the test server that reports every snapshot object as under
+/// governance-mode retention until 2099, as a bucket with object lock does; s3s-fs itself
+/// has no object lock. It takes one request per connection (asking the server to close
+/// after its answer), which is all cairn's read, HEAD and DELETE requests need.
+struct RetainingProxy {
+    endpoint: String,
+}
+
+impl RetainingProxy {
+    fn start(upstream: &str) -> RetainingProxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let upstream = upstream.clone();
+                std::thread::spawn(move || relay(client, &upstream));
+            }
+        });
+        RetainingProxy { endpoint }
+    }
+}
+
+fn relay(mut client: std::net::TcpStream, upstream: &str) {
+    use std::io::{Read, Write};
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => request.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&request).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut forwarded = format!("{request_line}\r\n");
+    let mut body_len = 0;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        assert_ne!(
+            name, "transfer-encoding",
+            "the proxy relays no chunked bodies"
+        );
+        if name == "content-length" {
+            body_len = line[15..].trim().parse().unwrap();
+        }
+        if name != "connection" {
+            forwarded.push_str(line);
+            forwarded.push_str("\r\n");
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut body = vec![0u8; body_len];
+    client.read_exact(&mut body).unwrap();
+    let mut server = std::net::TcpStream::connect(upstream).unwrap();
+    server.write_all(forwarded.as_bytes()).unwrap();
+    server.write_all(&body).unwrap();
+    let mut response = Vec::new();
+    server.read_to_end(&mut response).unwrap();
+    let retained = request_line.starts_with("HEAD ") && request_line.contains("/snapshots/");
+    if retained && let Some(end) = response.windows(2).position(|w| w == b"\r\n") {
+        let lock = b"\r\nx-amz-object-lock-mode: GOVERNANCE\r\nx-amz-object-lock-retain-until-date: 2099-01-01T00:00:00.000Z";
+        response.splice(end..end, lock.iter().copied());
+    }
+    let _ = client.write_all(&response);
+}
+
+/// `forget` of snapshots under object-lock retention removes none of them and says so
+/// with a failing exit code, instead of "removed 0 snapshots" and success.
+#[test]
+fn forget_of_retained_snapshots_fails_naming_the_retention() {
+    let env = Env::s3();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"kept by the lock").unwrap();
+    let first = env.backup_json(&[&src], &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.backup_json(&[&src], &["--force"]);
+    let proxy = RetainingProxy::start(&S3Server::shared().endpoint);
+    for args in [
+        &["forget", &first[..8]][..],
+        &["forget", "--keep-last", "1"],
+    ] {
+        let out = env
+            .cmd(args)
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&first[..8]) && stderr.contains("retention until 2099"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("were not removed"), "{stderr}");
+    }
+    assert_eq!(snapshot_ids(&env).len(), 2, "nothing was removed");
+    // Without the lock the same forget succeeds.
+    env.ok(&["forget", &first[..8]]);
+    assert_eq!(snapshot_ids(&env).len(), 1);
+}

@@ -298,3 +298,19 @@ fn server_killed_mid_backup_then_next_backup_completes() {
         "only the finished backup"
     );
 }
+
+/// `-vv` and `-vvv` show cairn's own account; the SDK's own logs (over a hundred lines
+/// for one `snapshots`) wait for `-vvvv`.
+#[test]
+fn sdk_logs_only_show_at_four_v() {
+    let env = Env::s3();
+    env.init();
+    let lines = |v: &str| {
+        let out = env.ok(&[v, "snapshots"]);
+        String::from_utf8_lossy(&out.stderr).lines().count()
+    };
+    let (vv, vvv, vvvv) = (lines("-vv"), lines("-vvv"), lines("-vvvv"));
+    assert!(vv <= 10, "-vv printed {vv} lines");
+    assert!(vvv <= 30, "-vvv printed {vvv} lines");
+    assert!(vvvv >= vvv + 50, "-vvvv shows the SDK's logs: {vvvv} lines");
+}

@@ -1,14 +1,15 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn::archiver::exclude::Excludes;
-use cairn::archiver::{BackupOptions, absolute_path, backup, find_parent};
+use cairn::archiver::{BackupOptions, BackupResult, absolute_path, backup, find_parent};
 use cairn::error::{EXIT_OK, EXIT_PARTIAL};
 use cairn::repository::Repository;
 use cairn::snapshot::resolve;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
+use crate::cli::output::{outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -54,17 +55,28 @@ pub struct Args {
     paths: Vec<PathBuf>,
 }
 
+/// Opens the repository, or with `--init` creates it; asks for the password once, and a
+/// second time only to confirm it for a new repository.
 fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
-    match g.open() {
-        Err(Error::RepositoryNotFound(_) | Error::BucketNotFound(_)) if args.init => {
+    let new_repo_option = args.init_options.first_given();
+    if let Some(option) = new_repo_option
+        && !args.init
+    {
+        return Err(Error::Invalid(format!(
+            "{option} only applies when a repository is created: give it to `cairn init`, or to `cairn backup --init` of a repository that does not exist yet"
+        )));
+    }
+    let options = args.init_options.options()?;
+    let password = g.password().get()?;
+    match (g.open_with(&password), new_repo_option) {
+        (Ok(repo), Some(option)) => Err(Error::Invalid(format!(
+            "{option}: repository {} exists, and its chunk sizes and compression level were fixed when it was created; leave the option out",
+            repo.backend().location()
+        ))),
+        (Err(Error::RepositoryNotFound(_) | Error::BucketNotFound(_)), _) if args.init => {
             let backend = g.backend()?;
-            let password = g.password().get(true)?;
-            let config = Repository::init(
-                backend.clone(),
-                &password,
-                &args.init_options.options(),
-                &g.retry(),
-            )?;
+            let password = password.confirmed()?;
+            let config = Repository::init(backend.clone(), &password, &options, &g.retry())?;
             g.info(format!(
                 "created cairn repository {} at {}",
                 config.id.short(),
@@ -72,22 +84,31 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
             ));
             Repository::open(backend, &password, g.cache_base().as_deref(), &g.retry())
         }
-        other => other,
+        (opened, _) => opened,
     }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD`) in local time, as nanoseconds since the epoch.
 fn parse_time(s: &str) -> Result<i64> {
+    use chrono::format::ParseErrorKind::{Impossible, OutOfRange};
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN))
-        })
-        .map_err(|_| {
-            Error::Invalid(format!(
+    let with_time = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S");
+    let date_only = NaiveDate::parse_from_str(s, "%Y-%m-%d");
+    let naive = match (with_time, date_only) {
+        (Ok(t), _) => t,
+        (_, Ok(d)) => d.and_time(chrono::NaiveTime::MIN),
+        // In the right format, but no such day or time (February 30th, 25 o'clock).
+        (Err(e), _) | (_, Err(e)) if matches!(e.kind(), OutOfRange | Impossible) => {
+            return Err(Error::Invalid(format!(
+                "--time {s:?} is not a valid date and time: check the day of the month and the hours, minutes and seconds"
+            )));
+        }
+        _ => {
+            return Err(Error::Invalid(format!(
                 "--time {s:?}: write it as \"YYYY-MM-DD HH:MM:SS\" (local time)"
-            ))
-        })?;
+            )));
+        }
+    };
     chrono::Local
         .from_local_datetime(&naive)
         .earliest()
@@ -158,12 +179,37 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         r
     })?;
     for (path, err) in &result.failed {
+        eprintln!("error: {}: {err} ({})", path.display(), fate(path));
+    }
+    // The snapshot is saved: its exit code must not depend on whether anyone reads.
+    regardless(print_result(g, args, &result))?;
+    if result.failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
         eprintln!(
-            "error: {}: {err} (left out of the snapshot)",
-            path.display()
+            "warning: {} files or folders could not be read; the snapshot lacks them or their contents (listed above)",
+            result.failed.len()
         );
-        if g.json {
-            print_json(&serde_json::json!({"message_type": "error", "path": path, "error": err}))?;
+        Ok(EXIT_PARTIAL)
+    }
+}
+
+/// What became of a path that could not be read. Only folders that cannot be listed fail
+/// as themselves and not as one of their entries; they are kept in the snapshot, empty.
+fn fate(path: &Path) -> &'static str {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        "the folder is in the snapshot, but without what it holds"
+    } else {
+        "left out of the snapshot"
+    }
+}
+
+fn print_result(g: &Global, args: &Args, result: &BackupResult) -> Result<()> {
+    if g.json {
+        for (path, err) in &result.failed {
+            print_json(
+                &serde_json::json!({"message_type": "error", "path": path, "error": err, "fate": fate(path)}),
+            )?;
         }
     }
     let s = &result.summary;
@@ -190,26 +236,30 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         }))?;
     } else if !g.quiet {
         let r = &result.requests;
-        println!(
+        outln!(
             "Files:  {} new, {} changed, {} unmodified",
-            s.files_new, s.files_changed, s.files_unmodified
-        );
-        println!(
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified
+        )?;
+        outln!(
             "Dirs:   {} new, {} changed, {} unmodified",
-            s.dirs_new, s.dirs_changed, s.dirs_unmodified
-        );
-        println!(
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unmodified
+        )?;
+        outln!(
             "Added to the repository: {} ({} stored)",
             HumanBytes(s.data_added),
             HumanBytes(s.data_added_packed)
-        );
-        println!(
+        )?;
+        outln!(
             "processed {} files, {} in {:.2}s",
             s.total_files_processed,
             HumanBytes(s.total_bytes_processed),
             result.duration_secs
-        );
-        println!(
+        )?;
+        outln!(
             "requests: {} GET, {} PUT, {} HEAD, {} LIST, {} DELETE; {} up, {} down",
             r.get,
             r.put,
@@ -218,19 +268,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             r.delete,
             HumanBytes(r.bytes_up),
             HumanBytes(r.bytes_down)
-        );
+        )?;
         match result.snapshot_id {
-            Some(id) => println!("snapshot {} saved", id.short()),
-            None => println!("dry run: nothing was written"),
+            Some(id) => outln!("snapshot {} saved", id.short())?,
+            None => outln!("dry run: nothing was written")?,
         }
     }
-    if result.failed.is_empty() {
-        Ok(EXIT_OK)
-    } else {
-        eprintln!(
-            "warning: {} files or folders could not be read and are missing from the snapshot",
-            result.failed.len()
-        );
-        Ok(EXIT_PARTIAL)
-    }
+    Ok(())
 }

@@ -1,10 +1,11 @@
 //! `cairn check`: is the repository complete, and (with `--read-data`) sound?
 
-use cairn::check::{DataSubset, check};
+use cairn::check::{CheckReport, DataSubset, check};
 use cairn::error::{EXIT_FATAL, EXIT_OK};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
+use crate::cli::output::{outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -28,58 +29,72 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let bar = cairn::progress::count_bar(g.progress(), "check");
     let report = check(&repo, subset, &bar)?;
     bar.finish_and_clear();
-    if g.json {
-        let mut v = serde_json::to_value(&report).map_err(|e| Error::Other(e.to_string()))?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("message_type".into(), "summary".into());
-            o.insert("clean".into(), report.is_clean().into());
-        }
-        print_json(&v)?;
-    } else {
-        if !g.quiet {
-            println!(
-                "checked {} snapshots, {} index files, {} packs",
-                report.snapshots, report.index_files, report.packs
-            );
-            if subset != DataSubset::None {
-                println!(
-                    "read {} packs ({}), {} blobs",
-                    report.packs_read,
-                    HumanBytes(report.bytes_read),
-                    report.blobs_checked
-                );
-            }
-            if !report.unindexed_packs.is_empty() {
-                println!(
-                    "{} packs are in no index (left by interrupted runs; `cairn prune` removes them)",
-                    report.unindexed_packs.len()
-                );
-            }
-            for n in &report.notes {
-                println!("note: {n}");
-            }
-        }
-        for p in &report.problems {
-            eprintln!("error: {}: {}", p.object, p.error);
-        }
-        if !report.affected.is_empty() {
-            eprintln!("affected files and folders:");
-            for a in &report.affected {
-                eprintln!("  snapshot {}: {}", a.snapshot, a.path);
-            }
-        }
-        if report.is_clean() {
-            g.info("no errors were found");
-        } else {
-            eprintln!(
-                "{} problems found; files not listed as affected restore normally",
-                report.problems.len()
-            );
-        }
+    // The verdict is in the exit code and on stderr, whoever still reads stdout.
+    regardless(print_summary(g, &report, subset))?;
+    if !g.json {
+        print_problems(g, &report);
     }
     Ok(if report.is_clean() {
         EXIT_OK
     } else {
         EXIT_FATAL
     })
+}
+
+fn print_summary(g: &Global, report: &CheckReport, subset: DataSubset) -> Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(report).map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("message_type".into(), "summary".into());
+            o.insert("clean".into(), report.is_clean().into());
+        }
+        return print_json(&v);
+    }
+    if !g.quiet {
+        outln!(
+            "checked {} snapshots, {} index files, {} packs",
+            report.snapshots,
+            report.index_files,
+            report.packs
+        )?;
+        if subset != DataSubset::None {
+            outln!(
+                "read {} packs ({}), {} blobs",
+                report.packs_read,
+                HumanBytes(report.bytes_read),
+                report.blobs_checked
+            )?;
+        }
+        if !report.unindexed_packs.is_empty() {
+            outln!(
+                "{} packs are in no index (left by interrupted runs; `cairn prune` removes them)",
+                report.unindexed_packs.len()
+            )?;
+        }
+        for n in &report.notes {
+            outln!("note: {n}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Damage and the verdict, on stderr.
+fn print_problems(g: &Global, report: &CheckReport) {
+    for p in &report.problems {
+        eprintln!("error: {}: {}", p.object, p.error);
+    }
+    if !report.affected.is_empty() {
+        eprintln!("affected files and folders:");
+        for a in &report.affected {
+            eprintln!("  snapshot {}: {}", a.snapshot, a.path);
+        }
+    }
+    if report.is_clean() {
+        g.info("no errors were found");
+    } else {
+        eprintln!(
+            "{} problems found; files not listed as affected restore normally",
+            report.problems.len()
+        );
+    }
 }

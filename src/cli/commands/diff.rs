@@ -7,6 +7,7 @@ use cairn::tree::NodeKind;
 use indicatif::HumanBytes;
 
 use super::pick_snapshot;
+use crate::cli::output::outln;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -39,13 +40,13 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let (id_a, a) = pick_snapshot(&repo, &args.first)?;
     let (id_b, b) = pick_snapshot(&repo, &args.second)?;
     if !g.json && !g.quiet {
-        println!(
+        outln!(
             "comparing snapshot {} ({}) to {} ({}):",
             id_a.short(),
             a.local_time().format("%Y-%m-%d %H:%M:%S"),
             id_b.short(),
             b.local_time().format("%Y-%m-%d %H:%M:%S")
-        );
+        )?;
     }
     let stats = diff(&repo, a.tree, b.tree, &mut |c| {
         if c.modifier == Modifier::Metadata && !args.metadata {
@@ -61,7 +62,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 "size_after": c.after.map(|n| n.size),
             }))
         } else {
-            println!("{}    {}", c.modifier.letter(), shown_path(c));
+            outln!("{}    {}", c.modifier.letter(), shown_path(c))?;
             Ok(())
         }
     })?;
@@ -74,37 +75,41 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         }))?;
     } else if !g.quiet {
         let (ad, rm) = (&stats.added, &stats.removed);
-        println!();
-        println!(
+        outln!()?;
+        outln!(
             "Files:        {:>8} added, {:>8} removed, {:>8} changed",
-            ad.files, rm.files, stats.modified
-        );
-        println!("Directories:  {:>8} added, {:>8} removed", ad.dirs, rm.dirs);
-        println!(
+            ad.files,
+            rm.files,
+            stats.modified
+        )?;
+        outln!("Directories:  {:>8} added, {:>8} removed", ad.dirs, rm.dirs)?;
+        outln!(
             "Others:       {:>8} added, {:>8} removed",
-            ad.others, rm.others
-        );
-        println!(
+            ad.others,
+            rm.others
+        )?;
+        outln!(
             "Paths:        {:>8} changed type, {:>8} changed metadata only",
-            stats.type_changed, stats.metadata_changed
-        );
-        println!(
+            stats.type_changed,
+            stats.metadata_changed
+        )?;
+        outln!(
             "File sizes:   {:>8} added, {:>8} removed",
             HumanBytes(ad.file_bytes).to_string(),
             HumanBytes(rm.file_bytes).to_string()
-        );
-        println!(
+        )?;
+        outln!(
             "Data added:   {} blobs, {} ({} stored)",
             ad.data_blobs,
             HumanBytes(ad.data_bytes),
             HumanBytes(ad.stored_bytes)
-        );
-        println!(
+        )?;
+        outln!(
             "Data removed: {} blobs, {} ({} stored)",
             rm.data_blobs,
             HumanBytes(rm.data_bytes),
             HumanBytes(rm.stored_bytes)
-        );
+        )?;
     }
     Ok(EXIT_OK)
 }

@@ -3,12 +3,13 @@
 
 use cairn::Result;
 use cairn::backend::{Kind, ObjectName};
-use cairn::error::{EXIT_OK, Error};
+use cairn::error::{EXIT_FATAL, EXIT_OK, Error};
 use cairn::id::Id;
-use cairn::retention::{self, Count, GroupBy, Policy, Span, Verdict};
+use cairn::retention::{self, Count, GroupBy, GroupKey, Policy, Span, Verdict};
 use cairn::snapshot::{Snapshot, resolve};
 
 use super::SnapshotFilter;
+use crate::cli::output::{outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -87,26 +88,54 @@ fn snapshot_json(id: &Id, s: &Snapshot, reasons: &[String]) -> serde_json::Value
     })
 }
 
-fn print_table(title: &str, rows: &[(&Verdict, &Snapshot)]) {
-    if rows.is_empty() {
-        return;
+/// One group's verdicts as text: its key, then what is kept and what removed.
+fn print_group(
+    key: &GroupKey,
+    keep: &[(&Verdict, &Snapshot)],
+    remove: &[(&Verdict, &Snapshot)],
+) -> Result<()> {
+    let mut parts = Vec::new();
+    if let Some(h) = &key.host {
+        parts.push(format!("host {h}"));
     }
-    println!("{title} {} snapshots:", rows.len());
-    println!(
+    if let Some(p) = &key.paths {
+        parts.push(format!("paths [{}]", p.join(", ")));
+    }
+    if let Some(t) = &key.tags {
+        parts.push(format!("tags [{}]", t.join(", ")));
+    }
+    if parts.is_empty() {
+        outln!("all snapshots:")?;
+    } else {
+        outln!("snapshots of {}:", parts.join(", "))?;
+    }
+    print_table("keep", keep)?;
+    print_table("remove", remove)
+}
+
+fn print_table(title: &str, rows: &[(&Verdict, &Snapshot)]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    outln!("{title} {} snapshots:", rows.len())?;
+    outln!(
         "{:<8}  {:<19}  {:<15}  {:<15}  Reasons",
-        "ID", "Time", "Host", "Tags"
-    );
+        "ID",
+        "Time",
+        "Host",
+        "Tags"
+    )?;
     for (v, s) in rows {
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<15}  {:<15}  {}",
             v.id.short(),
             s.local_time().format("%Y-%m-%d %H:%M:%S"),
             s.hostname,
             s.tags.join(","),
             v.reasons.join(", ")
-        );
+        )?;
     }
-    println!();
+    outln!()
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
@@ -186,23 +215,8 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                     "remove": remove.iter().map(|(v, s)| snapshot_json(&v.id, s, &v.reasons)).collect::<Vec<_>>(),
                 }));
             } else if !g.quiet {
-                let mut parts = Vec::new();
-                if let Some(h) = &key.host {
-                    parts.push(format!("host {h}"));
-                }
-                if let Some(p) = &key.paths {
-                    parts.push(format!("paths [{}]", p.join(", ")));
-                }
-                if let Some(t) = &key.tags {
-                    parts.push(format!("tags [{}]", t.join(", ")));
-                }
-                if parts.is_empty() {
-                    println!("all snapshots:");
-                } else {
-                    println!("snapshots of {}:", parts.join(", "));
-                }
-                print_table("keep", &keep);
-                print_table("remove", &remove);
+                // The removals below happen whoever still reads stdout.
+                regardless(print_group(&key, &keep, &remove))?;
             }
         }
     }
@@ -224,22 +238,33 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         );
     }
     if g.json {
-        print_json(&serde_json::json!({
+        regardless(print_json(&serde_json::json!({
             "message_type": "summary",
             "dry_run": args.dry_run,
             "groups": report,
             "removed": removed.iter().map(Id::to_hex).collect::<Vec<_>>(),
             "retained": retained.iter().map(|(id, until)| serde_json::json!({"id": id.to_hex(), "until": until})).collect::<Vec<_>>(),
-        }))?;
+        })))?;
     } else if args.dry_run {
         g.info(format!("dry run: would remove {} snapshots", doomed.len()));
     } else {
         g.info(format!("removed {} snapshots", removed.len()));
     }
-    if args.prune && !args.dry_run {
-        return super::prune::run_on(g, &repo, &args.prune_args);
+    let pruned = if args.prune && !args.dry_run {
+        super::prune::run_on(g, &repo, &args.prune_args)?
+    } else {
+        EXIT_OK
+    };
+    if !retained.is_empty() {
+        // Asked-for removals that did not happen are a failure, whatever else went well.
+        eprintln!(
+            "error: {} of {} snapshots to forget were not removed: they are under object-lock retention (listed above); run forget again once it has passed",
+            retained.len(),
+            doomed.len()
+        );
+        return Ok(EXIT_FATAL);
     }
-    Ok(EXIT_OK)
+    Ok(pruned)
 }
 
 /// Snapshot objects in the store that `all` (the readable ones) leaves out.

@@ -11,6 +11,8 @@ use cairn::repository::Repository;
 use cairn::{Error, Result};
 use zeroize::Zeroizing;
 
+use crate::cli::output::{outln, regardless};
+use crate::cli::password::{prompt, read_file, refuse_empty};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -44,34 +46,21 @@ struct NewPassword {
 
 impl NewPassword {
     fn get(&self) -> Result<Zeroizing<Vec<u8>>> {
-        let pw = if let Some(f) = &self.new_password_file {
-            let mut bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-            while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-                bytes.pop();
-            }
-            Zeroizing::new(bytes)
-        } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            let prompt = |p: &str| {
-                rpassword::prompt_password(p)
-                    .map(Zeroizing::new)
-                    .map_err(|e| Error::Other(format!("cannot read the password: {e}")))
-            };
-            let first = prompt("enter the new password: ")?;
-            let again = prompt("enter it again: ")?;
-            if *first != *again {
-                return Err(Error::Invalid("the passwords do not match".into()));
-            }
-            Zeroizing::new(first.as_bytes().to_vec())
-        } else {
+        if let Some(f) = &self.new_password_file {
+            return refuse_empty(read_file(f)?, &format!("file {}", f.display()));
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(Error::Invalid(
                 "no new password: give --new-password-file, or run on a terminal to be asked"
                     .into(),
             ));
-        };
-        if pw.is_empty() {
-            return Err(Error::Invalid("an empty password is not allowed".into()));
         }
-        Ok(pw)
+        let first = refuse_empty(prompt("enter the new password: ")?, "the terminal")?;
+        let again = prompt("enter it again: ")?;
+        if *first != *again {
+            return Err(Error::Invalid("the passwords do not match".into()));
+        }
+        Ok(first)
     }
 }
 
@@ -137,11 +126,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                     .collect();
                 print_json(&items)?;
             } else {
-                println!(" {:<8}  {:<19}  {:<15}  User", "ID", "Created", "Host");
+                outln!(" {:<8}  {:<19}  {:<15}  User", "ID", "Created", "Host")?;
                 for k in &all {
                     let mark = if k.id == *repo.key_file() { '*' } else { ' ' };
                     match &k.file {
-                        Some(f) => println!(
+                        Some(f) => outln!(
                             "{mark}{:<8}  {:<19}  {:<15}  {}",
                             k.id.short(),
                             chrono::DateTime::from_timestamp(f.created, 0)
@@ -152,8 +141,8 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                                 .unwrap_or_default(),
                             f.hostname,
                             f.username
-                        ),
-                        None => println!("{mark}{:<8}  (unreadable key file)", k.id.short()),
+                        )?,
+                        None => outln!("{mark}{:<8}  (unreadable key file)", k.id.short())?,
                     }
                 }
                 g.info("* the key that opened the repository");
@@ -163,7 +152,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             let pw = new.get()?;
             let id = add_key(g, &repo, &pw)?;
             if g.json {
-                print_json(&serde_json::json!({"added": id.to_hex()}))?;
+                regardless(print_json(&serde_json::json!({"added": id.to_hex()})))?;
             }
         }
         Action::Remove { id } => {
@@ -193,7 +182,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             }
             remove_key(g, &repo, &all, &key)?;
             if g.json {
-                print_json(&serde_json::json!({"removed": key.to_hex()}))?;
+                regardless(print_json(&serde_json::json!({"removed": key.to_hex()})))?;
             }
         }
         Action::Passwd(new) => {
@@ -202,9 +191,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             let all = keys(&repo)?;
             remove_key(g, &repo, &all, repo.key_file())?;
             if g.json {
-                print_json(
+                regardless(print_json(
                     &serde_json::json!({"added": added.to_hex(), "removed": repo.key_file().to_hex()}),
-                )?;
+                ))?;
             }
         }
     }

@@ -2,10 +2,12 @@ use std::path::{Path, PathBuf};
 
 use cairn::Result;
 use cairn::error::EXIT_OK;
-use cairn::restorer::{find_node, walk_nodes};
+use cairn::restorer::walk_nodes;
 use cairn::tree::{Node, NodeKind};
 
-use super::{display_bytes, pick_snapshot};
+use super::{display_bytes, find_path, pick_snapshot};
+use crate::cli::escape::{escape, escape_path};
+use crate::cli::output::outln;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -30,11 +32,18 @@ fn mode_string(node: &Node) -> String {
         NodeKind::File => '-',
     };
     let mut s = String::from(t);
-    for shift in [6, 3, 0] {
+    // Each class's execute column also shows its special bit, as `ls -l` does: setuid
+    // and setgid as s (S without x), sticky as t (T without x).
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (node.mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (bits & 1 != 0, node.mode & special != 0) {
+            (true, false) => 'x',
+            (false, false) => '-',
+            (true, true) => letter,
+            (false, true) => letter.to_ascii_uppercase(),
+        });
     }
     s
 }
@@ -47,18 +56,13 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
     let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let start = if start.is_absolute() {
-        start
-    } else {
-        Path::new("/").join(start)
-    };
-    let node = find_node(&repo, snap.tree, &start)?;
+    let (start, node) = find_path(&repo, snap.tree, &start)?;
     let with_self = start != Path::new("/");
     walk_nodes(&repo, &start, &node, with_self, &mut |path, node| {
-        let p = path.to_string_lossy();
         if g.json {
             print_json(&serde_json::json!({
-                "path": p,
+                "path": path.to_string_lossy(),
+                "path_escaped": escape_path(path),
                 "name": display_bytes(&node.name),
                 "type": node.kind.as_str(),
                 "mode": node.mode,
@@ -75,22 +79,22 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             let owner = node.user.clone().unwrap_or_else(|| node.uid.to_string());
             let group = node.group.clone().unwrap_or_else(|| node.gid.to_string());
             let link = if node.kind == NodeKind::Symlink {
-                format!(" -> {}", display_bytes(&node.target))
+                format!(" -> {}", escape(&node.target))
             } else {
                 String::new()
             };
-            println!(
+            outln!(
                 "{} {:>8} {:>8} {:>12} {} {}{}",
                 mode_string(node),
                 owner,
                 group,
                 node.size,
                 mtime(node).format("%Y-%m-%d %H:%M:%S"),
-                p,
+                escape_path(path),
                 link
-            );
+            )?;
         } else {
-            println!("{p}");
+            outln!("{}", escape_path(path))?;
         }
         Ok(())
     })?;

@@ -14,15 +14,39 @@ pub mod snapshots;
 pub mod stats;
 pub mod unlock;
 
+use std::path::{Path, PathBuf};
+
 use cairn::Result;
 use cairn::id::Id;
 use cairn::repository::Repository;
+use cairn::restorer::find_node;
 use cairn::snapshot::{Snapshot, resolve};
+use cairn::tree::Node;
+
+use crate::cli::escape::unescaped_path;
 
 /// Loads the snapshots and picks one by `latest` or id prefix.
 pub fn pick_snapshot(repo: &Repository, wanted: &str) -> Result<(Id, Snapshot)> {
     let list = repo.snapshots()?;
     resolve(&list, wanted).cloned()
+}
+
+/// The snapshot path a command-line argument names: relative ones are taken from the
+/// root. It is read as escaped text (the form `ls` prints names in) if that names an entry,
+/// so that whatever `ls` printed finds its entry; otherwise as typed.
+pub fn snapshot_path(repo: &Repository, tree: Id, arg: &Path) -> PathBuf {
+    let literal = Path::new("/").join(arg);
+    match unescaped_path(&literal) {
+        Some(unescaped) if find_node(repo, tree, &unescaped).is_ok() => unescaped,
+        _ => literal,
+    }
+}
+
+/// The entry a command-line argument names (see `snapshot_path`), with its path.
+pub fn find_path(repo: &Repository, tree: Id, arg: &Path) -> Result<(PathBuf, Node)> {
+    let path = snapshot_path(repo, tree, arg);
+    let node = find_node(repo, tree, &path)?;
+    Ok((path, node))
 }
 
 /// Lossy text form of raw name bytes, for display.

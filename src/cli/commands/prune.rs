@@ -7,6 +7,7 @@ use cairn::repository::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
+use crate::cli::output::{outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -103,27 +104,31 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
         Some(cairn::lock::acquire(repo, "prune")?)
     };
     let bar = cairn::progress::count_bar(g.progress(), "prune");
-    let stats = prune(repo, opts, &bar)?;
+    let mut stats = prune(repo, opts, &bar)?;
     bar.finish_and_clear();
     if let Some(lock) = lock {
         lock.release()?;
+        // The release is a request of this run too.
+        stats.requests = repo.request_stats();
     }
     for r in &stats.retained {
         eprintln!("warning: {r}: left in place; a later prune deletes it");
     }
-    if g.json {
-        let mut v = serde_json::to_value(&stats).map_err(|e| Error::Other(e.to_string()))?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("message_type".into(), "summary".into());
-        }
-        print_json(&v)?;
-    } else if !g.quiet {
-        print_report(&stats, opts);
-    }
+    regardless(print_report(g, &stats, opts))?;
     Ok(EXIT_OK)
 }
 
-fn print_report(s: &PruneStats, opts: &PruneOptions) {
+fn print_report(g: &Global, s: &PruneStats, opts: &PruneOptions) -> Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("message_type".into(), "summary".into());
+        }
+        return print_json(&v);
+    }
+    if g.quiet {
+        return Ok(());
+    }
     let would = |done: &str, planned: &str| {
         if s.dry_run {
             planned.to_string()
@@ -131,15 +136,16 @@ fn print_report(s: &PruneStats, opts: &PruneOptions) {
             done.to_string()
         }
     };
-    println!(
-        "{} snapshots need {} blobs; {} packs hold {} ({} used, {} unused)",
+    outln!(
+        "{} snapshots need {} blobs; {} packs hold {}: {} used, {} unused, {} pack headers",
         s.snapshots,
         s.needed_blobs,
         s.packs,
         HumanBytes(s.pack_bytes),
         HumanBytes(s.used_bytes),
-        HumanBytes(s.unused_bytes)
-    );
+        HumanBytes(s.unused_bytes),
+        HumanBytes(s.header_bytes)
+    )?;
     let later = if opts.keep_delete <= chrono::Duration::zero() {
         "deleted now".to_string()
     } else {
@@ -149,55 +155,55 @@ fn print_report(s: &PruneStats, opts: &PruneOptions) {
         )
     };
     if s.packs_marked > 0 {
-        println!(
+        outln!(
             "unused packs {}: {} ({}), {later}",
             would("found", "to mark"),
             s.packs_marked,
             HumanBytes(s.bytes_marked)
-        );
+        )?;
     }
     if s.packs_repacked > 0 {
-        println!(
+        outln!(
             "{} {} partly used packs ({}) into new ones; the old ones are {later}",
             would("repacked", "would repack"),
             s.packs_repacked,
             HumanBytes(s.bytes_repacked)
-        );
+        )?;
     }
     if s.packs_unindexed > 0 {
-        println!(
+        outln!(
             "packs no index lists (left by interrupted runs): {} ({}), {later}",
             s.packs_unindexed,
             HumanBytes(s.bytes_unindexed)
-        );
+        )?;
     }
     if s.packs_recovered > 0 {
-        println!(
+        outln!(
             "marked packs needed again by a newer snapshot, kept: {}",
             s.packs_recovered
-        );
+        )?;
     }
     if s.packs_waiting > 0 {
-        println!(
+        outln!(
             "marked packs in their grace period: {} ({})",
             s.packs_waiting,
             HumanBytes(s.bytes_waiting)
-        );
+        )?;
     }
-    println!(
+    outln!(
         "{} {} packs, {}",
         would("deleted", "would delete"),
         s.packs_deleted,
         HumanBytes(s.bytes_deleted)
-    );
+    )?;
     if s.temp_files_removed > 0 {
-        println!(
+        outln!(
             "temporary files of interrupted writes removed: {}",
             s.temp_files_removed
-        );
+        )?;
     }
     let r = &s.requests;
-    println!(
+    outln!(
         "requests{}: {} GET, {} PUT, {} HEAD, {} LIST, {} DELETE",
         if s.dry_run { " (estimate)" } else { "" },
         r.get,
@@ -205,10 +211,11 @@ fn print_report(s: &PruneStats, opts: &PruneOptions) {
         r.head,
         r.list,
         r.delete
-    );
+    )?;
     if s.dry_run {
-        println!("dry run: nothing was changed");
+        outln!("dry run: nothing was changed")?;
     }
+    Ok(())
 }
 
 fn humanize(d: chrono::Duration) -> String {

@@ -1,10 +1,11 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cairn::Result;
 use cairn::error::{EXIT_FATAL, EXIT_OK};
 use cairn::restorer::{RestoreOptions, restore};
 
-use super::pick_snapshot;
+use super::{pick_snapshot, snapshot_path};
+use crate::cli::output::regardless;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -14,7 +15,8 @@ pub struct Args {
     /// Directory to restore into; snapshot paths are kept below it
     #[arg(short, long)]
     target: PathBuf,
-    /// Restore only this path of the snapshot (repeatable)
+    /// Restore only this path of the snapshot (repeatable; as typed, or escaped as `ls`
+    /// prints it)
     #[arg(short, long = "include")]
     includes: Vec<PathBuf>,
     /// Re-read every restored file and check it against the snapshot
@@ -28,13 +30,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let includes = args
         .includes
         .iter()
-        .map(|p| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                Path::new("/").join(p)
-            }
-        })
+        .map(|p| snapshot_path(&repo, snap.tree, p))
         .collect();
     let bar = cairn::progress::bytes_bar(g.progress(), "restoring");
     if let Some(s) = &snap.summary
@@ -59,11 +55,13 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     for (path, err) in &summary.errors {
         eprintln!("error: {}: {err}", path.display());
         if g.json {
-            print_json(&serde_json::json!({"message_type": "error", "path": path, "error": err}))?;
+            regardless(print_json(
+                &serde_json::json!({"message_type": "error", "path": path, "error": err}),
+            ))?;
         }
     }
     if g.json {
-        print_json(&serde_json::json!({
+        regardless(print_json(&serde_json::json!({
             "message_type": "summary",
             "snapshot_id": id.to_hex(),
             "files_restored": summary.files,
@@ -75,7 +73,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "files_verified": summary.verified_files,
             "errors": summary.errors.len(),
             "requests": repo.request_stats(),
-        }))?;
+        })))?;
     } else {
         let mut line = format!(
             "restored {} files, {} dirs, {} other, {} bytes",

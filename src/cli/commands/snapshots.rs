@@ -1,6 +1,7 @@
 use cairn::Result;
 use cairn::error::EXIT_OK;
 
+use crate::cli::output::outln;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -38,30 +39,33 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         print_json(&items)?;
         return Ok(EXIT_OK);
     }
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:<15}  {:<15}  Paths",
-        "ID", "Time", "Host", "Tags"
-    );
-    println!("{}", "-".repeat(80));
+        "ID",
+        "Time",
+        "Host",
+        "Tags"
+    )?;
+    outln!("{}", "-".repeat(80))?;
     for (id, s) in &list {
         let mut first = true;
         for p in &s.paths {
             if first {
-                println!(
+                outln!(
                     "{:<8}  {:<19}  {:<15}  {:<15}  {}",
                     id.short(),
                     s.local_time().format("%Y-%m-%d %H:%M:%S"),
                     s.hostname,
                     s.tags.join(","),
                     p
-                );
+                )?;
                 first = false;
             } else {
-                println!("{:<8}  {:<19}  {:<15}  {:<15}  {}", "", "", "", "", p);
+                outln!("{:<8}  {:<19}  {:<15}  {:<15}  {}", "", "", "", "", p)?;
             }
         }
     }
-    println!("{}", "-".repeat(80));
-    println!("{} snapshots", list.len());
+    outln!("{}", "-".repeat(80))?;
+    outln!("{} snapshots", list.len())?;
     Ok(EXIT_OK)
 }

@@ -1,10 +1,11 @@
 //! `cairn stats [SNAPSHOT...]`: sizes before and after deduplication and compression.
 
 use cairn::error::EXIT_OK;
-use cairn::stats::stats;
+use cairn::stats::{Stats, stats};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
+use crate::cli::output::{outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -35,44 +36,8 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     bar.set_message("snapshots");
     let s = stats(&repo, &chosen, &bar)?;
     bar.finish_and_clear();
-    if g.json {
-        let mut v = serde_json::to_value(&s).map_err(|e| Error::Other(e.to_string()))?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("message_type".into(), "summary".into());
-        }
-        print_json(&v)?;
-        return Ok(EXIT_OK);
-    }
-    println!("Snapshots:         {}", s.snapshots);
-    println!(
-        "Files:             {} (summed over the snapshots), {} directories, {} others",
-        s.files, s.dirs, s.others
-    );
-    println!(
-        "Logical size:      {} (what restoring each snapshot writes)",
-        HumanBytes(s.logical_bytes)
-    );
-    println!(
-        "Deduplicated size: {} in {} data blobs, plus {} in {} trees",
-        HumanBytes(s.data_bytes),
-        s.data_blobs,
-        HumanBytes(s.tree_bytes),
-        s.tree_blobs
-    );
-    println!(
-        "Stored size:       {} compressed and encrypted, in {} packs",
-        HumanBytes(s.stored_bytes),
-        s.packs
-    );
-    println!(
-        "Ratio:             {:.2}x (logical size / stored size)",
-        s.ratio
-    );
-    println!(
-        "Repository:        {} in {} packs (all snapshots, and data `prune` has yet to free)",
-        HumanBytes(s.repository_bytes),
-        s.repository_packs
-    );
+    // The warning below matters more than whether anyone still reads stdout.
+    regardless(print_report(g, &s))?;
     if s.missing_blobs > 0 {
         eprintln!(
             "warning: {} blobs these snapshots need are in no index; run `cairn check`",
@@ -80,4 +45,46 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         );
     }
     Ok(EXIT_OK)
+}
+
+fn print_report(g: &Global, s: &Stats) -> Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("message_type".into(), "summary".into());
+        }
+        return print_json(&v);
+    }
+    outln!("Snapshots:         {}", s.snapshots)?;
+    outln!(
+        "Files:             {} (summed over the snapshots), {} directories, {} others",
+        s.files,
+        s.dirs,
+        s.others
+    )?;
+    outln!(
+        "Logical size:      {} (what restoring each snapshot writes)",
+        HumanBytes(s.logical_bytes)
+    )?;
+    outln!(
+        "Deduplicated size: {} in {} data blobs, plus {} in {} trees",
+        HumanBytes(s.data_bytes),
+        s.data_blobs,
+        HumanBytes(s.tree_bytes),
+        s.tree_blobs
+    )?;
+    outln!(
+        "Stored size:       {} compressed and encrypted, in {} packs",
+        HumanBytes(s.stored_bytes),
+        s.packs
+    )?;
+    outln!(
+        "Ratio:             {:.2}x (logical size / stored size)",
+        s.ratio
+    )?;
+    outln!(
+        "Repository:        {} in {} packs (all snapshots, and data `prune` has yet to free)",
+        HumanBytes(s.repository_bytes),
+        s.repository_packs
+    )
 }

@@ -3,6 +3,7 @@
 use cairn::Result;
 use cairn::error::EXIT_OK;
 
+use crate::cli::output::regardless;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -41,7 +42,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
 
 fn report(g: &Global, removed: bool, holder: Option<String>) -> Result<i32> {
     if g.json {
-        print_json(&serde_json::json!({"removed": removed, "holder": holder}))?;
+        regardless(print_json(
+            &serde_json::json!({"removed": removed, "holder": holder}),
+        ))?;
     }
     Ok(EXIT_OK)
 }
