@@ -4,6 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn::backend::{Kind, ObjectName};
+use cairn::pack::BlobType;
 
 use crate::common::*;
 
@@ -316,3 +320,53 @@ on_both_backends!(
     killed_backup_uploads_are_reused_by_the_next,
     foreign_and_damaged_files_in_data_do_not_stop_a_backup
 );
+
+/// A tree pack that an interrupted run stored but did not index goes into the local pack
+/// cache when it is adopted, as the tree packs a backup uploads do, so that later backups
+/// read its trees without a request.
+#[test]
+fn adopted_tree_packs_are_kept_in_the_local_pack_cache() {
+    let env = Env::s3();
+    env.init();
+    let src = env.path("src");
+    for dir in ["a", "b/c", "d"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+        std::fs::write(src.join(dir).join("file"), dir.as_bytes()).unwrap();
+    }
+    // A run whose index files never reach the store, as if it died just before them.
+    let no_index = Intercept {
+        inner: env.backend(),
+        before: |change: Change, obj: &ObjectName| match (change, obj.kind) {
+            (Change::Write, Kind::Index) => Err(cairn::Error::Other("no index".into())),
+            _ => Ok(()),
+        },
+    };
+    let repo = env.open_with(Arc::new(no_index), "cache-interrupted");
+    assert!(back_up(&repo, &src).is_err());
+    let mut tree_packs = Vec::new();
+    for (id, size) in repo.stored_packs().unwrap() {
+        let (entries, _) = repo.read_pack_header(&id, size).unwrap();
+        if entries.iter().all(|e| e.kind() == BlobType::Tree) {
+            tree_packs.push(id);
+        }
+    }
+    assert!(
+        !tree_packs.is_empty(),
+        "the interrupted run stored no tree pack"
+    );
+    let repo_id = repo.config().id.to_hex();
+    drop(repo);
+
+    env.ok(&["backup", src.to_str().unwrap()]);
+    for id in &tree_packs {
+        let hex = id.to_hex();
+        let copy = env.path("cache").join(&repo_id).join("packs");
+        let copy = copy.join(&hex[..2]).join(&hex);
+        let stored = env.repo_dir().join(ObjectName::new(Kind::Pack, id).path());
+        assert!(
+            std::fs::read(&copy).ok() == Some(std::fs::read(&stored).unwrap()),
+            "tree pack {hex} is not in the local cache"
+        );
+    }
+    env.assert_restores("latest", &src);
+}
