@@ -4,7 +4,8 @@
 //! Structure: every snapshot and index file opens; every indexed pack exists with the size
 //! the index says, and its header lists exactly the blobs the index says; every tree of
 //! every snapshot opens and every blob it names is indexed. Packs no index lists are
-//! reported (interrupted runs leave them; prune removes them) but are not damage.
+//! reported (interrupted runs leave them; the next backup adopts the sound ones and prune
+//! removes the rest) but are not damage.
 //! With data: each chosen pack is downloaded whole, its bytes hashed against its name, and
 //! every blob in it opened and checked against its id.
 //!
