@@ -4,7 +4,8 @@
 //! Structure: every snapshot and index file opens; every indexed pack exists with the size
 //! the index says, and its header lists exactly the blobs the index says; every tree of
 //! every snapshot opens and every blob it names is indexed. Packs no index lists are
-//! reported (interrupted runs leave them; prune removes them) but are not damage.
+//! reported (interrupted runs leave them; the next backup adopts the sound ones and prune
+//! removes the rest) but are not damage.
 //! With data: each chosen pack is downloaded whole, its bytes hashed against its name, and
 //! every blob in it opened and checked against its id.
 //!
@@ -329,9 +330,6 @@ fn same_entries(a: &[PackEntry], b: &[PackEntry]) -> bool {
     a == b
 }
 
-/// Header bytes fetched in one read; larger headers take a second.
-const HEADER_TAIL: u64 = 64 * 1024;
-
 fn check_pack(
     repo: &Repository,
     id: &Id,
@@ -395,8 +393,8 @@ fn check_pack(
         }
         header
     } else {
-        match read_header(repo, &name, size) {
-            Ok(h) => h,
+        match repo.read_pack_header(id, size) {
+            Ok((h, _)) => h,
             Err(e) => {
                 r.problems.push((format!("header: {e}"), true));
                 return r;
@@ -410,21 +408,6 @@ fn check_pack(
         ));
     }
     r
-}
-
-fn read_header(repo: &Repository, name: &ObjectName, size: u64) -> Result<Vec<PackEntry>> {
-    let want = size.min(HEADER_TAIL);
-    let mut tail = repo.backend().read_range(name, size - want, want)?;
-    if tail.len() >= 4 {
-        let len_bytes: [u8; 4] = tail[tail.len() - 4..]
-            .try_into()
-            .map_err(|_| Error::corrupt(name.path(), "too short"))?;
-        let hlen = u64::from(u32::from_le_bytes(len_bytes)) + 4;
-        if hlen > want && hlen <= size {
-            tail = repo.backend().read_range(name, size - hlen, hlen)?;
-        }
-    }
-    decode_header(repo.key(), &tail, size, &name.path())
 }
 
 /// Walks snapshot trees once each, remembering which subtrees hold damage so that every

@@ -235,3 +235,83 @@ pub fn decode_header(
     }
     Ok(header.blobs)
 }
+
+/// How many bytes at a pack's end its sealed header and length take, as the last 4
+/// bytes of `tail` (bytes that end where the pack ends) say; `None` if `tail` is shorter.
+pub fn trailer_len(tail: &[u8]) -> Option<u64> {
+    let len_bytes = tail
+        .len()
+        .checked_sub(4)
+        .and_then(|at| tail.get(at..))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())?;
+    Some(4 + u64::from(u32::from_le_bytes(len_bytes)))
+}
+
+/// Checks that the blobs a header lists fill their pack of `pack_len` bytes as
+/// [`PackBuilder::finish`] lays one out: back to back from the start up to the sealed
+/// header, whose length the last 4 bytes of `tail` give. A pack this does not hold for was
+/// not written whole by cairn.
+pub fn check_layout(entries: &[PackEntry], tail: &[u8], pack_len: u64, name: &str) -> Result<()> {
+    let header_end =
+        trailer_len(tail).ok_or_else(|| Error::corrupt(name, "too short to hold a pack header"))?;
+    let data_end = pack_len
+        .checked_sub(header_end)
+        .ok_or_else(|| Error::corrupt(name, "header longer than the pack"))?;
+    let mut spans: Vec<(u64, u64)> = entries
+        .iter()
+        .map(|e| (u64::from(e.offset()), u64::from(e.length())))
+        .collect();
+    spans.sort_unstable();
+    let mut end = 0;
+    for (offset, length) in spans {
+        if offset != end {
+            return Err(Error::corrupt(
+                name,
+                format!("its blobs leave a gap or overlap at offset {end}"),
+            ));
+        }
+        end = offset + length;
+    }
+    if end != data_end {
+        return Err(Error::corrupt(
+            name,
+            format!("its blobs end at {end}, its header starts at {data_end}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder_with(sizes: &[usize]) -> PackBuilder {
+        let mut b = PackBuilder::new(0);
+        for (i, &n) in sizes.iter().enumerate() {
+            let id = Id(*blake3::hash(&[i as u8]).as_bytes());
+            b.add_sealed(BlobType::Data, id, n as u32, Compression::None, &vec![7; n])
+                .unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn written_packs_pass_the_layout_check_and_altered_headers_do_not() {
+        let key = MasterKey::generate().unwrap();
+        let pack = builder_with(&[100, 1, 5000]).finish(&key).unwrap();
+        let len = pack.bytes.len() as u64;
+        let entries = decode_header(&key, &pack.bytes, len, "p").unwrap();
+        check_layout(&entries, &pack.bytes, len, "p").unwrap();
+
+        // A blob left out, a gap, a blob beyond the header's start, a wrong pack size.
+        let mut gap = entries.clone();
+        gap.remove(1);
+        let mut shifted = entries.clone();
+        shifted[2].2 += 1;
+        for bad in [&gap, &shifted, &entries[..2].to_vec()] {
+            assert!(check_layout(bad, &pack.bytes, len, "p").is_err());
+        }
+        assert!(check_layout(&entries, &pack.bytes, len + 1, "p").is_err());
+        assert!(check_layout(&entries, &[1, 2], len, "p").is_err());
+    }
+}

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::IndexFile;
 use crate::keyfile::KeyFile;
-use crate::pack::{BlobType, FinishedPack};
+use crate::pack::{BlobType, FinishedPack, PackEntry, decode_header, trailer_len};
 use crate::pack_cache::PackCache;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
@@ -30,6 +30,9 @@ pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a
 /// Receives each opened blob of a run with its position: the plaintext, or why it did not
 /// open. The plaintext is lent for the call only (its buffer is reused for the next blob).
 pub type BlobSink<'a> = SealedBlobSink<'a>;
+
+/// Pack header bytes fetched in one read; larger headers take a second.
+const HEADER_TAIL: u64 = 64 * 1024;
 
 /// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
 pub(crate) const META_RAW: u8 = 0;
@@ -369,6 +372,23 @@ impl Repository {
             .into_iter()
             .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
             .collect())
+    }
+
+    /// Reads and opens the header of a stored pack of `size` bytes from the pack's end:
+    /// one ranged read, or a second when the header is longer than the first. Returns the
+    /// entries and the bytes read, which are the whole pack when it is small.
+    pub fn read_pack_header(&self, id: &Id, size: u64) -> Result<(Vec<PackEntry>, Vec<u8>)> {
+        let name = ObjectName::new(Kind::Pack, id);
+        let want = size.min(HEADER_TAIL);
+        let mut tail = self.backend.read_range(&name, size - want, want)?;
+        if let Some(hlen) = trailer_len(&tail)
+            && hlen > want
+            && hlen <= size
+        {
+            tail = self.backend.read_range(&name, size - hlen, hlen)?;
+        }
+        let entries = decode_header(&self.key, &tail, size, &name.path())?;
+        Ok((entries, tail))
     }
 
     pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {

@@ -2,9 +2,10 @@
 //!
 //! Write order is packs → index → snapshot: a snapshot is written only once every blob it
 //! names is in an index file, so an interrupted backup never leaves a snapshot that points
-//! at missing data. Leftover packs of an interrupted run are unreferenced garbage that a
-//! later prune removes.
+//! at missing data. Packs an interrupted run uploaded but did not index are adopted by the
+//! next backup (see [`adopt`]), so their blobs are not uploaded again.
 
+pub mod adopt;
 pub mod exclude;
 mod parent_trees;
 pub mod stages;
@@ -76,6 +77,11 @@ pub fn backup(
 ) -> Result<BackupResult> {
     let started = Instant::now();
     let start_time = chrono::Utc::now();
+    // Before anything is stored, so that the blobs of packs an interrupted run left are
+    // reused. A dry run writes nothing, so it adopts nothing either.
+    if !opts.dry_run {
+        adopt::adopt_unlisted_packs(repo)?;
+    }
     let threads = crate::threads();
     let known = Known::new(repo.index());
     let counters = Counters::default();

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -526,27 +527,104 @@ impl<'a> Packer<'a> {
     }
 }
 
+/// When a backup writes the index entries of its uploaded packs as an index file, besides
+/// at its end. A pack that no index file lists yet is what a crash leaves: the next backup
+/// adopts it with one ranged read (see [`super::adopt`]), and cannot when it went to a cold
+/// storage class. So entries are written once they cover this much time or data, keeping
+/// what a crash leaves small at one index file per `max_pack_bytes` of upload.
+#[derive(Clone, Copy, Debug)]
+pub struct FlushPolicy {
+    /// Blobs per index file: bounds the memory of pending entries and the file's size.
+    pub max_blobs: usize,
+    /// Bytes of packs listed.
+    pub max_pack_bytes: u64,
+    /// Age of the oldest pending entry.
+    pub max_age: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_blobs: BLOBS_PER_INDEX_FILE,
+            max_pack_bytes: 1 << 30,
+            max_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
 /// Index entries of packs written but not yet in an index file.
-pub struct PendingIndex(Mutex<IndexFile>);
+pub struct PendingIndex {
+    policy: FlushPolicy,
+    state: Mutex<Pending>,
+}
+
+struct Pending {
+    index: IndexFile,
+    pack_bytes: u64,
+    /// When the oldest entry came.
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            index: IndexFile::new(),
+            pack_bytes: 0,
+            since: None,
+        }
+    }
+
+    fn due(&self, policy: &FlushPolicy, now: Instant) -> bool {
+        self.index.blob_count() >= policy.max_blobs
+            || self.pack_bytes >= policy.max_pack_bytes
+            || self
+                .since
+                .is_some_and(|t| now.saturating_duration_since(t) >= policy.max_age)
+    }
+}
 
 impl Default for PendingIndex {
     fn default() -> Self {
-        PendingIndex(Mutex::new(IndexFile::new()))
+        PendingIndex::new(FlushPolicy::default())
     }
 }
 
 impl PendingIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IndexFile> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn new(policy: FlushPolicy) -> PendingIndex {
+        PendingIndex {
+            policy,
+            state: Mutex::new(Pending::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues the entries of a written pack, and writes the queue as an index file when
+    /// the policy says it is due.
+    pub fn add(&self, repo: &Repository, pack: IndexedPack, dry_run: bool) -> Result<()> {
+        let due = {
+            let now = Instant::now();
+            let mut p = self.lock();
+            p.pack_bytes += pack.size;
+            p.since.get_or_insert(now);
+            p.index.packs.push(pack);
+            p.due(&self.policy, now)
+        };
+        if due {
+            self.flush(repo, dry_run)?;
+        }
+        Ok(())
     }
 
     /// Writes the pending entries as one index file (nothing when there are none).
     pub fn flush(&self, repo: &Repository, dry_run: bool) -> Result<()> {
-        let index = std::mem::replace(&mut *self.lock(), IndexFile::new());
-        if index.packs.is_empty() || dry_run {
+        let pending = std::mem::replace(&mut *self.lock(), Pending::new());
+        if pending.index.packs.is_empty() || dry_run {
             return Ok(());
         }
-        repo.save_index(&index)?;
+        repo.save_index(&pending.index)?;
         Ok(())
     }
 }
@@ -580,17 +658,48 @@ fn upload_and_index(
         repo.upload_pack(&pack)?;
     }
     let FinishedPack { id, bytes, entries } = pack;
-    let full = {
-        let mut idx = pending.lock();
-        idx.packs.push(IndexedPack {
-            id,
-            size: bytes.len() as u64,
-            blobs: entries,
-        });
-        idx.blob_count() >= BLOBS_PER_INDEX_FILE
+    let indexed = IndexedPack {
+        id,
+        size: bytes.len() as u64,
+        blobs: entries,
     };
-    if full {
-        pending.flush(repo, dry_run)?;
-    }
+    pending.add(repo, indexed, dry_run)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::{Compression, PackEntry};
+
+    fn pending_with(blobs: usize, pack_bytes: u64, age: Duration, now: Instant) -> Pending {
+        let mut p = Pending::new();
+        p.index.packs.push(IndexedPack {
+            id: Id::default(),
+            size: pack_bytes,
+            blobs: vec![
+                PackEntry(BlobType::Data, Id::default(), 0, 1, 1, Compression::None);
+                blobs
+            ],
+        });
+        p.pack_bytes = pack_bytes;
+        p.since = now.checked_sub(age);
+        p
+    }
+
+    #[test]
+    fn pending_entries_are_due_by_blobs_bytes_or_age() {
+        let policy = FlushPolicy {
+            max_blobs: 100,
+            max_pack_bytes: 1000,
+            max_age: Duration::from_secs(60),
+        };
+        let now = Instant::now();
+        let young = Duration::from_secs(1);
+        assert!(!pending_with(99, 999, young, now).due(&policy, now));
+        assert!(pending_with(100, 1, young, now).due(&policy, now));
+        assert!(pending_with(1, 1000, young, now).due(&policy, now));
+        assert!(pending_with(1, 1, Duration::from_secs(60), now).due(&policy, now));
+        assert!(!Pending::new().due(&policy, now), "nothing pending");
+    }
 }

@@ -14,6 +14,7 @@
 //! in bounded runs and merges the runs.
 
 mod merge;
+mod packs;
 mod table;
 
 use std::collections::HashSet;
@@ -50,7 +51,7 @@ pub struct BlobLocation {
 }
 
 /// Bumped whenever the cache's encoding changes; a mismatch rebuilds it.
-const CACHE_FORMAT: &str = "cairn-cache-4";
+const CACHE_FORMAT: &str = "cairn-cache-5";
 const MANIFEST: &str = "index.manifest";
 /// Records sorted in memory before they are written as one table while the cache is
 /// built from index files: 100k records are 7.9 MB.
@@ -126,8 +127,14 @@ fn table_name(number: u64) -> String {
     format!("index-{number:010}.tbl")
 }
 
+/// The pack list (see [`packs`]) of table `number`.
+fn packs_name(number: u64) -> String {
+    format!("index-{number:010}.packs")
+}
+
 fn is_table_file(name: &str) -> bool {
-    name.starts_with("index-") && (name.ends_with(".tbl") || name.ends_with(".tmp"))
+    name.starts_with("index-")
+        && (name.ends_with(".tbl") || name.ends_with(".packs") || name.ends_with(".tmp"))
 }
 
 impl IndexCache {
@@ -309,7 +316,7 @@ impl IndexCache {
             .read()
             .parts
             .iter()
-            .map(|p| table_name(p.number))
+            .flat_map(|p| [table_name(p.number), packs_name(p.number)])
             .collect();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -419,6 +426,10 @@ impl IndexCache {
             w.push(r)?;
         }
         let mut table = w.finish()?;
+        packs::write(
+            &self.dir.join(packs_name(number)),
+            std::mem::take(&mut run.packs),
+        )?;
         self.maybe_resident(&mut table, &HashSet::new())?;
         let part = Part {
             number,
@@ -491,6 +502,11 @@ impl IndexCache {
         let tables: Vec<&Table> = inputs.iter().map(|p| &p.table).collect();
         merge::merge(&tables, &mut |r| w.push(r))?;
         let mut table = w.finish()?;
+        let mut listed = Vec::new();
+        for p in inputs {
+            listed.extend(packs::read(&self.dir.join(packs_name(p.number)))?);
+        }
+        packs::write(&self.dir.join(packs_name(number)), listed)?;
         let gone: HashSet<u64> = inputs.iter().map(|p| p.number).collect();
         self.maybe_resident(&mut table, &gone)?;
         let mut state = self.write();
@@ -505,6 +521,7 @@ impl IndexCache {
         for p in inputs {
             // Lookups still holding the old table read it through their open handle.
             let _ = std::fs::remove_file(p.table.path());
+            let _ = std::fs::remove_file(self.dir.join(packs_name(p.number)));
         }
         Ok(())
     }
@@ -561,6 +578,25 @@ impl IndexCache {
         })
     }
 
+    /// Every pack that the cached index files list, live or marked (with or without its
+    /// blobs). Read from disk on each call: 32 bytes per pack, for the caller to drop.
+    pub fn listed_packs(&self) -> Result<HashSet<Id>> {
+        // No merge may remove a list while it is read.
+        let _no_merge = self.merging.lock().unwrap_or_else(|p| p.into_inner());
+        let parts = self.read().parts.clone();
+        let mut listed = HashSet::new();
+        for part in &parts {
+            match packs::read(&self.dir.join(packs_name(part.number))) {
+                Ok(ids) => listed.extend(ids),
+                Err(e) => {
+                    self.discard();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(listed)
+    }
+
     /// Merges the tables a run added, so the next run looks up in few.
     pub fn flush(&self) -> Result<()> {
         self.merge_tables(false)
@@ -572,16 +608,20 @@ impl IndexCache {
 struct Run {
     records: Vec<Record>,
     indexes: Vec<Id>,
+    /// Every pack the index files list, for the table's pack list.
+    packs: Vec<Id>,
 }
 
 impl Run {
     fn add(&mut self, id: &Id, index: &IndexFile) {
         for pack in &index.packs {
+            self.packs.push(pack.id);
             for e in &pack.blobs {
                 self.records.push(Record::new(&pack.id, e, LIVE));
             }
         }
         for pack in &index.delete {
+            self.packs.push(pack.id);
             for e in &pack.blobs {
                 self.records.push(Record::new(&pack.id, e, MARKED));
             }
@@ -755,6 +795,57 @@ mod tests {
             .unwrap();
         assert_eq!(loads, 1, "rebuilt from the index file");
         assert!(cache.contains(BlobType::Data, &id(3)).unwrap());
+    }
+
+    #[test]
+    fn every_listed_pack_is_known_through_merges_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = id(u64::MAX);
+        let names: Vec<Id> = (0..20).map(|n| id(1_000_000 + n)).collect();
+        let file = |n: u64| {
+            let mut f = index(500 + n, n * 10..n * 10 + 10);
+            // A pack a prune marked without knowing its blobs: no table record names it.
+            f.delete.push(crate::index::MarkedPack {
+                id: id(900 + n),
+                size: 1,
+                marked: 0,
+                blobs: Vec::new(),
+            });
+            f
+        };
+        let want: HashSet<Id> = (0..20).flat_map(|n| [id(500 + n), id(900 + n)]).collect();
+        {
+            let cache = IndexCache::open(Some(dir.path())).unwrap();
+            cache
+                .sync(&repo, &names[..10], |i| {
+                    Ok(file(names.iter().position(|n| n == i).unwrap() as u64))
+                })
+                .unwrap();
+            for (n, name) in names.iter().enumerate().skip(10) {
+                cache.add_index(name, &file(n as u64)).unwrap();
+            }
+            cache.flush().unwrap();
+            assert_eq!(cache.listed_packs().unwrap(), want);
+        }
+        let cache = IndexCache::open(Some(dir.path())).unwrap();
+        cache.sync(&repo, &names, |_| panic!("cached")).unwrap();
+        assert_eq!(cache.listed_packs().unwrap(), want);
+        let lists = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".packs")
+            })
+            .count();
+        assert_eq!(lists, cache.read().parts.len(), "merged lists are removed");
+
+        // A damaged list stops the caller and makes the next open rebuild the cache.
+        let number = cache.read().parts[0].number;
+        std::fs::write(dir.path().join(packs_name(number)), b"garbage").unwrap();
+        assert!(cache.listed_packs().is_err());
+        drop(cache);
+        let cache = IndexCache::open(Some(dir.path())).unwrap();
+        assert!(cache.read().parts.is_empty(), "rebuilt");
     }
 
     #[test]

@@ -325,7 +325,8 @@ pub fn prune(
         )));
     }
     drop(needed);
-    // Packs in the store that no index file lists.
+    // Packs in the store that no index file lists, live or marked: the same test a backup
+    // uses to adopt packs (`archiver::adopt`), so a pack marked here is never adopted later.
     let mut unindexed: Vec<(Id, u64)> = stored
         .iter()
         .filter(|(id, _)| !packs.contains_key(id))

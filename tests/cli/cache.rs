@@ -30,11 +30,13 @@ fn stale_cache_is_not_trusted() {
     env.init();
     let src = small_tree(&env);
     let first = env.backup_json(&[&src], &[]);
-    // The repository loses the index files the cache was built from (as a prune that
-    // rewrote them would). The cache's entries must not be believed any more.
-    let index_dir = std::path::Path::new(&env.repo).join("index");
-    for f in std::fs::read_dir(&index_dir).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
+    // The repository loses the index files the cache was built from, and the packs they
+    // listed (as a prune that deleted them would). The cache's entries must not be
+    // believed any more.
+    for dir in ["index", "data"] {
+        for f in all_files(&std::path::Path::new(&env.repo).join(dir)) {
+            std::fs::remove_file(f).unwrap();
+        }
     }
     let again = env.backup_json(&[&src], &["--force"]);
     assert_eq!(

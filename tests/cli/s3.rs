@@ -103,8 +103,9 @@ fn unchanged_rerun_costs_a_handful_of_requests() {
         .iter()
         .map(|k| r[k].as_u64().unwrap())
         .sum();
-    // config, key, parent snapshot; listings of keys, index and snapshots; at most a
-    // tree pack, an index and a snapshot written. Trees come from the local pack cache.
+    // config, key, parent snapshot; listings of keys, index files, snapshots and packs;
+    // at most a tree pack, an index and a snapshot written. Trees come from the local
+    // pack cache.
     assert!(
         total <= 12,
         "{total} requests for an unchanged rerun: {again}"
