@@ -5,6 +5,8 @@ mod escape;
 mod output;
 mod password;
 
+use output::errln;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -232,7 +234,7 @@ impl Global {
     /// Prints an informational line on stderr unless quiet or JSON.
     fn info(&self, msg: impl std::fmt::Display) {
         if !self.quiet && !self.json {
-            eprintln!("{msg}");
+            errln!("{msg}");
         }
     }
 }
@@ -293,7 +295,7 @@ pub fn main() -> i32 {
                     &serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": e.exit_code()}),
                 );
             }
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             e.exit_code()
         }
     }

@@ -82,3 +82,18 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// One line to stderr. Unlike `eprintln!` it never panics: with stderr closed
+/// (`cairn … 2>&1 | head -1`) the message has nobody to reach, and the command goes on
+/// to the exit code its work deserves.
+pub fn err_line(args: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{args}");
+}
+
+/// `eprintln!` that ignores a closed stderr (see `err_line`).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::err_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use errln;

@@ -240,8 +240,12 @@ pub fn restore(
     let count = |f: &dyn Fn(&mut RestoreSummary)| {
         f(&mut summary.lock().unwrap_or_else(|p| p.into_inner()));
     };
-    let record_error =
-        |path: &Path, e: String| count(&|s| s.errors.push((path.to_path_buf(), e.clone())));
+    // Messages of errors on one path often start with it; the path is said once.
+    let record_error = |path: &Path, e: String| {
+        let prefix = format!("{}: ", path.display());
+        let message = e.strip_prefix(&prefix).unwrap_or(&e).to_string();
+        count(&|s| s.errors.push((path.to_path_buf(), message.clone())))
+    };
     // Called once per file when all its blobs are written (or one failed).
     let finish = |f: &FileTarget, descriptor: Option<&File>| {
         let result = match f.error() {

@@ -94,7 +94,16 @@ impl Target {
     /// Creates the target directory if needed and opens it. The target itself may be
     /// reached through symlinks: the user named it.
     pub fn open(path: &Path) -> Result<Target> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        if let Err(e) = std::fs::create_dir_all(path) {
+            if !path.is_dir() && path.symlink_metadata().is_ok() {
+                return Err(Error::Invalid(format!(
+                    "--target {}: exists and is not a directory (or is a dangling \
+                     symlink); give a directory to restore into",
+                    path.display()
+                )));
+            }
+            return Err(Error::io(path, e));
+        }
         let root = nix::fcntl::open(
             path,
             OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
@@ -168,21 +177,70 @@ impl Target {
     /// contents; a symlink, file or other entry in its place is removed (never followed).
     pub fn ensure_dir(&self, rel: &Path) -> Result<()> {
         if rel.as_os_str().is_empty() {
-            return Ok(());
+            return self.prepare_existing_dir(&self.root, rel);
         }
         let (dir, name) = self.parent(rel)?;
         let err = |e| io(&self.display(rel), e);
-        match self.existing(&dir, name, rel)? {
-            Existing::Dir => return Ok(()),
-            Existing::Nothing => {}
-            Existing::File { .. } | Existing::Other => {
-                unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(err)?
+        match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if Existing::of(&st) == Existing::Dir => {
+                self.make_writable(&dir, name, &st, rel)?;
+                let fd = openat(&dir, name, DIR_FLAGS, Mode::empty()).map_err(err)?;
+                return self.prepare_existing_dir(&fd, rel);
             }
+            Ok(_) => unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(err)?,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(err(e)),
         }
         match mkdirat(&dir, name, Mode::from_bits_truncate(0o700)) {
             Ok(()) | Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// A directory of ours that we may not write into (mode 0500 from an earlier restore
+    /// of such a directory) gets owner write and search until the restore sets the
+    /// snapshot's mode at the end. (Root without CAP_DAC_OVERRIDE needs it too.)
+    fn make_writable(&self, dir: &OwnedFd, name: &OsStr, st: &FileStat, rel: &Path) -> Result<()> {
+        let euid = nix::unistd::Uid::effective().as_raw();
+        if st.st_uid != euid || st.st_mode & 0o300 == 0o300 {
+            return Ok(());
+        }
+        let mode = Mode::from_bits_truncate((st.st_mode & 0o7777) | 0o700);
+        // The entry was a directory an instant ago; fchmodat cannot refuse to follow a
+        // symlink on every kernel, and a symlink swapped in meanwhile could only lead to
+        // a file of the same owner getting owner permissions.
+        nix::sys::stat::fchmodat(
+            dir,
+            name,
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| io(&self.display(rel), e))
+    }
+
+    /// Removes what restores killed with SIGKILL left in a directory that already
+    /// existed: temporary entries of processes that no longer run. A directory the restore
+    /// made itself holds none, so it is not read.
+    fn prepare_existing_dir(&self, fd: &OwnedFd, rel: &Path) -> Result<()> {
+        let err = |e| io(&self.display(rel), e);
+        let mut stale = Vec::new();
+        let listing = openat(fd, ".", DIR_FLAGS, Mode::empty()).map_err(err)?;
+        let mut entries = nix::dir::Dir::from_fd(listing).map_err(err)?;
+        for e in entries.iter() {
+            let e = e.map_err(err)?;
+            let name = e.file_name().to_bytes();
+            if let Some(pid) = temp_owner(name) {
+                let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    == Err(Errno::ESRCH);
+                if gone && pid != std::process::id() as i32 {
+                    stale.push(OsStr::from_bytes(name).to_owned());
+                }
+            }
+        }
+        for name in stale {
+            remove_temp(fd, &name);
+        }
+        Ok(())
     }
 
     /// Moves `tmp` (in `dir`) into place as `name`, replacing a file, a symlink or an
@@ -284,17 +342,32 @@ fn remove_temp(dir: &OwnedFd, tmp: &OsStr) {
     }
 }
 
-/// The temporary name under which `name` is written: hidden, and the same for the same
-/// name, so a restore run again after being killed reuses (and so removes) what the
-/// killed one left. `taken` says whether the snapshot itself holds an entry of that name
-/// in the same directory, in which case a name of this run's own is used instead.
+/// What every temporary name starts with.
+const TEMP_PREFIX: &str = ".cairn-restore-";
+
+/// The temporary name under which `name` is written: hidden, and naming this process, so
+/// that two restores into one target never write into each other's files, and a later
+/// restore can tell a leftover of a killed one (see [`Target::remove_stale_temps`]).
+/// `taken` says whether the snapshot itself holds an entry of that name in the same
+/// directory, in which case the name gets one more mark.
 pub fn temp_name(name: &OsStr, taken: impl Fn(&OsStr) -> bool) -> OsString {
     let hash = blake3::hash(name.as_bytes());
-    let mut tmp = OsString::from(format!(".cairn-restore-{}", &hash.to_hex()[..16]));
-    if taken(&tmp) {
-        tmp.push(format!("-{}", std::process::id()));
+    let mut tmp = OsString::from(format!(
+        "{TEMP_PREFIX}{}-{}",
+        std::process::id(),
+        &hash.to_hex()[..16]
+    ));
+    while taken(&tmp) {
+        tmp.push("x");
     }
     tmp
+}
+
+/// The process that made the temporary entry `name`, if it is one.
+fn temp_owner(name: &[u8]) -> Option<i32> {
+    let rest = name.strip_prefix(TEMP_PREFIX.as_bytes())?;
+    let pid = rest.split(|&b| b == b'-').next()?;
+    std::str::from_utf8(pid).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -330,6 +403,42 @@ mod tests {
         assert!(matches!(walk("a/up"), Err(WalkError::Sys(_))));
         assert!(matches!(walk("a/up/etc"), Err(WalkError::Sys(_))));
         assert!(matches!(walk("a/../.."), Err(WalkError::NotPlain)));
+    }
+
+    #[test]
+    fn leftovers_of_dead_restores_are_removed_and_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let mine = temp_name(OsStr::new("a"), |_| false);
+        assert!(
+            mine.to_string_lossy()
+                .contains(&std::process::id().to_string())
+        );
+        // A process that has ended (a child reaped just now), and one that runs (pid 1).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        for name in [
+            format!("{TEMP_PREFIX}{dead}-0123456789abcdef"),
+            format!("{TEMP_PREFIX}1-0123456789abcdef"),
+            "kept".to_string(),
+        ] {
+            std::fs::write(t.path().join("d").join(name), b"x").unwrap();
+        }
+        std::fs::write(t.path().join("d").join(&mine), b"x").unwrap();
+        let target = Target::open(t.path()).unwrap();
+        target.ensure_dir(Path::new("d")).unwrap();
+        let left: std::collections::BTreeSet<_> = std::fs::read_dir(t.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let expected: std::collections::BTreeSet<_> = [
+            format!("{TEMP_PREFIX}1-0123456789abcdef"),
+            "kept".to_string(),
+            mine.to_string_lossy().into_owned(),
+        ]
+        .into();
+        assert_eq!(left, expected);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use cairn::snapshot::resolve;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
-use crate::cli::output::{outln, regardless};
+use crate::cli::output::{errln, outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -179,14 +179,14 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         r
     })?;
     for (path, err) in &result.failed {
-        eprintln!("error: {}: {err} ({})", path.display(), fate(path));
+        errln!("error: {}: {err} ({})", path.display(), fate(path));
     }
     // The snapshot is saved: its exit code must not depend on whether anyone reads.
     regardless(print_result(g, args, &result))?;
     if result.failed.is_empty() {
         Ok(EXIT_OK)
     } else {
-        eprintln!(
+        errln!(
             "warning: {} files or folders could not be read; the snapshot lacks them or their contents (listed above)",
             result.failed.len()
         );

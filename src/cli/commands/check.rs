@@ -5,7 +5,7 @@ use cairn::error::{EXIT_FATAL, EXIT_OK};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
-use crate::cli::output::{outln, regardless};
+use crate::cli::output::{errln, outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -81,18 +81,18 @@ fn print_summary(g: &Global, report: &CheckReport, subset: DataSubset) -> Result
 /// Damage and the verdict, on stderr.
 fn print_problems(g: &Global, report: &CheckReport) {
     for p in &report.problems {
-        eprintln!("error: {}: {}", p.object, p.error);
+        errln!("error: {}: {}", p.object, p.error);
     }
     if !report.affected.is_empty() {
-        eprintln!("affected files and folders:");
+        errln!("affected files and folders:");
         for a in &report.affected {
-            eprintln!("  snapshot {}: {}", a.snapshot, a.path);
+            errln!("  snapshot {}: {}", a.snapshot, a.path);
         }
     }
     if report.is_clean() {
         g.info("no errors were found");
     } else {
-        eprintln!(
+        errln!(
             "{} problems found; files not listed as affected restore normally",
             report.problems.len()
         );

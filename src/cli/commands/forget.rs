@@ -9,7 +9,7 @@ use cairn::retention::{self, Count, GroupBy, GroupKey, Policy, Span, Verdict};
 use cairn::snapshot::{Snapshot, resolve};
 
 use super::SnapshotFilter;
-use crate::cli::output::{outln, regardless};
+use crate::cli::output::{errln, outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -232,7 +232,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         }
     }
     for (id, until) in &retained {
-        eprintln!(
+        errln!(
             "warning: snapshot {} is under object-lock retention until {until}; it stays until then",
             id.short()
         );
@@ -257,7 +257,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     };
     if !retained.is_empty() {
         // Asked-for removals that did not happen are a failure, whatever else went well.
-        eprintln!(
+        errln!(
             "error: {} of {} snapshots to forget were not removed: they are under object-lock retention (listed above); run forget again once it has passed",
             retained.len(),
             doomed.len()

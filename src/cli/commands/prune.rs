@@ -7,7 +7,7 @@ use cairn::repository::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
-use crate::cli::output::{outln, regardless};
+use crate::cli::output::{errln, outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -112,7 +112,7 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
         stats.requests = repo.request_stats();
     }
     for r in &stats.retained {
-        eprintln!("warning: {r}: left in place; a later prune deletes it");
+        errln!("warning: {r}: left in place; a later prune deletes it");
     }
     regardless(print_report(g, &stats, opts))?;
     Ok(EXIT_OK)

@@ -5,7 +5,7 @@ use cairn::error::{EXIT_FATAL, EXIT_OK};
 use cairn::restorer::{RestoreOptions, restore};
 
 use super::{pick_snapshot, snapshot_path};
-use crate::cli::output::regardless;
+use crate::cli::output::{errln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -53,7 +53,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     };
     let summary = restore(&repo, snap.tree, &opts, &bar)?;
     for (path, err) in &summary.errors {
-        eprintln!("error: {}: {err}", path.display());
+        errln!("error: {}: {err}", path.display());
         if g.json {
             regardless(print_json(
                 &serde_json::json!({"message_type": "error", "path": path, "error": err}),
@@ -99,7 +99,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     if summary.errors.is_empty() {
         Ok(EXIT_OK)
     } else {
-        eprintln!(
+        errln!(
             "error: {} items could not be restored (listed above)",
             summary.errors.len()
         );

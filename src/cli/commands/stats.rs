@@ -5,7 +5,7 @@ use cairn::stats::{Stats, stats};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
-use crate::cli::output::{outln, regardless};
+use crate::cli::output::{errln, outln, regardless};
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -39,7 +39,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     // The warning below matters more than whether anyone still reads stdout.
     regardless(print_report(g, &s))?;
     if s.missing_blobs > 0 {
-        eprintln!(
+        errln!(
             "warning: {} blobs these snapshots need are in no index; run `cairn check`",
             s.missing_blobs
         );
