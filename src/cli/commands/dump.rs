@@ -1,6 +1,7 @@
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use cairn::archiver::absolute_path;
 use cairn::error::EXIT_OK;
 use cairn::restorer::{find_node, write_content};
 use cairn::tree::NodeKind;
@@ -13,18 +14,15 @@ use crate::cli::Global;
 pub struct Args {
     /// Snapshot: `latest` or an id prefix
     snapshot: String,
-    /// Absolute path of a file inside the snapshot
+    /// Path of a file inside the snapshot (a relative one is taken from the working
+    /// directory, as backup takes it)
     path: PathBuf,
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
-    let path = if args.path.is_absolute() {
-        args.path.clone()
-    } else {
-        Path::new("/").join(&args.path)
-    };
+    let path = absolute_path(&args.path)?;
     let node = find_node(&repo, snap.tree, &path)?;
     if node.kind != NodeKind::File {
         return Err(Error::Invalid(format!(

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use cairn::Result;
+use cairn::archiver::absolute_path;
 use cairn::error::EXIT_OK;
 use cairn::restorer::{find_node, walk_nodes};
 use cairn::tree::{Node, NodeKind};
@@ -12,7 +13,8 @@ use crate::cli::{Global, print_json};
 pub struct Args {
     /// Snapshot: `latest` or an id prefix
     snapshot: String,
-    /// Path inside the snapshot to list (default: everything)
+    /// Path inside the snapshot to list (default: everything; a relative one is taken
+    /// from the working directory, as backup takes it)
     path: Option<PathBuf>,
     /// Show mode, owner, size and mtime
     #[arg(short, long)]
@@ -46,11 +48,9 @@ fn mtime(node: &Node) -> chrono::DateTime<chrono::Local> {
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
-    let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let start = if start.is_absolute() {
-        start
-    } else {
-        Path::new("/").join(start)
+    let start = match &args.path {
+        Some(p) => absolute_path(p)?,
+        None => PathBuf::from("/"),
     };
     let node = find_node(&repo, snap.tree, &start)?;
     let with_self = start != Path::new("/");

@@ -14,7 +14,10 @@ pub mod snapshots;
 pub mod stats;
 pub mod unlock;
 
+use std::path::{Path, PathBuf};
+
 use cairn::Result;
+use cairn::archiver::absolute_path;
 use cairn::id::Id;
 use cairn::repository::Repository;
 use cairn::snapshot::{Snapshot, resolve};
@@ -39,15 +42,35 @@ pub struct SnapshotFilter {
     /// Only snapshots with this tag (repeatable: any of them)
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Only snapshots that include this path (repeatable: any of them)
+    /// Only snapshots that include this path (repeatable: any of them); a relative path
+    /// is taken from the working directory, as backup takes it
     #[arg(long = "path")]
-    paths: Vec<String>,
+    paths: Vec<PathBuf>,
 }
 
 impl SnapshotFilter {
-    pub fn matches(&self, s: &Snapshot) -> bool {
-        self.host.as_ref().is_none_or(|h| &s.hostname == h)
-            && (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
-            && (self.paths.is_empty() || s.paths.iter().any(|p| self.paths.contains(p)))
+    /// The snapshots that pass, in their order. `--path` is compared after the same
+    /// normalisation backup applies to the paths it records.
+    pub fn select(&self, snapshots: &[(Id, Snapshot)]) -> Result<Vec<(Id, Snapshot)>> {
+        let paths = self
+            .paths
+            .iter()
+            .map(|p| absolute_path(p))
+            .collect::<Result<Vec<_>>>()?;
+        let wanted = |s: &Snapshot| {
+            paths.is_empty()
+                || s.paths
+                    .iter()
+                    .any(|p| paths.iter().any(|w| Path::new(p) == w))
+        };
+        Ok(snapshots
+            .iter()
+            .filter(|(_, s)| {
+                self.host.as_ref().is_none_or(|h| &s.hostname == h)
+                    && (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
+                    && wanted(s)
+            })
+            .cloned()
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cairn::Result;
+use cairn::archiver::absolute_path;
 use cairn::error::{EXIT_FATAL, EXIT_OK};
 use cairn::restorer::{RestoreOptions, restore};
 
@@ -14,7 +15,8 @@ pub struct Args {
     /// Directory to restore into; snapshot paths are kept below it
     #[arg(short, long)]
     target: PathBuf,
-    /// Restore only this path of the snapshot (repeatable)
+    /// Restore only this path of the snapshot (repeatable; a relative one is taken from
+    /// the working directory, as backup takes it)
     #[arg(short, long = "include")]
     includes: Vec<PathBuf>,
     /// Re-read every restored file and check it against the snapshot
@@ -28,14 +30,8 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let includes = args
         .includes
         .iter()
-        .map(|p| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                Path::new("/").join(p)
-            }
-        })
-        .collect();
+        .map(|p| absolute_path(p))
+        .collect::<Result<Vec<_>>>()?;
     let bar = cairn::progress::bytes_bar(g.progress(), "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
