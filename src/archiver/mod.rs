@@ -11,7 +11,9 @@ mod parent_trees;
 pub mod stages;
 pub mod walk;
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -24,11 +26,10 @@ use crate::snapshot::{Snapshot, Summary};
 use exclude::Excludes;
 use parent_trees::ParentTrees;
 use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer, PendingIndex};
-use walk::{PathTrie, Walker};
+use walk::{LeaveOut, PathTrie, Walker};
 
 pub struct BackupOptions {
-    /// Absolute, normalised paths.
-    pub paths: Vec<PathBuf>,
+    pub paths: Vec<SourcePath>,
     pub tags: Vec<String>,
     pub hostname: String,
     /// The parent snapshot, already chosen.
@@ -38,6 +39,9 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// The snapshot's time, when not now (nanoseconds since the Unix epoch).
     pub time: Option<i64>,
+    /// Folders of cairn's own (a local repository, the cache folder), left out wherever
+    /// the walk meets them. The repository's index cache is always left out.
+    pub own_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,21 +53,142 @@ pub struct BackupResult {
     pub requests: RequestStats,
     #[serde(skip)]
     pub failed: Vec<(PathBuf, String)>,
+    /// Folders of cairn's own that the walk met and left out.
+    #[serde(skip)]
+    pub left_out: Vec<PathBuf>,
 }
 
-/// Absolute form of a path the user gave, without following a final symlink: the parent
-/// folder is canonicalised, the last name kept as given.
-pub fn absolute_path(p: &std::path::Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
-    std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
-    match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = parent.canonicalize().map_err(|e| Error::io(parent, e))?;
-            Ok(parent.join(name))
-        }
-        // `/` itself, or a path ending in `..`.
-        _ => abs.canonicalize().map_err(|e| Error::io(&abs, e)),
+/// A path to back up, absolute and lexically clean, as the snapshot records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePath {
+    pub path: PathBuf,
+    /// The path was spelled as a directory (`link/`, `link/.`): a symlink there is
+    /// followed, as POSIX resolves a trailing slash, and what it points to is stored
+    /// under the link's name. Otherwise a symlink is stored as the link.
+    pub follow: bool,
+}
+
+impl SourcePath {
+    /// The path as the user gave it, made absolute with [`absolute_path`].
+    pub fn new(given: &Path) -> Result<SourcePath> {
+        Ok(SourcePath {
+            path: absolute_path(given)?,
+            follow: spelled_as_directory(given),
+        })
     }
+
+    /// A path whose final symlink, if any, is stored as the link.
+    pub fn as_given(path: impl Into<PathBuf>) -> SourcePath {
+        SourcePath {
+            path: path.into(),
+            follow: false,
+        }
+    }
+
+    /// What the backup stores at the path: `lstat`, or `stat` when following, which
+    /// must then find a directory (POSIX: a trailing slash on a file is ENOTDIR).
+    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        if !self.follow {
+            return std::fs::symlink_metadata(&self.path);
+        }
+        let meta = std::fs::metadata(&self.path)?;
+        if meta.is_dir() {
+            Ok(meta)
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::libc::ENOTDIR))
+        }
+    }
+}
+
+/// Whether a path ends in `/`, `.` or `..`: names a directory rather than what is there.
+fn spelled_as_directory(p: &Path) -> bool {
+    let bytes = p.as_os_str().as_bytes();
+    let last = bytes.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    bytes.ends_with(b"/") || last == b"." || last == b".."
+}
+
+/// The one rule for every path a user gives (backup paths, `--path` filters, paths inside
+/// snapshots): lexically absolute, as restic makes them (Go's `filepath.Abs` and
+/// `Clean`). A relative path is joined to the working directory; `.` and repeated slashes
+/// go, and `..` removes the name before it, all without looking at the file system, so a
+/// symlink on the way keeps its name (`deploy/current/public` stays that, wherever
+/// `current` points today).
+pub fn absolute_path(p: &Path) -> Result<PathBuf> {
+    if p.as_os_str().is_empty() {
+        return Err(Error::Invalid(
+            "an empty path was given; name a file or folder (`.` for the working directory)".into(),
+        ));
+    }
+    if p.is_absolute() {
+        return Ok(clean(p));
+    }
+    Ok(clean(&working_dir(p)?.join(p)))
+}
+
+/// An absolute path without `.`, `..` and repeated slashes; `..` at `/` stays at `/`.
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The working directory by the name the shell shows: `$PWD` when it is absolute and is
+/// the same directory as getcwd's (as Go's `os.Getwd` does), so that `.` in a folder
+/// reached through a symlink keeps the link's name; otherwise getcwd's.
+fn working_dir(for_path: &Path) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        Error::Invalid(format!(
+            "{}: cannot make this relative path absolute, the working directory is unavailable ({e}); give an absolute path",
+            for_path.display()
+        ))
+    })?;
+    let pwd = std::env::var_os("PWD").map(PathBuf::from);
+    match pwd {
+        Some(pwd) if pwd.is_absolute() && same_file(&pwd, &cwd) => Ok(pwd),
+        _ => Ok(cwd),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Fails, naming each path and why, when none of the paths can be backed up; a backup
+/// of some of them saves those and reports the others.
+pub fn check_paths(paths: &[SourcePath]) -> Result<()> {
+    let mut problems = Vec::new();
+    for p in paths {
+        match p.metadata() {
+            Ok(_) => return Ok(()),
+            Err(e) => problems.push(format!("{}: {e}", p.path.display())),
+        }
+    }
+    Err(Error::Invalid(format!(
+        "nothing to back up, no snapshot was written: {}",
+        problems.join("; ")
+    )))
+}
+
+/// The snapshot's record of the paths: sorted, each once.
+fn recorded_paths(paths: &[SourcePath]) -> Vec<String> {
+    let mut out: Vec<String> = paths
+        .iter()
+        .map(|p| p.path.to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Queue depths: small multiples of the worker count keep every stage busy while bounding
@@ -75,6 +200,7 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<BackupResult> {
+    check_paths(&opts.paths)?;
     let started = Instant::now();
     let start_time = chrono::Utc::now();
     // Before anything is stored, so that the blobs of packs an interrupted run left are
@@ -88,6 +214,9 @@ pub fn backup(
     let failure = Failure::default();
     let pending = PendingIndex::default();
     let trie = PathTrie::new(&opts.paths);
+    let mut own_dirs = opts.own_dirs.clone();
+    own_dirs.push(repo.index().dir().to_path_buf());
+    let leave_out = LeaveOut::new(&opts.excludes, &own_dirs);
     let uploaders = repo.backend().write_concurrency().max(1);
 
     let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_QUEUE);
@@ -103,8 +232,8 @@ pub fn backup(
         let _stop_loaders = CloseOnDrop(&parent_trees);
         if !progress.is_hidden() {
             let bar = progress.clone();
-            let (paths, excludes) = (&opts.paths, &opts.excludes);
-            s.spawn(move || walk::scan_totals(paths, excludes, &bar));
+            let (trie, leave_out) = (&trie, &leave_out);
+            s.spawn(move || walk::scan_totals(trie, leave_out, opts.one_file_system, &bar));
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
@@ -134,10 +263,11 @@ pub fn backup(
         }
         drop((job_rx, res_tx, handoff_tx, handoff_rx));
         let (packer, known, counters, trees) = (&packer, &known, &counters, &parent_trees);
+        let (trie, leave_out) = (&trie, &leave_out);
         let walk = move || -> Result<walk::WalkOutcome> {
             let walker = Walker::new(
                 repo,
-                &opts.excludes,
+                leave_out,
                 opts.one_file_system,
                 known,
                 counters,
@@ -148,7 +278,7 @@ pub fn backup(
                 BlobStore::new(packer, counters)?,
             );
             let parent_root = opts.parent.as_ref().map(|(_, s)| s.tree);
-            let outcome = walker.run(&trie, parent_root);
+            let outcome = walker.run(trie, parent_root);
             // Every file's blobs are in a pack once the walker has all results: the open
             // packs can be finished. On failure, only let the uploaders stop.
             match outcome {
@@ -180,17 +310,11 @@ pub fn backup(
     walk::counters_summary(&counters, &mut summary);
     summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
     summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let mut paths: Vec<String> = opts
-        .paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    paths.sort();
     let snapshot = Snapshot {
         v: 1,
         time: opts.time.unwrap_or(summary.backup_start),
         tree: outcome.root,
-        paths,
+        paths: recorded_paths(&opts.paths),
         hostname: opts.hostname.clone(),
         username: crate::sysinfo::username(),
         uid: nix::unistd::getuid().as_raw(),
@@ -212,6 +336,7 @@ pub fn backup(
         duration_secs: started.elapsed().as_secs_f64(),
         requests: repo.request_stats(),
         failed: outcome.failed,
+        left_out: outcome.left_out,
     })
 }
 
@@ -227,13 +352,9 @@ impl Drop for CloseOnDrop<'_> {
 pub fn find_parent(
     snapshots: &[(Id, Snapshot)],
     hostname: &str,
-    paths: &[PathBuf],
+    paths: &[SourcePath],
 ) -> Option<(Id, Snapshot)> {
-    let mut wanted: Vec<String> = paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    wanted.sort();
+    let wanted = recorded_paths(paths);
     snapshots
         .iter()
         .filter(|(_, s)| s.hostname == hostname && s.paths == wanted)

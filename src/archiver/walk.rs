@@ -2,7 +2,7 @@
 //! hands files to the workers and writes each directory's tree as soon as everything in it
 //! is done, so trees are built bottom-up without holding the whole source in memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::SourcePath;
 use super::exclude::Excludes;
 use super::parent_trees::ParentTrees;
 use super::stages::{BlobStore, Counters, FileJob, FileOutcome, FileResult, Known};
@@ -25,32 +26,89 @@ use crate::sysinfo::NameCache;
 use crate::tree::{Node, NodeKind, Tree};
 
 /// The backup's paths as a trie of names from `/`: inner entries are directories on the
-/// way to a path, marked entries are the paths themselves.
+/// way to a path, marked entries are the paths themselves (the root itself for `/`).
 #[derive(Default)]
 pub struct PathTrie {
     children: BTreeMap<OsString, PathTrie>,
     target: bool,
+    /// For a target: follow a symlink there (see `SourcePath::follow`).
+    follow: bool,
 }
 
 impl PathTrie {
-    /// Builds the trie from absolute paths; a path inside another given path is dropped.
-    pub fn new(paths: &[PathBuf]) -> PathTrie {
+    /// Builds the trie from absolute, clean paths; a path inside another given path is
+    /// dropped, and a path given twice is one target, followed if either spelling says so.
+    pub fn new(paths: &[SourcePath]) -> PathTrie {
         let mut root = PathTrie::default();
-        for p in paths {
+        'paths: for p in paths {
             let mut node = &mut root;
-            for comp in p.components().skip(1) {
+            for comp in p.path.components().skip(1) {
                 if node.target {
-                    break;
+                    continue 'paths;
                 }
                 node = node
                     .children
                     .entry(comp.as_os_str().to_owned())
                     .or_default();
             }
+            node.follow |= p.follow;
             node.target = true;
             node.children.clear();
         }
         root
+    }
+
+    /// What the walk stores for this target: see `SourcePath::metadata`.
+    fn target_metadata(&self, path: &Path) -> std::io::Result<std::fs::Metadata> {
+        SourcePath {
+            path: path.to_path_buf(),
+            follow: self.follow,
+        }
+        .metadata()
+    }
+}
+
+/// Why the walk leaves an entry out, if it does.
+#[derive(PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Excluded,
+    /// A folder cairn itself uses.
+    Own,
+}
+
+/// What a walk leaves out: the user's excludes, and cairn's own folders wherever they
+/// appear, known by device and inode so that any spelling of their path matches.
+pub struct LeaveOut<'a> {
+    excludes: &'a Excludes,
+    own_dirs: HashSet<(u64, u64)>,
+}
+
+impl<'a> LeaveOut<'a> {
+    /// Folders that do not exist (yet) cannot be met, so they are not looked for.
+    pub fn new(excludes: &'a Excludes, own_dirs: &[PathBuf]) -> LeaveOut<'a> {
+        let own_dirs = own_dirs
+            .iter()
+            .filter_map(|d| std::fs::metadata(d).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        LeaveOut { excludes, own_dirs }
+    }
+
+    fn is_own(&self, meta: &std::fs::Metadata) -> bool {
+        meta.is_dir() && self.own_dirs.contains(&(meta.dev(), meta.ino()))
+    }
+
+    /// The verdict on an entry met inside a backup path.
+    fn judge(&self, path: &Path, meta: &std::fs::Metadata) -> Verdict {
+        let is_dir = meta.is_dir();
+        if self.is_own(meta) {
+            Verdict::Own
+        } else if self.excludes.matches(path, is_dir) || (is_dir && self.excludes.marked(path)) {
+            Verdict::Excluded
+        } else {
+            Verdict::Keep
+        }
     }
 }
 
@@ -77,11 +135,13 @@ pub struct WalkOutcome {
     pub root: Id,
     pub summary: Summary,
     pub failed: Vec<(PathBuf, String)>,
+    /// Folders of cairn's own that were met and left out.
+    pub left_out: Vec<PathBuf>,
 }
 
 pub struct Walker<'a> {
     pub repo: &'a Repository,
-    pub excludes: &'a Excludes,
+    pub leave_out: &'a LeaveOut<'a>,
     pub one_file_system: bool,
     pub known: &'a Known<'a>,
     pub counters: &'a Counters,
@@ -100,6 +160,7 @@ pub struct Walker<'a> {
     root: Option<Id>,
     summary: Summary,
     failed: Vec<(PathBuf, String)>,
+    left_out: Vec<PathBuf>,
     /// Parent content of files handed to workers, to tell changed from unmodified.
     previous_content: HashMap<(u64, usize), Vec<Id>>,
 }
@@ -112,7 +173,7 @@ impl<'a> Walker<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: &'a Repository,
-        excludes: &'a Excludes,
+        leave_out: &'a LeaveOut<'a>,
         one_file_system: bool,
         known: &'a Known<'a>,
         counters: &'a Counters,
@@ -124,7 +185,7 @@ impl<'a> Walker<'a> {
     ) -> Walker<'a> {
         Walker {
             repo,
-            excludes,
+            leave_out,
             one_file_system,
             known,
             counters,
@@ -140,13 +201,22 @@ impl<'a> Walker<'a> {
             root: None,
             summary: Summary::default(),
             failed: Vec::new(),
+            left_out: Vec::new(),
             previous_content: HashMap::new(),
         }
     }
 
     /// Walks everything and returns once every tree is in a pack.
     pub fn run(mut self, trie: &PathTrie, parent_root: Option<Id>) -> Result<WalkOutcome> {
-        self.walk_virtual(Path::new("/"), trie, None, parent_root)?;
+        let root = Path::new("/");
+        if trie.target {
+            // `/` itself is a backup path: the root is listed like any directory.
+            let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+            self.device = meta.dev();
+            self.walk_dir(root, None, parent_root)?;
+        } else {
+            self.walk_virtual(root, trie, None, parent_root)?;
+        }
         // No more jobs: wait for the workers' last results.
         let (dummy, _) = crossbeam_channel::bounded(0);
         drop(std::mem::replace(&mut self.jobs, dummy));
@@ -159,6 +229,7 @@ impl<'a> Walker<'a> {
             root,
             summary: self.summary,
             failed: self.failed,
+            left_out: self.left_out,
         })
     }
 
@@ -200,7 +271,9 @@ impl<'a> Walker<'a> {
             .expect("pending directory exists until finished")
     }
 
-    /// The directories from `/` down to the backup paths.
+    /// The directories from `/` down to the backup paths. They are recorded with the
+    /// metadata of what they are, symlinks on the way followed (a backup path's name is
+    /// kept as given), so that the backup paths can be looked up in the snapshot.
     fn walk_virtual(
         &mut self,
         path: &Path,
@@ -216,10 +289,30 @@ impl<'a> Walker<'a> {
         let key = self.new_dir(link, previous);
         for (name, child) in &trie.children {
             let child_path = path.join(name);
-            let meta =
-                std::fs::symlink_metadata(&child_path).map_err(|e| Error::io(&child_path, e))?;
+            let meta = if child.target {
+                child.target_metadata(&child_path)
+            } else {
+                std::fs::metadata(&child_path)
+            };
+            let meta = match meta {
+                Ok(m) if child.target || m.is_dir() => m,
+                Ok(_) => {
+                    let e = std::io::Error::from_raw_os_error(nix::libc::ENOTDIR);
+                    self.fail(&child_path, e.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    // A missing backup path: the others are saved, this one reported.
+                    self.fail(&child_path, e.to_string());
+                    continue;
+                }
+            };
             let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
             if child.target {
+                if self.leave_out.is_own(&meta) {
+                    self.left_out.push(child_path);
+                    continue;
+                }
                 self.device = meta.dev();
                 self.entry(key, &child_path, name, &meta, previous)?;
             } else {
@@ -237,12 +330,18 @@ impl<'a> Walker<'a> {
         self.try_finish(key)
     }
 
-    fn walk_dir(&mut self, path: &Path, link: (u64, usize), previous: Option<Id>) -> Result<()> {
+    /// Walks a directory of a backup path; `link` is where its tree goes (none for `/`).
+    fn walk_dir(
+        &mut self,
+        path: &Path,
+        link: Option<(u64, usize)>,
+        previous: Option<Id>,
+    ) -> Result<()> {
         let parent = self.load_parent_tree(previous, path);
         let ahead = subtrees(parent.as_ref(), |_| true);
         self.trees.request(&ahead);
         let entries = self.list_dir(path);
-        let key = self.new_dir(Some(link), previous);
+        let key = self.new_dir(link, previous);
         for (name, meta) in entries {
             self.drain_results()?;
             let child = path.join(&name);
@@ -254,9 +353,13 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
-            let is_dir = meta.is_dir();
-            if self.excludes.matches(&child, is_dir) || (is_dir && self.excludes.marked(&child)) {
-                continue;
+            match self.leave_out.judge(&child, &meta) {
+                Verdict::Keep => {}
+                Verdict::Excluded => continue,
+                Verdict::Own => {
+                    self.left_out.push(child);
+                    continue;
+                }
             }
             let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
             self.entry(key, &child, &name, &meta, previous)?;
@@ -350,7 +453,7 @@ impl<'a> Walker<'a> {
                     self.dir(key).nodes[idx].subtree = Some(empty);
                 } else {
                     self.dir(key).outstanding += 1;
-                    self.walk_dir(path, (key, idx), sub)?;
+                    self.walk_dir(path, Some((key, idx)), sub)?;
                 }
             }
             NodeKind::Symlink => {
@@ -488,35 +591,71 @@ fn subtrees(parent: Option<&Tree>, wanted: impl Fn(&[u8]) -> bool) -> Vec<Id> {
     })
 }
 
-/// Counts the bytes under the paths, for the progress bar's total and ETA. Runs beside
-/// the backup only when a bar is shown; the total is shown once the count is complete.
-pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes, bar: &indicatif::ProgressBar) {
-    fn walk(p: &Path, excludes: &Excludes, total: &mut u64) {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
+/// Counts the bytes under the paths, for the progress bar's total and ETA, leaving out
+/// what the walk leaves out. Runs beside the backup only when a bar is shown; the total is
+/// shown once the count is complete.
+pub fn scan_totals(
+    trie: &PathTrie,
+    leave_out: &LeaveOut,
+    one_file_system: bool,
+    bar: &indicatif::ProgressBar,
+) {
+    let mut scan = Scan {
+        leave_out,
+        one_file_system,
+        device: 0,
+        total: 0,
+    };
+    scan.trie(Path::new("/"), trie);
+    crate::progress::total_known(bar, scan.total);
+}
+
+struct Scan<'a> {
+    leave_out: &'a LeaveOut<'a>,
+    one_file_system: bool,
+    /// Device of the backup path being scanned.
+    device: u64,
+    total: u64,
+}
+
+impl Scan<'_> {
+    fn trie(&mut self, path: &Path, trie: &PathTrie) {
+        if trie.target {
+            match trie.target_metadata(path) {
+                Ok(m) if self.leave_out.is_own(&m) => {}
+                Ok(m) if m.is_dir() => {
+                    self.device = m.dev();
+                    self.dir(path);
+                }
+                Ok(m) if m.is_file() => self.total += m.len(),
+                _ => {}
+            }
+            return;
+        }
+        for (name, child) in &trie.children {
+            self.trie(&path.join(name), child);
+        }
+    }
+
+    fn dir(&mut self, dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let path = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if excludes.matches(&path, meta.is_dir()) {
+            let Ok(meta) = e.metadata() else { continue };
+            if self.leave_out.judge(&path, &meta) != Verdict::Keep {
                 continue;
             }
             if meta.is_dir() {
-                walk(&path, excludes, total);
+                if !self.one_file_system || meta.dev() == self.device {
+                    self.dir(&path);
+                }
             } else if meta.is_file() {
-                *total += meta.len();
+                self.total += meta.len();
             }
         }
     }
-    let mut total = 0;
-    for p in paths {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => walk(p, excludes, &mut total),
-            Ok(m) if m.is_file() => total += m.len(),
-            _ => {}
-        }
-    }
-    crate::progress::total_known(bar, total);
 }
 
 pub(crate) fn counters_summary(c: &Counters, s: &mut Summary) {

@@ -170,6 +170,11 @@ impl IndexCache {
         Ok(cache)
     }
 
+    /// The folder the cache lives in (a temporary one when the usual was unusable).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn empty(dir: PathBuf, lock: Option<File>) -> IndexCache {
         IndexCache {
             dir,

@@ -205,6 +205,17 @@ impl Global {
             .or_else(default_cache_base)
     }
 
+    /// Folders cairn itself uses on this machine, which a backup leaves out: a local
+    /// repository and the cache folder.
+    fn own_dirs(&self) -> Vec<PathBuf> {
+        let repo = Location::parse(self.repo.as_deref().unwrap_or_default());
+        let local = match repo {
+            Ok(Location::Local(path)) => Some(path),
+            _ => None,
+        };
+        local.into_iter().chain(self.cache_base()).collect()
+    }
+
     /// Opens the repository, asking for the password.
     fn open(&self) -> Result<Repository> {
         self.open_with(&self.password().get()?)

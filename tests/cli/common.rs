@@ -300,7 +300,7 @@ pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupR
     archiver::backup(
         repo,
         &BackupOptions {
-            paths: vec![src.to_path_buf()],
+            paths: vec![archiver::SourcePath::as_given(src)],
             tags: Vec::new(),
             hostname: "wrapped".into(),
             parent: None,
@@ -308,6 +308,7 @@ pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupR
             one_file_system: false,
             dry_run: false,
             time: None,
+            own_dirs: Vec::new(),
         },
         &indicatif::ProgressBar::hidden(),
     )

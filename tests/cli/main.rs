@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod inspect;
 mod keys;
+mod paths;
 mod pipes;
 mod restore_over;
 mod retention;

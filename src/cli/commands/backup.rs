@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn::archiver::exclude::Excludes;
-use cairn::archiver::{BackupOptions, BackupResult, absolute_path, backup, find_parent};
+use cairn::archiver::{BackupOptions, BackupResult, SourcePath, backup, check_paths, find_parent};
 use cairn::error::{EXIT_OK, EXIT_PARTIAL};
 use cairn::repository::Repository;
 use cairn::snapshot::resolve;
@@ -50,7 +50,8 @@ pub struct Args {
     one_file_system: bool,
     #[command(flatten)]
     init_options: super::init::NewRepoArgs,
-    /// Files and directories to back up
+    /// Files and directories to back up, recorded by the names given (a symlink given
+    /// with a trailing slash is followed to the directory it points to)
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -121,10 +122,13 @@ fn parse_time(s: &str) -> Result<i64> {
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
-    let mut paths = Vec::new();
-    for p in &args.paths {
-        paths.push(absolute_path(p)?);
-    }
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| SourcePath::new(p))
+        .collect::<Result<Vec<_>>>()?;
+    // Before the repository is opened (or created): with nothing to read, nothing is done.
+    check_paths(&paths)?;
     let excludes = Excludes::new(
         &args.excludes,
         &args.exclude_files,
@@ -154,6 +158,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         one_file_system: args.one_file_system,
         dry_run: args.dry_run,
         time: args.time.as_deref().map(parse_time).transpose()?,
+        own_dirs: g.own_dirs(),
     };
     let bar = cairn::progress::bytes_bar(g.progress(), "backup");
     let result = std::thread::scope(|s| {
@@ -178,6 +183,17 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         drop(stop_tx);
         r
     })?;
+    if !result.left_out.is_empty() {
+        let names: Vec<_> = result
+            .left_out
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        g.info(format!(
+            "left out cairn's own repository and cache: {}",
+            names.join(", ")
+        ));
+    }
     for (path, err) in &result.failed {
         errln!("error: {}: {err} ({})", path.display(), fate(path));
     }

@@ -15,7 +15,8 @@ use crate::cli::output::{self, Raw};
 pub struct Args {
     /// Snapshot: `latest` or an id prefix
     snapshot: String,
-    /// Absolute path of a file inside the snapshot (as typed, or escaped as `ls` prints it)
+    /// Path of a file inside the snapshot (as typed, or escaped as `ls` prints it; a
+    /// relative one is taken from the working directory, as backup takes it)
     path: PathBuf,
 }
 

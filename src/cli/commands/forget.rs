@@ -183,11 +183,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             }
         }
     } else {
-        let chosen: Vec<(Id, Snapshot)> = all
-            .iter()
-            .filter(|(_, s)| args.filter.matches(s))
-            .cloned()
-            .collect();
+        let chosen = args.filter.select(&all)?;
         for (key, members) in retention::group(&chosen, group_by) {
             let verdicts = retention::apply(&policy, &members, &chrono::Local);
             let find = |id: &Id| {

@@ -14,7 +14,8 @@ use crate::cli::{Global, print_json};
 pub struct Args {
     /// Snapshot: `latest` or an id prefix
     snapshot: String,
-    /// Path inside the snapshot to list (default: everything)
+    /// Path inside the snapshot to list (default: everything; a relative one is taken
+    /// from the working directory, as backup takes it)
     path: Option<PathBuf>,
     /// Show mode, owner, size and mtime
     #[arg(short, long)]

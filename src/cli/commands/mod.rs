@@ -17,6 +17,7 @@ pub mod unlock;
 use std::path::{Path, PathBuf};
 
 use cairn::Result;
+use cairn::archiver::absolute_path;
 use cairn::id::Id;
 use cairn::repository::Repository;
 use cairn::restorer::find_node;
@@ -31,20 +32,21 @@ pub fn pick_snapshot(repo: &Repository, wanted: &str) -> Result<(Id, Snapshot)> 
     resolve(&list, wanted).cloned()
 }
 
-/// The snapshot path a command-line argument names: relative ones are taken from the
-/// root. It is read as escaped text (the form `ls` prints names in) if that names an entry,
-/// so that whatever `ls` printed finds its entry; otherwise as typed.
-pub fn snapshot_path(repo: &Repository, tree: Id, arg: &Path) -> PathBuf {
-    let literal = Path::new("/").join(arg);
-    match unescaped_path(&literal) {
+/// The snapshot path a command-line argument names: made absolute as backup makes its
+/// paths (a relative one is taken from the working directory). It is read as escaped
+/// text (the form `ls` prints names in) if that names an entry, so that whatever `ls`
+/// printed finds its entry; otherwise as typed.
+pub fn snapshot_path(repo: &Repository, tree: Id, arg: &Path) -> Result<PathBuf> {
+    let literal = cairn::archiver::absolute_path(arg)?;
+    Ok(match unescaped_path(&literal) {
         Some(unescaped) if find_node(repo, tree, &unescaped).is_ok() => unescaped,
         _ => literal,
-    }
+    })
 }
 
 /// The entry a command-line argument names (see `snapshot_path`), with its path.
 pub fn find_path(repo: &Repository, tree: Id, arg: &Path) -> Result<(PathBuf, Node)> {
-    let path = snapshot_path(repo, tree, arg);
+    let path = snapshot_path(repo, tree, arg)?;
     let node = find_node(repo, tree, &path)?;
     Ok((path, node))
 }
@@ -63,15 +65,35 @@ pub struct SnapshotFilter {
     /// Only snapshots with this tag (repeatable: any of them)
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Only snapshots that include this path (repeatable: any of them)
+    /// Only snapshots that include this path (repeatable: any of them); a relative path
+    /// is taken from the working directory, as backup takes it
     #[arg(long = "path")]
-    paths: Vec<String>,
+    paths: Vec<PathBuf>,
 }
 
 impl SnapshotFilter {
-    pub fn matches(&self, s: &Snapshot) -> bool {
-        self.host.as_ref().is_none_or(|h| &s.hostname == h)
-            && (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
-            && (self.paths.is_empty() || s.paths.iter().any(|p| self.paths.contains(p)))
+    /// The snapshots that pass, in their order. `--path` is compared after the same
+    /// normalisation backup applies to the paths it records.
+    pub fn select(&self, snapshots: &[(Id, Snapshot)]) -> Result<Vec<(Id, Snapshot)>> {
+        let paths = self
+            .paths
+            .iter()
+            .map(|p| absolute_path(p))
+            .collect::<Result<Vec<_>>>()?;
+        let wanted = |s: &Snapshot| {
+            paths.is_empty()
+                || s.paths
+                    .iter()
+                    .any(|p| paths.iter().any(|w| Path::new(p) == w))
+        };
+        Ok(snapshots
+            .iter()
+            .filter(|(_, s)| {
+                self.host.as_ref().is_none_or(|h| &s.hostname == h)
+                    && (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
+                    && wanted(s)
+            })
+            .cloned()
+            .collect())
     }
 }

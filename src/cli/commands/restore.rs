@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(short, long)]
     target: PathBuf,
     /// Restore only this path of the snapshot (repeatable; as typed, or escaped as `ls`
-    /// prints it)
+    /// prints it; a relative one is taken from the working directory, as backup takes it)
     #[arg(short, long = "include")]
     includes: Vec<PathBuf>,
     /// Re-read every restored file and check it against the snapshot
@@ -31,7 +31,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         .includes
         .iter()
         .map(|p| snapshot_path(&repo, snap.tree, p))
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let bar = cairn::progress::bytes_bar(g.progress(), "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()

@@ -12,11 +12,7 @@ pub struct Args {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let list: Vec<_> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| args.filter.matches(s))
-        .collect();
+    let list = args.filter.select(&repo.snapshots()?)?;
     if g.json {
         let items: Vec<_> = list
             .iter()

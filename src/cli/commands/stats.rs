@@ -22,7 +22,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let all = repo.snapshots()?;
     let mut chosen = Vec::new();
     if args.snapshots.is_empty() {
-        chosen.extend(all.iter().filter(|(_, s)| args.filter.matches(s)).cloned());
+        chosen = args.filter.select(&all)?;
     } else {
         for wanted in &args.snapshots {
             let one = cairn::snapshot::resolve(&all, wanted)?;

@@ -1,0 +1,441 @@
+//! How backup paths are spelled, recorded and looked up: `/`, relative paths, `..`,
+//! trailing slashes, symlinks on the way, missing paths, cairn's own folders inside the
+//! backed-up tree, and the same rule for every command that takes a snapshot path.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::*;
+
+/// Runs cairn in `dir`, whatever the exit code.
+fn run_in(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    env.cmd(args).current_dir(dir).output().expect("run cairn")
+}
+
+/// Runs cairn in `dir` and insists on exit code 0.
+fn ok_in(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    let out = run_in(env, dir, args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?} in {} failed with {:?}\nstdout: {}\nstderr: {}",
+        dir.display(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The snapshots as `snapshots --json` lists them, with extra arguments (filters).
+fn snapshots(env: &Env, dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["snapshots", "--json"];
+    args.extend_from_slice(extra);
+    let out = ok_in(env, dir, &args);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("snapshots JSON")
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+/// The latest snapshot's recorded paths.
+fn latest_paths(env: &Env) -> Vec<String> {
+    let all = snapshots(env, env.dir.path(), &[]);
+    let last = all.last().expect("a snapshot");
+    last["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| p.as_str().expect("path").to_string())
+        .collect()
+}
+
+/// Every path `ls --json` lists below `path` of the latest snapshot, with its type.
+fn listed(env: &Env, path: &str) -> Vec<(String, String)> {
+    let out = env.ok(&["ls", "--json", "latest", path]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("ls JSON");
+            (
+                v["path"].as_str().expect("path").to_string(),
+                v["type"].as_str().expect("type").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 test path")
+}
+
+/// A small source tree: `src/a.txt`, `src/sub/b.txt`.
+fn small_tree(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"file a\n").unwrap();
+    std::fs::write(src.join("sub/b.txt"), b"file b\n").unwrap();
+    src
+}
+
+/// Exclude patterns that leave, of everything below `/`, only `keep` and the folders on
+/// the way to it: `/*`, `!/tmp`, `/tmp/*`, `!/tmp/x`, ...
+fn only(keep: &Path) -> Vec<String> {
+    let mut patterns = Vec::new();
+    let mut prefix = String::new();
+    for name in keep.components().skip(1) {
+        patterns.push(format!("{prefix}/*"));
+        prefix = format!("{prefix}/{}", name.as_os_str().to_str().expect("UTF-8"));
+        patterns.push(format!("!{prefix}"));
+    }
+    patterns
+}
+
+#[test]
+fn the_root_in_every_spelling_is_backed_up_with_its_entries() {
+    let env = Env::new();
+    env.init();
+    let src = small_tree(&env);
+    let mut excludes = Vec::new();
+    for p in only(&src) {
+        excludes.push("--exclude".to_string());
+        excludes.push(p);
+    }
+    let top = format!(
+        "/{}",
+        src.components()
+            .nth(1)
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap()
+    );
+    let up = "../".repeat(src.components().count() - 1);
+    for (dir, spelled) in [
+        (env.dir.path(), "/"),
+        (env.dir.path(), "//"),
+        (Path::new("/"), "."),
+        (src.as_path(), up.as_str()),
+    ] {
+        let mut args = vec!["backup", "--json"];
+        args.extend(excludes.iter().map(String::as_str));
+        args.push(spelled);
+        let summary = summary_line(&ok_in(&env, dir, &args));
+        assert_eq!(summary["total_files_processed"], 2, "{spelled}: {summary}");
+        assert_eq!(latest_paths(&env), ["/"], "{spelled} in {}", dir.display());
+        let entries = listed(&env, "/");
+        // The root's own entries are listed, down to the kept tree and nothing beside it.
+        assert!(
+            entries.contains(&(top.clone(), "dir".into())),
+            "{entries:?}"
+        );
+        assert!(
+            entries.contains(&(s(&src.join("sub/b.txt")).into(), "file".into())),
+            "{entries:?}"
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|(p, _)| src.starts_with(p) || Path::new(p).starts_with(&src)),
+            "only the way to {} is listed: {entries:?}",
+            src.display()
+        );
+    }
+    let later = env.ok(&["backup", "--exclude", "/*", "/"]);
+    assert!(
+        stderr(&later).contains("using parent snapshot"),
+        "{}",
+        stderr(&later)
+    );
+}
+
+#[test]
+fn relative_dotted_and_slashed_paths_record_one_absolute_path() {
+    let env = Env::new();
+    env.init();
+    let src = small_tree(&env);
+    let sub = src.join("sub");
+    let top = env.dir.path();
+    for (dir, args) in [
+        (top, vec!["src"]),
+        (top, vec!["src/"]),
+        (top, vec!["./src//"]),
+        (top, vec!["src", "src/", s(&src)]),
+        (sub.as_path(), vec![".."]),
+        (sub.as_path(), vec!["../"]),
+        (sub.as_path(), vec!["./../sub/.."]),
+        (sub.as_path(), vec!["../sub", ".."]),
+    ] {
+        let mut full = vec!["backup", "--json"];
+        full.extend(&args);
+        let summary = summary_line(&ok_in(&env, dir, &full));
+        assert_eq!(summary["total_files_processed"], 2, "{args:?}: {summary}");
+        let paths = latest_paths(&env);
+        if args.contains(&"../sub") {
+            // A path inside another is stored once, as part of the outer one; both are
+            // recorded.
+            assert_eq!(paths, [s(&src), s(&sub)], "{args:?}");
+        } else {
+            assert_eq!(paths, [s(&src)], "{args:?} in {}", dir.display());
+        }
+    }
+    // The recorded path is the same for every spelling, so every later backup of the same
+    // spelling-set found a parent and read nothing again.
+    let last = summary_line(&ok_in(&env, &sub, &["backup", "--json", "../"]));
+    assert_eq!(last["files_unmodified"], 2, "{last}");
+    let listing = listed(&env, s(&src));
+    assert_eq!(
+        listing.iter().filter(|(_, t)| t == "file").count(),
+        2,
+        "{listing:?}"
+    );
+
+    // A single file, given relatively.
+    ok_in(&env, &src, &["backup", "a.txt"]);
+    assert_eq!(latest_paths(&env), [s(&src.join("a.txt"))]);
+    let out = ok_in(&env, &src, &["dump", "latest", "a.txt"]);
+    assert_eq!(out.stdout, b"file a\n");
+}
+
+/// `deploy/releases/r1/public/index.html`, `deploy/releases/r2/public/index.html`, and
+/// `deploy/current -> releases/r1`.
+fn deploy_tree(env: &Env) -> std::path::PathBuf {
+    let deploy = env.path("deploy");
+    for r in ["r1", "r2"] {
+        let public = deploy.join("releases").join(r).join("public");
+        std::fs::create_dir_all(&public).unwrap();
+        std::fs::write(public.join("index.html"), format!("release {r}\n")).unwrap();
+    }
+    symlink("releases/r1", deploy.join("current")).unwrap();
+    deploy
+}
+
+#[test]
+fn a_path_through_a_symlink_keeps_its_name_and_its_parent() {
+    let env = Env::new();
+    env.init();
+    let deploy = deploy_tree(&env);
+    let public = deploy.join("current/public");
+    let first = env.backup_json(&[&public], &[]);
+    let first_id = first["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(latest_paths(&env), [s(&public)]);
+
+    std::fs::remove_file(deploy.join("current")).unwrap();
+    symlink("releases/r2", deploy.join("current")).unwrap();
+    let second = env.backup_json(&[&public], &[]);
+    assert_eq!(latest_paths(&env), [s(&public)]);
+    let all = snapshots(&env, env.dir.path(), &[]);
+    assert_eq!(all[1]["parent"], first_id.as_str(), "{:?}", all[1]);
+    assert_eq!(second["files_changed"], 1, "{second}");
+
+    let forget = summary_line(&env.ok(&["forget", "--dry-run", "--json", "--keep-last", "1"]));
+    assert_eq!(forget["groups"].as_array().unwrap().len(), 1, "{forget}");
+
+    // The link on the way is a directory in the snapshot, so the recorded path can be
+    // listed, dumped and restored.
+    let entries = listed(&env, "/");
+    assert!(
+        entries.contains(&(s(&deploy.join("current")).into(), "dir".into())),
+        "{entries:?}"
+    );
+    let index = public.join("index.html");
+    assert_eq!(
+        env.ok(&["dump", "latest", s(&index)]).stdout,
+        b"release r2\n"
+    );
+    let target = env.path("restored");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        s(&target),
+        "--include",
+        s(&public),
+    ]);
+    let restored = target.join(index.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(restored).unwrap(), b"release r2\n");
+
+    // `.` in a folder reached through the link keeps the link's name, as the shell shows
+    // it in $PWD.
+    let out = env
+        .cmd(&["backup", "."])
+        .current_dir(&public)
+        .env("PWD", &public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(latest_paths(&env), [s(&public)]);
+}
+
+#[test]
+fn a_symlink_given_as_a_path_is_stored_as_the_link_unless_a_slash_follows_it() {
+    let env = Env::new();
+    env.init();
+    let deploy = deploy_tree(&env);
+    let current = deploy.join("current");
+    env.backup_json(&[&current], &[]);
+    assert_eq!(
+        listed(&env, s(&current)),
+        [(s(&current).to_string(), "symlink".to_string())]
+    );
+
+    let slashed = format!("{}/", s(&current));
+    env.backup_json(&[Path::new(&slashed)], &[]);
+    assert_eq!(latest_paths(&env), [s(&current)]);
+    let entries = listed(&env, s(&current));
+    assert!(
+        entries.contains(&(s(&current).into(), "dir".into())),
+        "{entries:?}"
+    );
+    let index = current.join("public/index.html");
+    assert!(
+        entries.contains(&(s(&index).into(), "file".into())),
+        "{entries:?}"
+    );
+
+    // A trailing slash on a file is not a directory, as in POSIX.
+    let file = format!("{}/", s(&deploy.join("releases/r1/public/index.html")));
+    let out = env.run(&["backup", &file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("index.html"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_paths_are_named_and_the_rest_is_saved() {
+    let env = Env::new();
+    env.init();
+    let src = small_tree(&env);
+    let missing = env.path("no-such-folder");
+    let out = env.run(&["backup", s(&src), s(&missing)]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains(s(&missing)), "{}", stderr(&out));
+    assert_eq!(snapshots(&env, env.dir.path(), &[]).len(), 1);
+    let files: Vec<_> = listed(&env, s(&src))
+        .into_iter()
+        .filter(|(_, t)| t == "file")
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+
+    let other = env.path("also-missing");
+    let out = env.run(&["backup", s(&missing), s(&other)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(s(&missing)) && err.contains(s(&other)),
+        "{err}"
+    );
+    assert_eq!(snapshots(&env, env.dir.path(), &[]).len(), 1, "no snapshot");
+}
+
+fn own_repository_and_cache_are_left_out(env: Env) {
+    env.init();
+    small_tree(&env);
+    let home = env.dir.path();
+    // The repository and the cache are inside the backed-up folder, spelled differently
+    // from how cairn was given them.
+    let spelled = format!("{}/src/..", s(home));
+    let first = env.ok(&["backup", &spelled]);
+    let note: Vec<_> = stderr(&first)
+        .lines()
+        .filter(|l| l.contains("cairn's own"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(note.len(), 1, "one line: {}", stderr(&first));
+    let cache = env.path("cache");
+    assert!(note[0].contains(s(&cache)), "{note:?}");
+    if let Store::Local = env.store {
+        assert!(note[0].contains(&env.repo), "{note:?}");
+    }
+
+    // No file data is added; trees may be, since /tmp on the way changes its mtime
+    // whenever anyone makes a temporary file.
+    let second = env.backup_json(&[home], &[]);
+    assert_eq!(second["data_blobs"], 0, "{second}");
+    assert_eq!(second["files_new"], 0, "{second}");
+    assert_eq!(second["files_changed"], 0, "{second}");
+    let entries = listed(&env, s(home));
+    let repo = env.repo_dir();
+    assert!(
+        entries
+            .iter()
+            .all(|(p, _)| !Path::new(p).starts_with(&cache) && !Path::new(p).starts_with(&repo)),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&(s(&env.path("src/sub/b.txt")).into(), "file".into())),
+        "{entries:?}"
+    );
+}
+
+#[test]
+fn filters_and_snapshot_paths_resolve_like_backup() {
+    let env = Env::new();
+    env.init();
+    let src = small_tree(&env);
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    env.backup_json(&[&other], &[]);
+    env.backup_json(&[&src], &[]);
+    let top = env.dir.path();
+
+    let abs_slash = format!("{}/", s(&src));
+    for spelled in ["src", "src/", "./src", "other/../src", &abs_slash] {
+        let found = snapshots(&env, top, &["--path", spelled]);
+        assert_eq!(found.len(), 1, "--path {spelled}: {found:?}");
+        assert_eq!(found[0]["paths"][0], s(&src));
+        let stats = summary_line(&ok_in(&env, top, &["stats", "--json", "--path", spelled]));
+        assert_eq!(stats["snapshots"], 1, "stats --path {spelled}: {stats}");
+        let forget = summary_line(&ok_in(
+            &env,
+            top,
+            &[
+                "forget",
+                "--dry-run",
+                "--json",
+                "--keep-last",
+                "1",
+                "--path",
+                spelled,
+            ],
+        ));
+        let groups = forget["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "forget --path {spelled}: {forget}");
+        assert_eq!(groups[0]["keep"][0]["paths"][0], s(&src), "{forget}");
+    }
+
+    // Snapshot paths of dump, ls and restore are relative to the working directory too.
+    let out = ok_in(&env, top, &["dump", "latest", "src/sub/b.txt"]);
+    assert_eq!(out.stdout, b"file b\n");
+    let out = ok_in(&env, &src, &["dump", "latest", "./sub/../a.txt"]);
+    assert_eq!(out.stdout, b"file a\n");
+    let out = ok_in(&env, &src, &["ls", "latest", "sub/"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [s(&src.join("sub")), s(&src.join("sub/b.txt"))]
+    );
+    let target = env.path("restored");
+    ok_in(
+        &env,
+        top,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            "restored",
+            "--include",
+            "src/sub",
+        ],
+    );
+    let back = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(back.join("sub/b.txt")).unwrap(), b"file b\n");
+    assert!(!back.join("a.txt").exists(), "only the included path");
+}
+
+on_both_backends!(own_repository_and_cache_are_left_out);
