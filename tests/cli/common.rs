@@ -625,19 +625,31 @@ pub fn names_below(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
 /// Runs `cmd` and kills it with SIGKILL as soon as `reached()` holds (polled every
 /// millisecond, for at most three minutes). Returns whether the kill landed: false when
 /// the process finished first.
-pub fn kill_when(mut cmd: Command, mut reached: impl FnMut() -> bool) -> bool {
+pub fn kill_when(cmd: Command, reached: impl FnMut() -> bool) -> bool {
+    signal_when(cmd, nix::sys::signal::Signal::SIGKILL, reached)
+        .is_some_and(|status| status.code().is_none())
+}
+
+/// Runs `cmd` and sends it `signal` as soon as `reached()` holds (polled every
+/// millisecond, for at most three minutes). Returns its exit status, or None when it
+/// finished before.
+pub fn signal_when(
+    mut cmd: Command,
+    signal: nix::sys::signal::Signal,
+    mut reached: impl FnMut() -> bool,
+) -> Option<std::process::ExitStatus> {
     let mut child = cmd.stdout(Stdio::null()).spawn().expect("start cairn");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     loop {
         if child.try_wait().expect("poll cairn").is_some() {
-            return false;
+            return None;
         }
         if reached() || std::time::Instant::now() > deadline {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    child.kill().expect("kill cairn");
-    let status = child.wait().expect("reap cairn");
-    status.code().is_none()
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal).expect("signal cairn");
+    Some(child.wait().expect("reap cairn"))
 }

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Stdio;
 
 use crate::common::*;
 
@@ -188,29 +188,6 @@ on_both_backends!(
     symlinks_in_the_target_are_replaced_not_followed,
     restore_again_keeps_identical_files,
 );
-
-/// Starts `cmd` and sends `signal` once `reached()` holds; returns its exit status, or
-/// None when it finished before.
-fn signal_when(
-    mut cmd: Command,
-    signal: nix::sys::signal::Signal,
-    mut reached: impl FnMut() -> bool,
-) -> Option<ExitStatus> {
-    let mut child = cmd.stdout(Stdio::null()).spawn().expect("start cairn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    loop {
-        if child.try_wait().expect("poll cairn").is_some() {
-            return None;
-        }
-        if reached() || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, signal).expect("signal cairn");
-    Some(child.wait().expect("reap cairn"))
-}
 
 /// Every regular file below `restored` that has a real name is complete: the bytes of
 /// the same file below `src`. Returns how many there were.
