@@ -547,7 +547,7 @@ fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
     let tmp = target::temp_name(name, |t| {
         v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
     });
-    target.discard_temp(v.rel, &tmp);
+    target::remove_temp(&dir, &tmp);
     let err = |e: nix::Error| Error::io(&dest, std::io::Error::from(e));
     use nix::sys::stat::{Mode, SFlag};
     let node = v.node;
@@ -582,7 +582,7 @@ fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
     let placed = apply_metadata_at(&dir, &tmp, &dest, node)
         .and_then(|()| target.commit(&dir, &tmp, name, v.rel));
     if placed.is_err() {
-        target.discard_temp(v.rel, &tmp);
+        target::remove_temp(&dir, &tmp);
     }
     placed
 }

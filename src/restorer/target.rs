@@ -336,7 +336,8 @@ fn walk_beneath(root: &OwnedFd, rel: &Path) -> std::result::Result<OwnedFd, Walk
     fd.ok_or(WalkError::NotPlain)
 }
 
-fn remove_temp(dir: &OwnedFd, tmp: &OsStr) {
+/// Removes the temporary entry `tmp` in `dir`, if there is one.
+pub fn remove_temp(dir: &OwnedFd, tmp: &OsStr) {
     if unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR) {
         let _ = unlinkat(dir, tmp, UnlinkatFlags::RemoveDir);
     }
