@@ -9,9 +9,10 @@ use crate::id::Id;
 
 /// Repository format version written by this build. Bumped with every change to
 /// format-spec.md.
-pub const REPO_VERSION: u64 = 2;
-/// Version 1 repositories differ only in having no prune marks in their index files, so
-/// they are read as they are.
+pub const REPO_VERSION: u64 = 3;
+/// Version 1 repositories differ only in having no prune marks in their index files, and
+/// version 2 ones in having no object-lock setting in their config, so they are read as
+/// they are.
 pub const OLDEST_REPO_VERSION: u64 = 1;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +36,8 @@ impl Default for ChunkerParams {
 pub const CHUNK_MIN_LIMITS: RangeInclusive<u32> = 64..=1024 * 1024;
 pub const CHUNK_AVG_LIMITS: RangeInclusive<u32> = 256..=4 * 1024 * 1024;
 pub const CHUNK_MAX_LIMITS: RangeInclusive<u32> = 1024..=16 * 1024 * 1024;
+/// The object-lock retention a repository may ask for (S3 allows up to 100 years).
+pub const OBJECT_LOCK_DAYS: RangeInclusive<u32> = 1..=36500;
 /// The zstd levels a repository may use.
 pub const ZSTD_LEVELS: RangeInclusive<i32> = 1..=22;
 
@@ -61,6 +64,40 @@ impl ChunkerParams {
     }
 }
 
+/// S3 object-lock mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    /// Users with s3:BypassGovernanceRetention may still delete.
+    Governance,
+    /// Nobody can delete or shorten it, not even the root account.
+    Compliance,
+}
+
+/// The object-lock retention every object but locks is written with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    pub mode: RetentionMode,
+    pub days: u32,
+}
+
+impl ObjectLockConfig {
+    /// Whether this protects at least as long and as strictly as `other`.
+    pub fn at_least(&self, other: &ObjectLockConfig) -> bool {
+        self.days >= other.days && self.mode >= other.mode
+    }
+}
+
+impl std::fmt::Display for ObjectLockConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.mode {
+            RetentionMode::Governance => "governance",
+            RetentionMode::Compliance => "compliance",
+        };
+        write!(f, "{} days, {mode} mode", self.days)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     pub v: u64,
@@ -71,6 +108,10 @@ pub struct Config {
     pub zstd_level: i32,
     /// Target size of a pack in bytes.
     pub pack_size: u32,
+    /// Object-lock retention of every object written (version 3; S3 only). Absent in
+    /// older versions and when not asked for at `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockConfig>,
 }
 
 crate::cbor::versioned!(
@@ -81,7 +122,11 @@ crate::cbor::versioned!(
 );
 
 impl Config {
-    pub fn new(chunker: ChunkerParams, zstd_level: i32) -> Result<Config> {
+    pub fn new(
+        chunker: ChunkerParams,
+        zstd_level: i32,
+        object_lock: Option<ObjectLockConfig>,
+    ) -> Result<Config> {
         let mut id = [0u8; 32];
         crate::crypto::random_bytes(&mut id)?;
         let cfg = Config {
@@ -90,6 +135,7 @@ impl Config {
             chunker,
             zstd_level,
             pack_size: 16 * 1024 * 1024,
+            object_lock,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -97,6 +143,16 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.chunker.validate()?;
+        if let Some(lock) = &self.object_lock
+            && !OBJECT_LOCK_DAYS.contains(&lock.days)
+        {
+            return Err(Error::Invalid(format!(
+                "object-lock retention of {} days is outside {}..={} days",
+                lock.days,
+                OBJECT_LOCK_DAYS.start(),
+                OBJECT_LOCK_DAYS.end()
+            )));
+        }
         if !ZSTD_LEVELS.contains(&self.zstd_level) {
             return Err(Error::Invalid(format!(
                 "zstd level {} is outside 1..=22",

@@ -305,7 +305,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     let key_file = KeyFile::create(&MasterKey::fixed(1), b"fuzz")?;
     out.push(("key_file", key_file.encode().1));
 
-    let config = Config::new(ChunkerParams::default(), 3)?;
+    let config = Config::new(ChunkerParams::default(), 3, None)?;
     out.push(("config", meta_raw(cbor::encode(&config))));
     let sealed = crate::repository::seal_meta_bytes(k, Aad::Config, &config, 3)?;
     out.push(("config", k.open(Aad::Config, &sealed, "seed")?));

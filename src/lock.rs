@@ -1,17 +1,27 @@
 //! The exclusive repository lock that keeps two prunes from running at once.
 //!
 //! Backups never lock: prune is safe beside them by design (see `prune`). Only operations
-//! that rewrite the index and delete take the lock: one object `locks/exclusive`, created
-//! with create-if-absent semantics (`If-None-Match: *` on S3, a hard link locally), so
-//! exactly one of two racing processes gets it. It names host, user, process and time, and
-//! is deleted when the operation ends. A lock left by a killed process of this host is
-//! taken over; one from another host is reported, and `cairn unlock` removes it once it
-//! is older than `STALE_AFTER` (or at once with `--force`).
+//! that rewrite the index and delete take the lock. A lock object names host, user,
+//! process and time, and is deleted when the operation ends. A lock left by a killed
+//! process of this host is taken over; one from another host is reported, and `cairn
+//! unlock` removes it once it is older than `STALE_AFTER` (or at once with `--force`).
+//!
+//! Two ways to take it, by what the store can do (format-spec.md, section 10.2):
+//! - where a create is atomic (a local directory; S3 stores that honour `If-None-Match:
+//!   *`), the object `locks/exclusive`, which exactly one of two racing writers creates;
+//! - elsewhere, a uniquely named `locks/<random>`: write it, wait `SETTLE`, list `locks/`,
+//!   and hold the lock only if no other lock object is there, else withdraw. Of two
+//!   writers, the one that lists last sees the other's object (every listing follows its
+//!   own write, and S3 listings are consistent after a write), so at most one holds it;
+//!   both may withdraw, and then both report the other.
+//!
+//! Both ways end with the listing, so a prune of either kind sees a lock of the other.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::counting::RequestStats;
 use crate::backend::{Backend, Kind, ObjectName};
 use crate::cbor::Versioned;
 use crate::crypto::Aad;
@@ -76,50 +86,119 @@ fn process_exists(pid: u32) -> bool {
     }
 }
 
-fn lock_name() -> ObjectName {
+/// The lock object of the atomic way, and of cairns before format version 3.
+const EXCLUSIVE: &str = "exclusive";
+
+/// How long the listing way waits between writing its lock object and listing, for
+/// stores whose listings lag a moment behind writes.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn lock_object(name: &str) -> ObjectName {
     ObjectName {
         kind: Kind::Lock,
-        name: "exclusive".into(),
+        name: name.to_string(),
     }
 }
 
 /// A held lock; released (deleted) on drop.
 pub struct RepoLock {
     backend: Arc<dyn Backend>,
+    object: ObjectName,
     released: bool,
 }
 
 impl RepoLock {
     pub fn release(mut self) -> Result<()> {
         self.released = true;
-        self.backend.remove(&lock_name())
+        self.backend.remove(&self.object)
     }
 }
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
         if !self.released
-            && let Err(e) = self.backend.remove(&lock_name())
+            && let Err(e) = self.backend.remove(&self.object)
         {
             tracing::warn!("could not remove the repository lock: {e}; run `cairn unlock`");
         }
     }
 }
 
-/// Reads the current lock, if any. An unreadable lock object is reported as such.
-pub fn current(repo: &Repository) -> Result<Option<LockInfo>> {
-    let bytes = match repo.backend().read(&lock_name()) {
-        Ok(b) => b,
-        Err(Error::ObjectNotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    repo.open_meta(Aad::Lock, &bytes, &lock_name().path())
-        .map(Some)
+/// One lock object found in `locks/`: its name, and what it says (or why it cannot be
+/// read).
+pub struct Held {
+    pub object: ObjectName,
+    pub info: Result<LockInfo>,
 }
 
-/// Removes the lock object whatever it holds.
-pub fn remove(repo: &Repository) -> Result<()> {
-    repo.backend().remove(&lock_name())
+/// Every lock object of the repository.
+pub fn current(repo: &Repository) -> Result<Vec<Held>> {
+    others(repo, None)
+}
+
+/// Every lock object but `own`, read.
+fn others(repo: &Repository, own: Option<&ObjectName>) -> Result<Vec<Held>> {
+    let mut names: Vec<String> = repo
+        .backend()
+        .list(Kind::Lock)?
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| own.is_none_or(|o| &o.name != n))
+        .collect();
+    names.sort();
+    let mut held = Vec::new();
+    for name in names {
+        let object = lock_object(&name);
+        let info = match repo.backend().read(&object) {
+            Ok(bytes) => repo.open_meta(Aad::Lock, &bytes, &object.path()),
+            // Released between the listing and the read.
+            Err(Error::ObjectNotFound(_)) => continue,
+            Err(e) => Err(e),
+        };
+        held.push(Held { object, info });
+    }
+    Ok(held)
+}
+
+/// Removes one lock object whatever it holds.
+pub fn remove(repo: &Repository, object: &ObjectName) -> Result<()> {
+    repo.backend().remove(object)
+}
+
+fn random_name() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    crate::crypto::random_bytes(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Why the lock cannot be had: the holder, and what to do.
+fn held_by(info: &LockInfo) -> Error {
+    Error::Locked(format!(
+        "{}; wait for it to finish, or if it is no longer running, run `cairn unlock` (locks from other hosts count as abandoned after {} hours; `cairn unlock --force` removes any lock)",
+        info.describe(),
+        STALE_AFTER.num_hours()
+    ))
+}
+
+fn unreadable(object: &ObjectName, e: &Error) -> Error {
+    Error::Locked(format!(
+        "lock object {object} exists but cannot be read ({e}); if no prune is running, run `cairn unlock --force`"
+    ))
+}
+
+/// The requests that taking and releasing the lock cost, for a dry run's estimate: the
+/// write, the listing, the read-back of an atomic create, and the delete (which S3
+/// precedes with a HEAD for the object's retention), when no one else holds it.
+pub fn requests(backend: &dyn Backend) -> Result<RequestStats> {
+    let atomic = backend.atomic_create()?;
+    Ok(RequestStats {
+        put: 1,
+        list: 1,
+        get: u64::from(atomic),
+        delete: 1,
+        head: u64::from(backend.remote()),
+        ..RequestStats::default()
+    })
 }
 
 /// Takes the exclusive lock for `operation`.
@@ -133,43 +212,83 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
         time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
     };
     let (_, bytes) = repo.seal_meta(Aad::Lock, &info)?;
-    // Two rounds: the second follows the removal of a dead local holder's lock.
-    for _ in 0..2 {
-        match repo.backend().write(&lock_name(), &bytes) {
-            Ok(()) => {
-                return Ok(RepoLock {
-                    backend: repo.backend().clone(),
-                    released: false,
-                });
+    let backend = repo.backend();
+    let atomic = backend.atomic_create()?;
+    let own = lock_object(&if atomic {
+        EXCLUSIVE.to_string()
+    } else {
+        random_name()?
+    });
+    // A few rounds: each one after removing the locks of dead local holders.
+    for _ in 0..3 {
+        match backend.write(&own, &bytes) {
+            Ok(()) => {}
+            Err(Error::AlreadyExists(_)) => {
+                // Only `exclusive` can exist already: another prune holds it.
+                match current(repo)?.into_iter().find(|h| h.object == own) {
+                    None => continue,
+                    Some(Held { info: Ok(held), .. }) if held.holder_is_dead() => {
+                        tracing::warn!(
+                            "removing the lock left by a {} that is no longer running",
+                            held.describe()
+                        );
+                        remove(repo, &own)?;
+                        continue;
+                    }
+                    Some(Held { info: Ok(held), .. }) => return Err(held_by(&held)),
+                    Some(Held {
+                        object,
+                        info: Err(e),
+                    }) => return Err(unreadable(&object, &e)),
+                }
             }
-            Err(Error::AlreadyExists(_)) => {}
             Err(e) => return Err(e),
         }
-        let held = match current(repo) {
-            Ok(Some(held)) => held,
-            // Released between our write and our read: try again.
-            Ok(None) => continue,
-            Err(e) => {
-                return Err(Error::Locked(format!(
-                    "a lock object exists but cannot be read ({e}); if no prune is running, run `cairn unlock --force`"
-                )));
-            }
-        };
-        if held.holder_is_dead() {
-            tracing::warn!(
-                "removing the lock left by a {} that is no longer running",
-                held.describe()
-            );
-            remove(repo)?;
-            continue;
+        if !atomic {
+            std::thread::sleep(SETTLE);
         }
-        return Err(Error::Locked(format!(
-            "{}; wait for it to finish, or if it is no longer running, run `cairn unlock` (locks from other hosts count as abandoned after {} hours; `cairn unlock --force` removes any lock)",
-            held.describe(),
-            STALE_AFTER.num_hours()
-        )));
+        let others = others(repo, Some(&own))?;
+        // A store that honours `If-None-Match` but not atomically under concurrent
+        // writers (s3s-fs) could let a second create replace ours: the object must still
+        // hold our bytes.
+        if atomic && others.is_empty() && backend.read(&own)? != bytes {
+            return match current(repo)?.into_iter().find(|h| h.object == own) {
+                Some(Held { info: Ok(held), .. }) => Err(held_by(&held)),
+                _ => Err(Error::Locked(
+                    "another prune took the lock at the same moment; try again".into(),
+                )),
+            };
+        }
+        if others.is_empty() {
+            return Ok(RepoLock {
+                backend: backend.clone(),
+                object: own,
+                released: false,
+            });
+        }
+        // Someone else is taking or holds it: withdraw, then see who.
+        backend.remove(&own)?;
+        let mut live = None;
+        for other in others {
+            match other.info {
+                Ok(held) if held.holder_is_dead() => {
+                    tracing::warn!(
+                        "removing the lock left by a {} that is no longer running",
+                        held.describe()
+                    );
+                    remove(repo, &other.object)?;
+                }
+                Ok(held) => live = live.or(Some(Ok(held))),
+                Err(e) => live = live.or(Some(Err(unreadable(&other.object, &e)))),
+            }
+        }
+        match live {
+            None => continue,
+            Some(Ok(held)) => return Err(held_by(&held)),
+            Some(Err(e)) => return Err(e),
+        }
     }
     Err(Error::Locked(
-        "the lock changed hands twice while taking it; try again".into(),
+        "the lock changed hands several times while taking it; try again".into(),
     ))
 }

@@ -96,12 +96,23 @@ impl PackCache {
         result
     }
 
-    /// Forgets a copy that turned out damaged.
+    /// Forgets a copy that turned out damaged, saying so.
     pub fn drop_copy(&self, pack: &Id) {
+        if self.remove_copy(pack) {
+            tracing::warn!("dropped damaged cached copy of pack {}", pack.short());
+        }
+    }
+
+    /// Removes the copy of a pack that is gone from the store (a prune deleted it);
+    /// returns whether there was one.
+    pub fn remove_copy(&self, pack: &Id) -> bool {
         match fs::remove_file(self.path(pack)) {
-            Ok(()) => tracing::warn!("dropped damaged cached copy of pack {}", pack.short()),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("cannot drop cached pack {}: {e}", pack.short()),
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => {
+                tracing::warn!("cannot remove cached pack {}: {e}", pack.short());
+                false
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::backend::{Backend, Kind, ObjectName};
 use crate::blob::{open_blob, open_blob_into};
 use crate::cache::{BlobLocation, IndexCache};
 use crate::cbor::{self, Versioned};
-use crate::config::{ChunkerParams, Config};
+use crate::config::{ChunkerParams, Config, ObjectLockConfig};
 use crate::crypto::{Aad, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -61,6 +61,8 @@ pub struct Repository {
 pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub zstd_level: i32,
+    /// Object-lock retention recorded in the config, so that every later write gets it.
+    pub object_lock: Option<ObjectLockConfig>,
 }
 
 impl Default for InitOptions {
@@ -68,6 +70,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             zstd_level: 3,
+            object_lock: None,
         }
     }
 }
@@ -159,7 +162,8 @@ impl Repository {
         }
         backend.create()?;
         let master = MasterKey::generate()?;
-        let config = Config::new(opts.chunker, opts.zstd_level)?;
+        let config = Config::new(opts.chunker, opts.zstd_level, opts.object_lock.clone())?;
+        backend.require_object_lock(config.object_lock.as_ref())?;
         let (kid, kbytes) = KeyFile::create(&master, password)?.encode();
         backend.write(&ObjectName::new(Kind::Key, &kid), &kbytes)?;
         let sealed = seal_meta_bytes(&master, Aad::Config, &config, config.zstd_level)?;
@@ -186,6 +190,7 @@ impl Repository {
         };
         let (key, config, key_file) = Self::unlock(backend.as_ref(), password, &config_bytes)?;
         config.validate()?;
+        backend.require_object_lock(config.object_lock.as_ref())?;
         let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
         let index = IndexCache::open(cache_dir.as_deref())?;
         let pack_cache = cache_dir
@@ -493,7 +498,7 @@ impl Repository {
     /// Drops the local copy of a pack that was deleted from the store.
     pub fn forget_cached_pack(&self, id: &Id) {
         if let Some(cache) = &self.pack_cache {
-            cache.drop_copy(id);
+            cache.remove_copy(id);
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::Serialize;
 
 use super::{Backend, Kind, Listed, ObjectName};
+use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
 #[derive(Default)]
@@ -88,6 +89,18 @@ impl Backend for Counting {
 
     fn remote(&self) -> bool {
         self.inner.remote()
+    }
+
+    fn atomic_create(&self) -> Result<bool> {
+        self.inner.atomic_create()
+    }
+
+    fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
+        self.inner.require_object_lock(repo)
+    }
+
+    fn describe_store(&self) -> Result<Option<String>> {
+        self.inner.describe_store()
     }
 
     fn create(&self) -> Result<()> {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::{Backend, Kind, Listed, ObjectName};
+use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
 /// The ways an injected failure fails.
@@ -197,6 +198,18 @@ impl Backend for Faulty {
 
     fn remote(&self) -> bool {
         self.inner.remote()
+    }
+
+    fn atomic_create(&self) -> Result<bool> {
+        self.inner.atomic_create()
+    }
+
+    fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
+        self.inner.require_object_lock(repo)
+    }
+
+    fn describe_store(&self) -> Result<Option<String>> {
+        self.inner.describe_store()
     }
 
     fn create(&self) -> Result<()> {

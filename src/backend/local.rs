@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, Kind, Listed, ObjectName};
+use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
 pub struct LocalBackend {
@@ -55,6 +56,25 @@ fn read_dir_if_present(d: &Path) -> Result<Option<fs::ReadDir>> {
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    /// Hard links: `link` fails when the name exists.
+    fn atomic_create(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
+        match repo {
+            None => Ok(()),
+            Some(lock) => Err(Error::Invalid(format!(
+                "the repository at {} asks for object-lock retention ({lock}), which only an S3 store can give",
+                self.root.display()
+            ))),
+        }
+    }
+
+    fn describe_store(&self) -> Result<Option<String>> {
+        Ok(None)
     }
 
     fn create(&self) -> Result<()> {

@@ -13,6 +13,7 @@ pub mod s3;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -165,6 +166,22 @@ pub trait Backend: Send + Sync {
 
     /// Prepares an empty repository (folders, for a local one).
     fn create(&self) -> Result<()>;
+
+    /// Whether `write` creates a fixed-name object (config, lock) atomically: of two
+    /// writers racing for one name, exactly one succeeds and the other gets
+    /// `Error::AlreadyExists`. A local directory does (hard links); an S3 store does where
+    /// it honours `If-None-Match: *`. Where not, `lock` uses a protocol that needs only
+    /// listings.
+    fn atomic_create(&self) -> Result<bool>;
+
+    /// Applies the repository's object-lock retention (from its config) to every later
+    /// write but locks; a command line asking for less is an error. A store that cannot
+    /// lock objects refuses a repository that asks for it.
+    fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()>;
+
+    /// What the store was found to support, for `init` to show; `None` for a store that
+    /// has nothing to tell.
+    fn describe_store(&self) -> Result<Option<String>>;
 
     /// Reads a whole object. A missing object is `Error::ObjectNotFound`.
     fn read(&self, obj: &ObjectName) -> Result<Vec<u8>>;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Backend, Kind, Listed, ObjectName};
+use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -22,16 +23,22 @@ pub struct RetryPolicy {
     /// Upper bound of the first pause; each further pause doubles it, up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// No attempt starts once this long has passed since the first: a store that hangs
+    /// instead of refusing costs each attempt its whole timeout, and this bounds the sum.
+    pub give_up_after: Duration,
 }
 
 impl Default for RetryPolicy {
     /// Seven attempts over about 16 s of pauses at most: long enough to ride out throttling
     /// and a restarting server, short enough that an unreachable endpoint is reported soon.
+    /// A store that takes every request and never answers fails each attempt after its
+    /// timeout (30 s by default), so attempts stop after two minutes.
     fn default() -> Self {
         RetryPolicy {
             attempts: 7,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(8),
+            give_up_after: Duration::from_secs(120),
         }
     }
 }
@@ -67,18 +74,20 @@ impl Retrying {
 
     fn run<T>(&self, mut call: impl FnMut() -> Result<T>) -> Result<T> {
         let attempts = self.policy.attempts.max(1);
+        let started = std::time::Instant::now();
         let mut attempt = 1;
         loop {
             match call() {
                 Err(Error::Transient { what, message }) => {
-                    if attempt >= attempts {
+                    let pause = self.policy.delay(attempt);
+                    if attempt >= attempts || started.elapsed() + pause > self.policy.give_up_after
+                    {
                         return Err(Error::GaveUp {
                             what,
-                            attempts,
+                            attempts: attempt,
                             message,
                         });
                     }
-                    let pause = self.policy.delay(attempt);
                     tracing::info!(
                         "{what}: {message}; attempt {} of {attempts} in {:.1} s",
                         attempt + 1,
@@ -104,6 +113,18 @@ impl Backend for Retrying {
 
     fn remote(&self) -> bool {
         self.inner.remote()
+    }
+
+    fn atomic_create(&self) -> Result<bool> {
+        self.inner.atomic_create()
+    }
+
+    fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
+        self.inner.require_object_lock(repo)
+    }
+
+    fn describe_store(&self) -> Result<Option<String>> {
+        self.inner.describe_store()
     }
 
     fn create(&self) -> Result<()> {

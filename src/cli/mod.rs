@@ -10,11 +10,12 @@ use output::errln;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aws_sdk_s3::types::ObjectLockMode;
 use cairn::backend::local::LocalBackend;
 use cairn::backend::retry::RetryPolicy;
-use cairn::backend::s3::{self, ObjectLock, S3Backend, S3Options};
+use cairn::backend::s3::capabilities::{Checksum, Overrides};
+use cairn::backend::s3::{self, S3Backend, S3Options};
 use cairn::backend::{Backend, Location};
+use cairn::config::{OBJECT_LOCK_DAYS, ObjectLockConfig, RetentionMode};
 use cairn::repository::{Repository, default_cache_base};
 use cairn::{Error, Result};
 use clap::{Parser, Subcommand};
@@ -91,13 +92,41 @@ struct S3Args {
     /// stay STANDARD. See README for what each class means for restores
     #[arg(long = "s3-storage-class", global = true, value_name = "CLASS")]
     storage_class: Option<String>,
-    /// Put an object-lock retention of N days on every object written (the bucket must
-    /// have object lock enabled)
+    /// Put an object-lock retention of N days on every object written. Given to `init`,
+    /// it is recorded in the repository and applies to every later write without the
+    /// option; later, only a longer retention may be asked for
     #[arg(long = "s3-object-lock-days", global = true, value_name = "N")]
     object_lock_days: Option<u32>,
     /// Object-lock mode for --s3-object-lock-days
     #[arg(long = "s3-object-lock-mode", global = true, value_enum, default_value_t = LockMode::Governance)]
     object_lock_mode: LockMode,
+    /// Whether to rely on the store refusing to replace an object (`If-None-Match: *`):
+    /// `auto` asks the store once and records its answer, `on` relies on it, `off` never
+    /// sends it and checks instead
+    #[arg(long = "s3-conditional-writes", global = true, value_enum, default_value_t = Switch::Auto, value_name = "WHEN")]
+    conditional_writes: Switch,
+    /// The integrity header of uploads: `auto` uses CRC32C where the store checks it,
+    /// else Content-MD5
+    #[arg(long = "s3-checksum", global = true, value_enum, default_value_t = ChecksumArg::Auto, value_name = "KIND")]
+    checksum: ChecksumArg,
+    /// Seconds an attempt waits for an answer (plus time for large uploads at 256 KiB/s),
+    /// or for progress in a transfer, before it counts as failed
+    #[arg(long = "s3-timeout", global = true, default_value_t = s3::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Switch {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ChecksumArg {
+    Auto,
+    Crc32c,
+    Md5,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -109,7 +138,28 @@ enum LockMode {
 }
 
 impl S3Args {
-    fn options(&self) -> Result<S3Options> {
+    /// The retention `--s3-object-lock-days` asks for, if given.
+    fn object_lock(&self) -> Result<Option<ObjectLockConfig>> {
+        let Some(days) = self.object_lock_days else {
+            return Ok(None);
+        };
+        if !OBJECT_LOCK_DAYS.contains(&days) {
+            return Err(Error::Invalid(format!(
+                "--s3-object-lock-days must be {} to {}",
+                OBJECT_LOCK_DAYS.start(),
+                OBJECT_LOCK_DAYS.end()
+            )));
+        }
+        Ok(Some(ObjectLockConfig {
+            mode: match self.object_lock_mode {
+                LockMode::Governance => RetentionMode::Governance,
+                LockMode::Compliance => RetentionMode::Compliance,
+            },
+            days,
+        }))
+    }
+
+    fn options(&self, cache_base: Option<&std::path::Path>) -> Result<S3Options> {
         if self.connections == 0 {
             return Err(Error::Invalid("--s3-connections must be at least 1".into()));
         }
@@ -122,21 +172,22 @@ impl S3Args {
                 .as_deref()
                 .map(s3::parse_storage_class)
                 .transpose()?,
-            object_lock: match self.object_lock_days {
-                None => None,
-                Some(0) => {
-                    return Err(Error::Invalid(
-                        "--s3-object-lock-days must be at least 1".into(),
-                    ));
-                }
-                Some(days) => Some(ObjectLock {
-                    mode: match self.object_lock_mode {
-                        LockMode::Governance => ObjectLockMode::Governance,
-                        LockMode::Compliance => ObjectLockMode::Compliance,
-                    },
-                    days,
-                }),
+            object_lock: self.object_lock()?,
+            overrides: Overrides {
+                conditional_writes: match self.conditional_writes {
+                    Switch::Auto => None,
+                    Switch::On => Some(true),
+                    Switch::Off => Some(false),
+                },
+                checksum: match self.checksum {
+                    ChecksumArg::Auto => None,
+                    ChecksumArg::Crc32c => Some(Checksum::Crc32c),
+                    ChecksumArg::Md5 => Some(Checksum::Md5),
+                },
             },
+            timeout: std::time::Duration::from_secs(self.timeout),
+            record_dir: cache_base.map(|b| b.join("stores")),
+            fresh_probe: false,
         })
     }
 }
@@ -173,6 +224,15 @@ enum Command {
 
 impl Global {
     fn backend(&self) -> Result<Arc<dyn Backend>> {
+        self.backend_for(false)
+    }
+
+    /// The backend of a repository about to be created: an S3 store is probed afresh.
+    fn new_backend(&self) -> Result<Arc<dyn Backend>> {
+        self.backend_for(true)
+    }
+
+    fn backend_for(&self, creating: bool) -> Result<Arc<dyn Backend>> {
         let repo = match &self.repo {
             Some(r) => r.clone(),
             None => match std::env::var("CAIRN_REPOSITORY") {
@@ -186,9 +246,17 @@ impl Global {
             },
         };
         match Location::parse(&repo)? {
-            Location::S3(loc) => Ok(Arc::new(S3Backend::new(loc, self.s3.options()?)?)),
+            Location::S3(loc) => {
+                let mut options = self.s3.options(self.cache_base().as_deref())?;
+                options.fresh_probe = creating;
+                Ok(Arc::new(S3Backend::new(loc, options)?))
+            }
             Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
         }
+    }
+
+    fn object_lock(&self) -> Result<Option<ObjectLockConfig>> {
+        self.s3.object_lock()
     }
 
     fn password(&self) -> PasswordSource {

@@ -382,7 +382,7 @@ pub fn prune(
         .collect();
 
     if opts.dry_run {
-        estimate_requests(repo, &packs, &rewrite, instant, &mut stats);
+        estimate_requests(repo, &packs, &rewrite, instant, &mut stats)?;
         stats.duration_secs = started.elapsed().as_secs_f64();
         return Ok(stats);
     }
@@ -697,7 +697,7 @@ fn estimate_requests(
     rewrite: &[&IndexListing],
     instant: bool,
     stats: &mut PruneStats,
-) {
+) -> Result<()> {
     let repacked = || packs.values().filter(|p| p.action == Action::Repack);
     let repacked_bytes: u64 = repacked().map(|p| p.used_bytes).sum();
     let new_packs = repacked_bytes.div_ceil(u64::from(repo.config().pack_size).max(1))
@@ -709,19 +709,21 @@ fn estimate_requests(
         new_packs + if instant { 0 } else { stats.packs_unindexed },
         repacked().map(|p| p.used.len()).sum(),
     );
-    // A real run also takes the repository's lock (one PUT) and releases it (one DELETE).
     let mut r = RequestStats {
         get: stats.packs_repacked + rewrite.len() as u64,
-        put: new_packs + new_index + 1,
-        delete: stats.packs_deleted + rewrite.len() as u64 + 1,
+        put: new_packs + new_index,
+        delete: stats.packs_deleted + rewrite.len() as u64,
         ..RequestStats::default()
     };
     if repo.backend().remote() {
         // S3 deletes look at the object's retention first.
         r.head = r.delete;
     }
+    // A real run also takes the repository's lock and releases it.
+    r = r + crate::lock::requests(repo.backend().as_ref())?;
     // Everything read so far, a real run reads too.
     stats.requests = repo.request_stats() + r;
+    Ok(())
 }
 
 /// How many index files the real run writes: the entries of step 6 (those of the

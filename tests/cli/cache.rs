@@ -97,19 +97,6 @@ fn cache_of_another_repository_is_ignored() {
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn damaged_cache_is_replaced() {
     let env = Env::new();

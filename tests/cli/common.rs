@@ -262,6 +262,21 @@ where
     fn remote(&self) -> bool {
         self.inner.remote()
     }
+
+    fn atomic_create(&self) -> cairn::Result<bool> {
+        self.inner.atomic_create()
+    }
+
+    fn require_object_lock(
+        &self,
+        repo: Option<&cairn::config::ObjectLockConfig>,
+    ) -> cairn::Result<()> {
+        self.inner.require_object_lock(repo)
+    }
+
+    fn describe_store(&self) -> cairn::Result<Option<String>> {
+        self.inner.describe_store()
+    }
     fn create(&self) -> cairn::Result<()> {
         self.inner.create()
     }
@@ -652,4 +667,18 @@ pub fn signal_when(
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, signal).expect("signal cairn");
     Some(child.wait().expect("reap cairn"))
+}
+
+/// Copies a folder tree of plain files.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }

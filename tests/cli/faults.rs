@@ -36,6 +36,7 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
         attempts: 12,
         base_delay: Duration::from_millis(2),
         max_delay: Duration::from_millis(40),
+        ..RetryPolicy::default()
     };
     let backend: Arc<dyn Backend> = faulty.clone();
     let repo = Repository::open(
@@ -186,6 +187,7 @@ fn total_failure_stops_clearly_and_changes_nothing() {
         attempts: 3,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(4),
+        ..RetryPolicy::default()
     };
     let backend: Arc<dyn Backend> = faulty.clone();
     let repo = Repository::open(

@@ -67,7 +67,7 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
             "{option} only applies when a repository is created: give it to `cairn init`, or to `cairn backup --init` of a repository that does not exist yet"
         )));
     }
-    let options = args.init_options.options()?;
+    let options = args.init_options.options(g)?;
     let password = g.password().get()?;
     match (g.open_with(&password), new_repo_option) {
         (Ok(repo), Some(option)) => Err(Error::Invalid(format!(
@@ -75,7 +75,7 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
             repo.backend().location()
         ))),
         (Err(Error::RepositoryNotFound(_) | Error::BucketNotFound(_)), _) if args.init => {
-            let backend = g.backend()?;
+            let backend = g.new_backend()?;
             let password = password.confirmed()?;
             let config = Repository::init(backend.clone(), &password, &options, &g.retry())?;
             g.info(format!(

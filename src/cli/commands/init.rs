@@ -1,10 +1,9 @@
 use std::ops::RangeInclusive;
 
 use cairn::config::{
-    CHUNK_AVG_LIMITS, CHUNK_MAX_LIMITS, CHUNK_MIN_LIMITS, ChunkerParams, ZSTD_LEVELS,
+    CHUNK_AVG_LIMITS, CHUNK_MAX_LIMITS, CHUNK_MIN_LIMITS, ChunkerParams, Config, ZSTD_LEVELS,
 };
 use cairn::error::EXIT_OK;
-use cairn::id::Id;
 use cairn::repository::{InitOptions, Repository};
 use cairn::{Error, Result};
 
@@ -50,7 +49,7 @@ fn chunk_size(limits: RangeInclusive<u32>) -> impl Fn(&str) -> Result<u32, Strin
 impl NewRepoArgs {
     /// The settings, with defaults for those not given; min ≤ avg ≤ max is checked here,
     /// before any password is asked for.
-    pub fn options(&self) -> Result<InitOptions> {
+    pub fn options(&self, g: &Global) -> Result<InitOptions> {
         let defaults = InitOptions::default();
         let chunker = ChunkerParams {
             min: self.chunk_min.unwrap_or(defaults.chunker.min),
@@ -66,6 +65,7 @@ impl NewRepoArgs {
         Ok(InitOptions {
             chunker,
             zstd_level: self.compression_level.unwrap_or(defaults.zstd_level),
+            object_lock: g.object_lock()?,
         })
     }
 
@@ -83,23 +83,40 @@ impl NewRepoArgs {
 }
 
 pub fn run(g: &Global, args: &NewRepoArgs) -> Result<i32> {
-    let options = args.options()?;
-    let backend = g.backend()?;
+    let options = args.options(g)?;
+    let backend = g.new_backend()?;
     let password = g.password().get()?.confirmed()?;
     let config = Repository::init(backend.clone(), &password, &options, &g.retry())?;
-    regardless(print_created(g, &config.id, &backend.location()))?;
+    let store = backend.describe_store()?;
+    regardless(print_created(
+        g,
+        &config,
+        &backend.location(),
+        store.as_deref(),
+    ))?;
     Ok(EXIT_OK)
 }
 
-fn print_created(g: &Global, id: &Id, location: &str) -> Result<()> {
+fn print_created(g: &Global, config: &Config, location: &str, store: Option<&str>) -> Result<()> {
+    let id = &config.id;
     if g.json {
         print_json(&serde_json::json!({
             "message_type": "initialized",
             "repository": location,
             "id": id.to_hex(),
+            "store": store,
+            "object_lock": config.object_lock,
         }))
     } else if !g.quiet {
         outln!("created cairn repository {} at {location}", id.short())?;
+        if let Some(store) = store {
+            outln!("store: {store}")?;
+        }
+        if let Some(lock) = &config.object_lock {
+            outln!(
+                "object lock: every object but locks is kept for {lock}, by every later command"
+            )?;
+        }
         outln!("Keep the password safe: without it the data cannot be recovered.")
     } else {
         Ok(())

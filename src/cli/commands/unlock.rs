@@ -15,36 +15,44 @@ pub struct Args {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let held = match cairn::lock::current(&repo) {
-        Ok(h) => h,
-        // An unreadable lock object can only be removed by force.
-        Err(e) if args.force => {
-            g.info(format!("the lock object is unreadable ({e}); removing it"));
-            cairn::lock::remove(&repo)?;
-            return report(g, true, None);
-        }
-        Err(e) => return Err(e),
-    };
-    let Some(info) = held else {
+    let held = cairn::lock::current(&repo)?;
+    if held.is_empty() {
         g.info("the repository is not locked");
-        return report(g, false, None);
-    };
-    if !args.force && !info.is_stale() {
+        return report(g, &[]);
+    }
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for h in held {
+        let who = match &h.info {
+            Ok(info) => info.describe(),
+            Err(e) => format!("an unreadable lock object {} ({e})", h.object),
+        };
+        // An unreadable lock object can only be removed by force.
+        let stale = h.info.as_ref().is_ok_and(|info| info.is_stale());
+        if args.force || stale {
+            cairn::lock::remove(&repo, &h.object)?;
+            g.info(format!("removed the lock of {who}"));
+            removed.push(who);
+        } else {
+            kept.push(who);
+        }
+    }
+    if !kept.is_empty() {
         return Err(cairn::Error::Locked(format!(
             "{} may still be running; not removed. Use `cairn unlock --force` if you are sure it is not",
-            info.describe()
+            kept.join("; ")
         )));
     }
-    cairn::lock::remove(&repo)?;
-    g.info(format!("removed the lock of {}", info.describe()));
-    report(g, true, Some(info.describe()))
+    report(g, &removed)
 }
 
-fn report(g: &Global, removed: bool, holder: Option<String>) -> Result<i32> {
+fn report(g: &Global, removed: &[String]) -> Result<i32> {
     if g.json {
-        regardless(print_json(
-            &serde_json::json!({"removed": removed, "holder": holder}),
-        ))?;
+        regardless(print_json(&serde_json::json!({
+            "removed": !removed.is_empty(),
+            "holder": removed.first(),
+            "holders": removed,
+        })))?;
     }
     Ok(EXIT_OK)
 }

@@ -1,0 +1,84 @@
+//! Repositories written by earlier format versions (tests/fixtures/) are read, restored,
+//! checked and written to by this cairn.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+
+use crate::common::*;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs cairn on the copy of a fixture with its password, insisting on success.
+fn run_ok(env: &Env, password: &str, args: &[&str]) -> std::process::Output {
+    let out = env
+        .cmd(args)
+        .env("CAIRN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn version_2_repository_is_read_restored_checked_and_extended() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v2"), std::path::Path::new(&env.repo));
+    let pw = "fixture-v2";
+    let snaps = run_ok(&env, pw, &["snapshots", "--json"]);
+    let snaps: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    assert_eq!(snaps[0]["hostname"], "fixture", "{snaps}");
+    let ls = run_ok(&env, pw, &["ls", "latest"]);
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("/tmp/fx/src/docs/sub/pattern.bin"), "{ls}");
+    run_ok(&env, pw, &["check", "--read-data"]);
+
+    let target = env.path("restore");
+    run_ok(
+        &env,
+        pw,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let docs = target.join("tmp/fx/src/docs");
+    let hello = docs.join("hello.txt");
+    assert_eq!(
+        std::fs::read(&hello).unwrap(),
+        b"hello from a version 2 repository\n"
+    );
+    let meta = std::fs::metadata(&hello).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(meta.mtime(), 1_767_323_045, "2026-01-02 03:04:05 UTC");
+    assert_eq!(
+        std::fs::read_link(docs.join("link")).unwrap(),
+        PathBuf::from("hello.txt")
+    );
+    let pattern: Vec<u8> = (0..300_000u64).map(|i| ((i * 7919) % 251) as u8).collect();
+    assert_eq!(
+        std::fs::read(docs.join("sub/pattern.bin")).unwrap(),
+        pattern
+    );
+
+    // This cairn writes to it as it is: a backup deduplicating against the old data, a
+    // prune, and the old snapshot still whole.
+    let src = env.path("src");
+    random_tree(&src, 61);
+    std::fs::write(src.join("pattern.bin"), &pattern).unwrap();
+    run_ok(&env, pw, &["backup", src.to_str().unwrap()]);
+    run_ok(&env, pw, &["prune"]);
+    run_ok(&env, pw, &["check", "--read-data"]);
+    let again = env.path("again");
+    run_ok(
+        &env,
+        pw,
+        &["restore", "latest", "--target", again.to_str().unwrap()],
+    );
+    assert_same_tree(&src, &again.join(src.strip_prefix("/").unwrap()));
+}
