@@ -201,7 +201,17 @@ pub fn check(
     }
 
     // Packs: present, right size, header as indexed, and (chosen ones) every blob sound.
-    let stored = repo.stored_packs()?;
+    // Archived ones (S3 GLACIER, DEEP_ARCHIVE) cannot be read before a retrieval.
+    let listing = repo.backend().list(Kind::Pack)?;
+    let archived: HashSet<Id> = listing
+        .iter()
+        .filter(|l| l.archived.is_some())
+        .filter_map(|l| Id::from_hex(&l.name).ok())
+        .collect();
+    let stored: std::collections::HashMap<Id, u64> = listing
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
+        .collect();
     let mut unindexed: Vec<String> = stored
         .keys()
         .filter(|id| !indexed.contains_key(id))
@@ -228,7 +238,7 @@ pub fn check(
                     let Some((id, info, size, read)) = jobs.get(i) else {
                         break;
                     };
-                    let result = check_pack(repo, id, info, *size, *read);
+                    let result = check_pack(repo, id, info, *size, *read, archived.contains(id));
                     if let Ok(mut o) = outcome.lock() {
                         o.add(**id, result);
                     }
@@ -244,6 +254,18 @@ pub fn check(
     report.bytes_read = outcome.bytes_read;
     report.blobs_checked = outcome.blobs_checked;
     report.problems.extend(outcome.problems);
+    if outcome.archived_size_only > 0 {
+        report.notes.push(format!(
+            "{} data packs are in an archive storage class: their sizes were checked from the listing, their headers not read",
+            outcome.archived_size_only
+        ));
+    }
+    if outcome.archived_unreadable > 0 {
+        report.notes.push(format!(
+            "{} data packs are in an archive storage class and not retrieved, so their contents were not checked; retrieve them (`cairn restore … --retrieve-cold`) and run the check again",
+            outcome.archived_unreadable
+        ));
+    }
 
     // Trees and what they name.
     progress.set_message("snapshots");
@@ -283,6 +305,10 @@ pub fn check(
 
 #[derive(Default)]
 struct PackOutcome {
+    /// Archived packs checked by their listed size only (no --read-data).
+    archived_size_only: u64,
+    /// Archived packs --read-data could not read (not retrieved): unchecked, not damaged.
+    archived_unreadable: u64,
     packs_read: u64,
     bytes_read: u64,
     blobs_checked: u64,
@@ -294,6 +320,9 @@ struct PackOutcome {
 }
 
 struct PackResult {
+    /// An archived pack: its size was checked, its contents not (`Some(true)`: it was to
+    /// be read and could not be).
+    archived: Option<bool>,
     read: Option<u64>,
     blobs_checked: u64,
     /// (problem, whole pack unusable)
@@ -303,6 +332,11 @@ struct PackResult {
 
 impl PackOutcome {
     fn add(&mut self, id: Id, r: PackResult) {
+        match r.archived {
+            Some(true) => self.archived_unreadable += 1,
+            Some(false) => self.archived_size_only += 1,
+            None => {}
+        }
         if let Some(bytes) = r.read {
             self.packs_read += 1;
             self.bytes_read += bytes;
@@ -336,8 +370,10 @@ fn check_pack(
     info: &IndexedInfo,
     stored: Option<u64>,
     read_data: bool,
+    archived: bool,
 ) -> PackResult {
     let mut r = PackResult {
+        archived: None,
         read: None,
         blobs_checked: 0,
         problems: Vec::new(),
@@ -356,9 +392,17 @@ fn check_pack(
         ));
         return r;
     }
+    if archived && !read_data {
+        r.archived = Some(false);
+        return r;
+    }
     let header = if read_data {
         let bytes = match repo.backend().read(&name) {
             Ok(b) => b,
+            Err(Error::Archived { .. }) => {
+                r.archived = Some(true);
+                return r;
+            }
             Err(e) => {
                 r.problems.push((format!("cannot be read: {e}"), true));
                 return r;

@@ -11,6 +11,10 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FATAL: i32 = 1;
 /// Exit code: backup finished and wrote a snapshot, but some source files could not be read.
 pub const EXIT_PARTIAL: i32 = 3;
+/// Exit code: a restore needs data packs in an archive storage class (S3 GLACIER,
+/// DEEP_ARCHIVE) that are not retrieved yet; with `--retrieve-cold` their retrieval was
+/// requested. The same restore completes once they are available.
+pub const EXIT_ARCHIVED: i32 = 4;
 /// Exit code: the repository does not exist.
 pub const EXIT_NO_REPOSITORY: i32 = 10;
 /// Exit code: the repository is locked by another process.
@@ -65,6 +69,14 @@ pub enum Error {
     /// An object that must not be replaced (config, lock) exists with other bytes.
     #[error("{0} already exists")]
     AlreadyExists(String),
+
+    /// An object in an S3 archive storage class, not retrieved: not damage, and not
+    /// readable until `restore --retrieve-cold` (or `aws s3api restore-object`) brought
+    /// it back.
+    #[error(
+        "{object} is in storage class {class} and must be retrieved before it can be read (`cairn restore … --retrieve-cold`)"
+    )]
+    Archived { object: String, class: String },
 
     /// An object under S3 object-lock retention, which cairn never tries to delete early.
     #[error("{object} is under object-lock retention until {until}")]

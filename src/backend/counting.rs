@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use super::{Backend, Kind, Listed, ObjectName};
+use super::{Availability, Backend, Kind, Listed, ObjectName, RetrievalTier};
 use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
@@ -101,6 +101,18 @@ impl Backend for Counting {
 
     fn describe_store(&self) -> Result<Option<String>> {
         self.inner.describe_store()
+    }
+
+    /// A HEAD on S3.
+    fn availability(&self, obj: &ObjectName) -> Result<Availability> {
+        self.counters.head.fetch_add(1, Relaxed);
+        self.inner.availability(obj)
+    }
+
+    /// A RestoreObject POST, billed as a PUT-class request.
+    fn retrieve(&self, obj: &ObjectName, tier: RetrievalTier, days: u32) -> Result<()> {
+        self.counters.put.fetch_add(1, Relaxed);
+        self.inner.retrieve(obj, tier, days)
     }
 
     fn create(&self) -> Result<()> {

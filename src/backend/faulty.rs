@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::{Backend, Kind, Listed, ObjectName};
+use super::{Availability, Backend, Kind, Listed, ObjectName, RetrievalTier};
 use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
@@ -210,6 +210,14 @@ impl Backend for Faulty {
 
     fn describe_store(&self) -> Result<Option<String>> {
         self.inner.describe_store()
+    }
+
+    fn availability(&self, obj: &ObjectName) -> Result<Availability> {
+        self.inner.availability(obj)
+    }
+
+    fn retrieve(&self, obj: &ObjectName, tier: RetrievalTier, days: u32) -> Result<()> {
+        self.inner.retrieve(obj, tier, days)
     }
 
     fn create(&self) -> Result<()> {

@@ -189,6 +189,7 @@ impl Backend for LocalBackend {
                     out.push(Listed {
                         name,
                         size: meta.len(),
+                        archived: None,
                     });
                 }
             }

@@ -119,6 +119,31 @@ impl fmt::Display for ObjectName {
 pub struct Listed {
     pub name: String,
     pub size: u64,
+    /// In an archive storage class (S3 GLACIER, DEEP_ARCHIVE): not readable until
+    /// retrieved, and perhaps not even then (the listing does not say).
+    pub archived: Option<String>,
+}
+
+/// Whether an object can be read now (S3 archive storage classes need a retrieval first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Ready,
+    /// In archive class `class`, not retrieved.
+    Archived {
+        class: String,
+    },
+    /// A retrieval was requested and is not done yet.
+    Retrieving {
+        class: String,
+    },
+}
+
+/// How fast (and dearly) an archived object is brought back: S3's retrieval tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetrievalTier {
+    Expedited,
+    Standard,
+    Bulk,
 }
 
 impl Kind {
@@ -205,6 +230,19 @@ pub trait Backend: Send + Sync {
 
     /// Size of one object, or `None` if it does not exist.
     fn stat(&self, obj: &ObjectName) -> Result<Option<u64>>;
+
+    /// Whether an object can be read now; a store without archive classes says `Ready`.
+    fn availability(&self, _obj: &ObjectName) -> Result<Availability> {
+        Ok(Availability::Ready)
+    }
+
+    /// Asks for a temporary readable copy of an archived object, kept `days` days.
+    fn retrieve(&self, obj: &ObjectName, _tier: RetrievalTier, _days: u32) -> Result<()> {
+        Err(Error::Invalid(format!(
+            "{obj} in {}: this store has no archive storage classes to retrieve from",
+            self.location()
+        )))
+    }
 
     /// Removes an object; removing a missing one is not an error. An object under
     /// object-lock retention is left alone and reported as `Error::Retained`.

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Backend, Kind, Listed, ObjectName};
+use super::{Availability, Backend, Kind, Listed, ObjectName, RetrievalTier};
 use crate::config::ObjectLockConfig;
 use crate::error::{Error, Result};
 
@@ -125,6 +125,14 @@ impl Backend for Retrying {
 
     fn describe_store(&self) -> Result<Option<String>> {
         self.inner.describe_store()
+    }
+
+    fn availability(&self, obj: &ObjectName) -> Result<Availability> {
+        self.run(|| self.inner.availability(obj))
+    }
+
+    fn retrieve(&self, obj: &ObjectName, tier: RetrievalTier, days: u32) -> Result<()> {
+        self.run(|| self.inner.retrieve(obj, tier, days))
     }
 
     fn create(&self) -> Result<()> {

@@ -7,14 +7,14 @@
 //! writing every blob to each place that needs it. A restore costs about one request per
 //! pack it touches, and a single small file costs one request, never a whole pack.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::cache::BlobLocation;
 use crate::error::{Error, Result};
@@ -71,6 +71,9 @@ pub struct FileTarget {
     /// from any worker, open it as it is.
     created: Mutex<bool>,
     error: Mutex<Option<String>>,
+    /// Failed only because a pack it needs is archived (see `ArchivedPacks`): counted,
+    /// not reported one by one.
+    archived: AtomicBool,
 }
 
 impl FileTarget {
@@ -83,12 +86,26 @@ impl FileTarget {
             node,
             created: Mutex::new(false),
             error: Mutex::new(None),
+            archived: AtomicBool::new(false),
         }
+    }
+
+    /// Whether it waits for an archived pack (and nothing else failed first).
+    pub fn waits_for_archive(&self) -> bool {
+        self.archived.load(Ordering::SeqCst)
     }
 
     fn fail(&self, e: impl std::fmt::Display) {
         let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
         err.get_or_insert_with(|| e.to_string());
+    }
+
+    fn fail_archived(&self, e: &Error) {
+        let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if err.is_none() {
+            *err = Some(e.to_string());
+            self.archived.store(true, Ordering::SeqCst);
+        }
     }
 
     /// The first error met, if any.
@@ -102,6 +119,25 @@ impl FileTarget {
         let file = target.open_temp(&self.rel, &self.tmp, !*created)?;
         *created = true;
         Ok(file)
+    }
+}
+
+/// The data packs a restore found in an archive storage class, with that class: each is
+/// reported once, however many files need it.
+#[derive(Default)]
+pub struct ArchivedPacks(Mutex<BTreeMap<Id, String>>);
+
+impl ArchivedPacks {
+    fn add(&self, pack: Id, class: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pack)
+            .or_insert_with(|| class.to_string());
+    }
+
+    pub fn into_inner(self) -> BTreeMap<Id, String> {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -153,12 +189,14 @@ struct Want {
 /// Writes the contents of `files` to their temporary files (each is made by its first
 /// write), pack by pack on `workers` threads. `done` is called once per file when its last blob is written or
 /// has failed; the file's `error()` tells which.
+#[allow(clippy::too_many_arguments)]
 pub fn write_contents(
     repo: &Repository,
     target: &Target,
     files: &[FileTarget],
     workers: usize,
     stop: &Stop,
+    archived: &ArchivedPacks,
     progress: &indicatif::ProgressBar,
     done: &Done<'_>,
 ) {
@@ -204,7 +242,7 @@ pub fn write_contents(
                     if stop.reason().is_some() {
                         break;
                     }
-                    write_pack(repo, target, files, wants, stop, progress, done);
+                    write_pack(repo, target, files, wants, stop, archived, progress, done);
                 }
             });
         }
@@ -220,12 +258,14 @@ pub fn write_contents(
 }
 
 /// Reads what `files` want of one pack, run by run, and writes it.
+#[allow(clippy::too_many_arguments)]
 fn write_pack(
     repo: &Repository,
     target: &Target,
     files: &[FileTarget],
     wants: &[Want],
     stop: &Stop,
+    archived: &ArchivedPacks,
     progress: &indicatif::ProgressBar,
     done: &Done<'_>,
 ) {
@@ -249,6 +289,17 @@ fn write_pack(
         let Err(e) = writer.write_run(members, &locs[run.clone()]) else {
             continue;
         };
+        if let Error::Archived { class, .. } = &e {
+            // No run of this pack can be read: every file waiting on it waits for the
+            // retrieval, and the pack is reported once.
+            archived.add(locs[run.start].pack, class);
+            for w in &order[run.start..] {
+                let f = &files[w.file];
+                f.fail_archived(&e);
+                finish_one(f, None, done);
+            }
+            return;
+        }
         if members.len() == 1 {
             writer.fail_all(members, &e);
             continue;

@@ -5,6 +5,7 @@
 //! their metadata last, deepest first, so writing their contents does not disturb their
 //! mtimes. Every blob is checked against its id before a byte of it is written.
 
+pub mod archived;
 pub mod fetch;
 pub mod target;
 
@@ -170,6 +171,11 @@ pub struct RestoreSummary {
     pub skipped: u64,
     #[serde(skip)]
     pub errors: Vec<(PathBuf, String)>,
+    /// Files not restored because a pack they need is archived (listed in
+    /// `archived_packs`): the restore is to be run again once those are retrieved.
+    pub files_waiting: u64,
+    #[serde(skip)]
+    pub archived_packs: Vec<archived::ArchivedPack>,
 }
 
 enum Selection {
@@ -260,6 +266,10 @@ pub fn restore(
                 s.bytes += f.node.size;
                 s.verified_files += u64::from(verified);
             }),
+            Err(_) if f.waits_for_archive() => {
+                fetch::discard(&target, f);
+                count(&|s| s.files_waiting += 1);
+            }
             Err(e) => {
                 fetch::discard(&target, f);
                 record_error(&f.dest, e);
@@ -268,6 +278,7 @@ pub fn restore(
     };
     let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
     let stop = fetch::Stop::default();
+    let archived = fetch::ArchivedPacks::default();
     // The planner walks the snapshot, makes directories and hands over batches of files;
     // this thread writes one batch while the next is planned. A rendezvous, so that at
     // most two batches are held: the one being written and the next.
@@ -351,7 +362,9 @@ pub fn restore(
         for batch in planned {
             // Once stopped, batches are only drained until the planner sees it.
             if stop.reason().is_none() {
-                fetch::write_contents(repo, &target, &batch, workers, &stop, progress, &finish);
+                fetch::write_contents(
+                    repo, &target, &batch, workers, &stop, &archived, progress, &finish,
+                );
             }
         }
         planner
@@ -386,6 +399,7 @@ pub fn restore(
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.archived_packs = archived::sized(repo, archived.into_inner())?;
     for (rel, node) in &dirs {
         if node.name.is_empty() {
             continue; // the snapshot root is the target itself

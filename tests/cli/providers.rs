@@ -547,3 +547,64 @@ fn object_lock_is_a_property_of_the_repository() {
     let out = local.run(&["init", "--s3-object-lock-days", "1"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn archived_packs_are_reported_once_retrieved_on_request_and_then_restored() {
+    let env = Env::on_server(moto_at(var("CAIRN_TEST_MOTO_ENDPOINT")));
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 75);
+    env.backup_json(&[&src], &["--s3-storage-class", "GLACIER"]);
+
+    // check reads no archived data, and says so.
+    let check = env.ok(&["check"]);
+    let said = String::from_utf8_lossy(&check.stderr).into_owned()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains("their headers not read"), "{said}");
+
+    // A restore names each archived pack once, not each file, and exits 4.
+    let target = env.path("restore");
+    let t = target.to_str().unwrap();
+    let out = env.run(&["restore", "latest", "--target", t]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let packs = err
+        .lines()
+        .filter(|l| l.contains("is in storage class GLACIER"))
+        .count();
+    assert!(packs >= 1, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        packs + 1,
+        "one line per pack and a total: {err}"
+    );
+    assert!(err.contains("--retrieve-cold"), "{err}");
+
+    // --retrieve-cold requests exactly those packs, and exits 4 until they are readable.
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--retrieve-cold",
+        "--tier",
+        "bulk",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "requested the retrieval of {packs} archived data packs"
+        )),
+        "{err}"
+    );
+    // moto makes retrieved copies readable at once: the same restore now completes.
+    let out = env.ok(&["restore", "latest", "--target", t, "--retrieve-cold"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("are retrieved"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    env.ok(&["check", "--read-data"]);
+}

@@ -30,10 +30,14 @@ use aws_sdk_s3::config::{
     Region, RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{ObjectLockMode, StorageClass};
+use aws_sdk_s3::types::{
+    ArchiveStatus, GlacierJobParameters, ObjectLockMode, ObjectStorageClass, RestoreRequest,
+    StorageClass, Tier,
+};
 
-use super::{Backend, Kind, Listed, ObjectName};
+use super::{Availability, Backend, Kind, Listed, ObjectName, RetrievalTier};
 use crate::config::{ObjectLockConfig, RetentionMode};
 use crate::error::{Error, Result};
 use capabilities::{Capabilities, Checksum, ConditionalWrites, Overrides};
@@ -365,11 +369,10 @@ impl S3Backend {
             (Some(412), _) => Failure::Exists,
             // A 403 too, but no credential problem: the object is in GLACIER or
             // DEEP_ARCHIVE and must be restored before it can be read.
-            (_, "InvalidObjectState") => Failure::Other(Error::Other(format!(
-                "{op} {what}: the object is in an archive storage class (GLACIER or \
-                 DEEP_ARCHIVE) and must be restored first (aws s3api restore-object), then \
-                 run the command again"
-            ))),
+            (_, "InvalidObjectState") => Failure::Other(Error::Archived {
+                object: what.to_string(),
+                class: "GLACIER or DEEP_ARCHIVE".into(),
+            }),
             (Some(501), _) | (_, "NotImplemented") => Failure::Refused(detail),
             (Some(400), "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch") => {
                 Failure::BadDigest(detail)
@@ -424,6 +427,15 @@ impl S3Backend {
                 req = req.range(format!("bytes={}-{}", offset, offset + length - 1));
             }
             let resp = req.send().await.map_err(|e| {
+                if let Some(GetObjectError::InvalidObjectState(cold)) = e.as_service_error() {
+                    return Error::Archived {
+                        object: what.clone(),
+                        class: cold
+                            .storage_class()
+                            .map_or("GLACIER or DEEP_ARCHIVE", |c| c.as_str())
+                            .to_string(),
+                    };
+                }
                 self.classify("GET", &what, e)
                     .into_error(&self.loc, "GET", &what)
             })?;
@@ -556,11 +568,86 @@ impl Backend for S3Backend {
                     out.push(Listed {
                         name: name.to_string(),
                         size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        archived: o
+                            .storage_class()
+                            .filter(|c| {
+                                matches!(
+                                    c,
+                                    ObjectStorageClass::Glacier | ObjectStorageClass::DeepArchive
+                                )
+                            })
+                            .map(|c| c.as_str().to_string()),
                     });
                 }
             }
             Ok(out)
         })
+    }
+
+    /// A HEAD: the storage class (and Intelligent-Tiering archive status) says whether
+    /// the object is archived, `x-amz-restore` whether a retrieval is under way or done.
+    fn availability(&self, obj: &ObjectName) -> Result<Availability> {
+        let key = self.key(obj);
+        let what = obj.path();
+        let head = self.rt.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.loc.bucket)
+                .key(&key)
+                .send(),
+        );
+        let h = head.map_err(|e| {
+            self.classify("HEAD", &what, e)
+                .into_error(&self.loc, "HEAD", &what)
+        })?;
+        let class = match (h.storage_class(), h.archive_status()) {
+            (_, Some(ArchiveStatus::ArchiveAccess | ArchiveStatus::DeepArchiveAccess)) => {
+                "INTELLIGENT_TIERING (archive tier)".to_string()
+            }
+            (Some(c @ (StorageClass::Glacier | StorageClass::DeepArchive)), _) => {
+                c.as_str().to_string()
+            }
+            _ => return Ok(Availability::Ready),
+        };
+        Ok(match h.restore() {
+            None => Availability::Archived { class },
+            Some(r) if r.contains("ongoing-request=\"true\"") => Availability::Retrieving { class },
+            Some(_) => Availability::Ready,
+        })
+    }
+
+    fn retrieve(&self, obj: &ObjectName, tier: RetrievalTier, days: u32) -> Result<()> {
+        let key = self.key(obj);
+        let what = obj.path();
+        let tier = match tier {
+            RetrievalTier::Expedited => Tier::Expedited,
+            RetrievalTier::Standard => Tier::Standard,
+            RetrievalTier::Bulk => Tier::Bulk,
+        };
+        let job = GlacierJobParameters::builder()
+            .tier(tier)
+            .build()
+            .map_err(|e| Error::Other(format!("RestoreObject {what}: {e}")))?;
+        let request = RestoreRequest::builder()
+            .days(i32::try_from(days).unwrap_or(i32::MAX))
+            .glacier_job_parameters(job)
+            .build();
+        let sent = self.rt.block_on(
+            self.client
+                .restore_object()
+                .bucket(&self.loc.bucket)
+                .key(&key)
+                .restore_request(request)
+                .send(),
+        );
+        match sent {
+            Ok(_) => Ok(()),
+            // Asked for before and still under way: that is what was wanted.
+            Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(()),
+            Err(e) => Err(self
+                .classify("RESTORE", &what, e)
+                .into_error(&self.loc, "RESTORE", &what)),
+        }
     }
 
     fn stat(&self, obj: &ObjectName) -> Result<Option<u64>> {

@@ -1,8 +1,11 @@
 use std::path::PathBuf;
 
 use cairn::Result;
-use cairn::error::{EXIT_FATAL, EXIT_OK};
+use cairn::backend::RetrievalTier;
+use cairn::error::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
+use cairn::restorer::archived::{self, ArchivedPack, Retrieval};
 use cairn::restorer::{RestoreOptions, restore};
+use indicatif::HumanBytes;
 
 use super::{pick_snapshot, snapshot_path};
 use crate::cli::output::{errln, regardless};
@@ -22,6 +25,29 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     verify: bool,
+    /// Request the retrieval of the data packs this restore needs that are in an archive
+    /// storage class (S3 GLACIER, DEEP_ARCHIVE), then restore once they all are readable;
+    /// until then it exits with code 4 and says how many are waiting
+    #[arg(long)]
+    retrieve_cold: bool,
+    /// Retrieval tier for --retrieve-cold: Expedited (minutes, dearest; not for
+    /// DEEP_ARCHIVE), Standard (hours) or Bulk (up to two days, cheapest)
+    #[arg(long, value_enum, default_value_t = Tier::Standard, requires = "retrieve_cold")]
+    tier: Tier,
+    /// Days the retrieved copies stay readable (and are charged for) with --retrieve-cold
+    #[arg(long, default_value_t = 2, requires = "retrieve_cold", value_parser = clap::value_parser!(u32).range(1..=365))]
+    retrieve_days: u32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tier {
+    Expedited,
+    Standard,
+    Bulk,
+}
+
+fn total(packs: &[ArchivedPack]) -> HumanBytes {
+    HumanBytes(packs.iter().map(|p| p.size).sum())
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
@@ -32,6 +58,52 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         .iter()
         .map(|p| snapshot_path(&repo, snap.tree, p))
         .collect::<Result<Vec<_>>>()?;
+    if args.retrieve_cold {
+        let retrieval = Retrieval {
+            tier: match args.tier {
+                Tier::Expedited => RetrievalTier::Expedited,
+                Tier::Standard => RetrievalTier::Standard,
+                Tier::Bulk => RetrievalTier::Bulk,
+            },
+            days: args.retrieve_days,
+        };
+        let prep = archived::prepare(&repo, snap.tree, &includes, retrieval)?;
+        if g.json {
+            regardless(print_json(&serde_json::json!({
+                "message_type": "retrieval",
+                "requested": prep.requested,
+                "retrieving": prep.retrieving,
+                "ready": prep.ready,
+            })))?;
+        }
+        if !prep.complete() {
+            if !prep.requested.is_empty() {
+                g.info(format!(
+                    "requested the retrieval of {} archived data packs ({}) for {} days",
+                    prep.requested.len(),
+                    total(&prep.requested),
+                    args.retrieve_days
+                ));
+            }
+            if !prep.retrieving.is_empty() {
+                g.info(format!(
+                    "{} archived data packs ({}) are still being retrieved",
+                    prep.retrieving.len(),
+                    total(&prep.retrieving)
+                ));
+            }
+            errln!(
+                "error: the restore needs archived data that is not readable yet; run the same command again once the retrieval is done (Expedited: minutes, Standard: hours, Bulk: up to two days)"
+            );
+            return Ok(EXIT_ARCHIVED);
+        }
+        if prep.ready > 0 {
+            g.info(format!(
+                "the {} archived data packs this restore needs are retrieved",
+                prep.ready
+            ));
+        }
+    }
     let bar = cairn::progress::bytes_bar(g.progress(), "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
@@ -72,6 +144,8 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "bytes_restored": summary.bytes,
             "files_verified": summary.verified_files,
             "errors": summary.errors.len(),
+            "files_waiting": summary.files_waiting,
+            "archived_packs": summary.archived_packs,
             "requests": repo.request_stats(),
         })))?;
     } else {
@@ -95,6 +169,23 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             );
         }
         g.info(line);
+    }
+    if !summary.archived_packs.is_empty() {
+        for p in &summary.archived_packs {
+            errln!(
+                "error: data pack {} is in storage class {} ({})",
+                p.id,
+                p.class,
+                HumanBytes(p.size)
+            );
+        }
+        errln!(
+            "error: {} files were not restored: they need data from the {} archived packs above ({} in all); run the same restore with --retrieve-cold to request them, then again once they are retrieved",
+            summary.files_waiting,
+            summary.archived_packs.len(),
+            total(&summary.archived_packs)
+        );
+        return Ok(EXIT_ARCHIVED);
     }
     if summary.errors.is_empty() {
         Ok(EXIT_OK)
