@@ -608,3 +608,125 @@ fn archived_packs_are_reported_once_retrieved_on_request_and_then_restored() {
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
     env.ok(&["check", "--read-data"]);
 }
+
+/// A moto server of this test's own that checks every request against IAM after the
+/// first `free_requests` (which create the users).
+struct IamMoto {
+    child: Child,
+    endpoint: String,
+}
+
+impl IamMoto {
+    fn start(free_requests: u32) -> IamMoto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(var("CAIRN_TEST_MOTO_BIN"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_requests.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // moto listens before its app is loaded; a TCP connect is not enough, but the
+        // user setup below retries nothing, so wait for an HTTP answer.
+        loop {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                s.write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && s.read(&mut [0u8; 16]).is_ok_and(|n| n > 0)
+            });
+            if answered {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        IamMoto { child, endpoint }
+    }
+}
+
+impl Drop for IamMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// README's backup-only policy, on a store that enforces IAM: backup works with it; what
+/// deletes (forget, prune) fails with a message naming the refused request; a missing
+/// credential is named at once, never retried.
+#[test]
+fn backup_only_credential_backs_up_and_cannot_delete() {
+    let moto = IamMoto::start(6);
+    let admin =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let backup_only = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":["s3:ListBucket"],"Resource":"arn:aws:s3:::iam-bucket"},
+        {"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::iam-bucket/laptop/*"}]}"#;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-iam-users.py");
+    let made = Command::new(var("CAIRN_TEST_PYTHON"))
+        .arg(script)
+        .arg(&moto.endpoint)
+        .arg(format!("admin={admin}"))
+        .arg(format!("backup={backup_only}"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let keys: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    let as_user = |user: &str| {
+        let mut server = moto_at(moto.endpoint.clone());
+        server.access_key = keys[user][0].as_str().unwrap().to_string();
+        server.secret_key = keys[user][1].as_str().unwrap().to_string();
+        let mut env = Env::on_server(server);
+        env.repo = "s3://iam-bucket/laptop".into();
+        env
+    };
+    let admin_env = as_user("admin");
+    let backup_env = as_user("backup");
+    admin_env.init();
+    let src = backup_env.path("src");
+    random_tree(&src, 76);
+    let snap = backup_env.backup_json(&[&src], &[]);
+    backup_env.assert_restores("latest", &src);
+
+    let forget = backup_env.run(&["forget", snap["snapshot_id"].as_str().unwrap()]);
+    let err = String::from_utf8_lossy(&forget.stderr);
+    assert_eq!(forget.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("access denied") && err.contains("DELETE snapshots/"),
+        "{err}"
+    );
+    let prune = backup_env.run(&["prune"]);
+    let err = String::from_utf8_lossy(&prune.stderr);
+    assert_eq!(prune.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("access denied") && err.contains("DELETE"),
+        "{err}"
+    );
+    // What the refused prune left, a credential that may delete clears.
+    admin_env.ok(&["unlock"]);
+    admin_env.ok(&["check", "--read-data"]);
+
+    // No credentials at all: said at once, not retried.
+    let mut none = backup_env.cmd(&["snapshots"]);
+    none.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let started = Instant::now();
+    let out = none.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no usable AWS credentials"), "{err}");
+    assert!(!err.contains("gave up"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+}

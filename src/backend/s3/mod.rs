@@ -203,6 +203,20 @@ fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The credential chain's failure among an error's sources, if that is what it was.
+fn credentials_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a aws_credential_types::provider::error::CredentialsError> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(c) = e.downcast_ref() {
+            return Some(c);
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// What went wrong with one request, as far as callers care.
 enum Failure {
     NotFound,
@@ -337,10 +351,14 @@ impl S3Backend {
             SdkError::DispatchFailure(d) if d.is_timeout() => return transient(no_answer),
             SdkError::DispatchFailure(d) => {
                 let cause = causes(&err);
-                if cause.contains("loading credentials") {
+                if let Some(why) = credentials_error(&err) {
+                    // The chain's own account lists every provider it tried, one per
+                    // line; the first line says what matters.
+                    let why = why.to_string();
+                    let why = why.lines().next().unwrap_or_default();
                     return Failure::Other(Error::Other(format!(
                         "no usable AWS credentials for {}: set AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials ({cause})",
+                         AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials ({why})",
                         self.loc
                     )));
                 }
