@@ -257,6 +257,32 @@ fn round_trip_through(profile: Option<&str>, expect: Expect) {
     assert!(!err.contains("damaged"), "{name}: prune said {err}");
     env.ok(&["check", "--read-data"]);
     env.assert_restores("latest", &src);
+
+    // Two prunes at once: each holds the lock or refuses (11), and none is left behind.
+    let racers: Vec<Child> = (0..2)
+        .map(|_| {
+            env.cmd(&PRUNE_NOW)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.wait_with_output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 11)),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let unlock = env.ok(&["unlock", "--json"]);
+    let unlock: serde_json::Value = serde_json::from_slice(&unlock.stdout).unwrap();
+    assert_eq!(
+        unlock["removed"], false,
+        "{name}: a lock was left: {unlock}"
+    );
+    env.ok(&["check"]);
     if let Some(proxy) = &proxy {
         assert_wire_format(&proxy.requests(), &expect);
     }
