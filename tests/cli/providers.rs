@@ -155,6 +155,13 @@ fn assert_wire_format(requests: &[serde_json::Value], expect: &Expect) {
     assert!(puts > 0, "no PUT seen");
 }
 
+/// No lock object is left in the repository (`unlock` finds nothing to remove).
+fn assert_no_lock_left(env: &Env) {
+    let unlock = env.ok(&["unlock", "--json"]);
+    let unlock: serde_json::Value = serde_json::from_slice(&unlock.stdout).unwrap();
+    assert_eq!(unlock["removed"], false, "a lock was left: {unlock}");
+}
+
 fn requests_total(summary: &serde_json::Value) -> u64 {
     ["get", "put", "head", "list", "delete"]
         .iter()
@@ -276,12 +283,7 @@ fn round_trip_through(profile: Option<&str>, expect: Expect) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let unlock = env.ok(&["unlock", "--json"]);
-    let unlock: serde_json::Value = serde_json::from_slice(&unlock.stdout).unwrap();
-    assert_eq!(
-        unlock["removed"], false,
-        "{name}: a lock was left: {unlock}"
-    );
+    assert_no_lock_left(&env);
     env.ok(&["check"]);
     if let Some(proxy) = &proxy {
         assert_wire_format(&proxy.requests(), &expect);
@@ -398,12 +400,7 @@ fn second_prune_refuses_while_the_first_holds_the_lock(profile: &str) {
         "{profile}: the first prune: {}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let unlock = env.ok(&["unlock", "--json"]);
-    let unlock: serde_json::Value = serde_json::from_slice(&unlock.stdout).unwrap();
-    assert_eq!(
-        unlock["removed"], false,
-        "{profile}: a lock was left: {unlock}"
-    );
+    assert_no_lock_left(&env);
     env.ok(&["check"]);
 }
 
@@ -563,9 +560,7 @@ fn object_lock_is_a_property_of_the_repository() {
         String::from_utf8_lossy(&forget.stderr)
     );
     env.ok(&PRUNE_NOW);
-    let unlock = env.ok(&["unlock", "--json"]);
-    let unlock: serde_json::Value = serde_json::from_slice(&unlock.stdout).unwrap();
-    assert_eq!(unlock["removed"], false, "{unlock}");
+    assert_no_lock_left(&env);
     env.assert_restores(id, &src);
 
     // A local repository cannot lock objects.
