@@ -94,7 +94,8 @@ impl std::fmt::Display for ObjectLockConfig {
             RetentionMode::Governance => "governance",
             RetentionMode::Compliance => "compliance",
         };
-        write!(f, "{} days, {mode} mode", self.days)
+        let days = if self.days == 1 { "day" } else { "days" };
+        write!(f, "{} {days}, {mode} mode", self.days)
     }
 }
 

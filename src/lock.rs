@@ -143,7 +143,7 @@ fn others(repo: &Repository, own: Option<&ObjectName>) -> Result<Vec<Held>> {
         .list(Kind::Lock)?
         .into_iter()
         .map(|l| l.name)
-        .filter(|n| own.is_none_or(|o| &o.name != n))
+        .filter(|n| is_lock_name(n) && own.is_none_or(|o| &o.name != n))
         .collect();
     names.sort();
     let mut held = Vec::new();
@@ -163,6 +163,16 @@ fn others(repo: &Repository, own: Option<&ObjectName>) -> Result<Vec<Held>> {
 /// Removes one lock object whatever it holds.
 pub fn remove(repo: &Repository, object: &ObjectName) -> Result<()> {
     repo.backend().remove(object)
+}
+
+/// Whether a name in `locks/` is one a lock is written under: anything else there (a
+/// folder marker an S3 console made, a stray file) is no lock and blocks nothing.
+fn is_lock_name(name: &str) -> bool {
+    name == EXCLUSIVE
+        || (name.len() == 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 fn random_name() -> Result<String> {
@@ -213,7 +223,7 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
     };
     let (_, bytes) = repo.seal_meta(Aad::Lock, &info)?;
     let backend = repo.backend();
-    let atomic = backend.atomic_create()?;
+    let atomic = backend.atomic_create_now()?;
     let own = lock_object(&if atomic {
         EXCLUSIVE.to_string()
     } else {

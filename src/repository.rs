@@ -160,10 +160,11 @@ impl Repository {
             Ok(None) => {}
             Err(e) => return Err(e),
         }
+        // Before anything is made: a store that cannot lock objects refuses here.
+        backend.require_object_lock(opts.object_lock.as_ref())?;
         backend.create()?;
         let master = MasterKey::generate()?;
         let config = Config::new(opts.chunker, opts.zstd_level, opts.object_lock.clone())?;
-        backend.require_object_lock(config.object_lock.as_ref())?;
         let (kid, kbytes) = KeyFile::create(&master, password)?.encode();
         backend.write(&ObjectName::new(Kind::Key, &kid), &kbytes)?;
         let sealed = seal_meta_bytes(&master, Aad::Config, &config, config.zstd_level)?;
@@ -362,7 +363,14 @@ impl Repository {
             match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if strict => return Err(e),
-                Err(e) => tracing::warn!("skipping snapshot {}: {e}", id.short()),
+                // A damaged snapshot is skipped (check names it), and one a forget removed
+                // since the listing is gone; a store that cannot be read is no reason to
+                // show fewer snapshots.
+                Err(e @ Error::Corrupt(..)) => {
+                    tracing::warn!("skipping snapshot {}: {e}", id.short())
+                }
+                Err(Error::ObjectNotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));

@@ -95,6 +95,10 @@ impl Backend for Counting {
         self.inner.atomic_create()
     }
 
+    fn atomic_create_now(&self) -> Result<bool> {
+        self.inner.atomic_create_now()
+    }
+
     fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
         self.inner.require_object_lock(repo)
     }

@@ -67,7 +67,7 @@ impl Backend for LocalBackend {
         match repo {
             None => Ok(()),
             Some(lock) => Err(Error::Invalid(format!(
-                "the repository at {} asks for object-lock retention ({lock}), which only an S3 store can give",
+                "object-lock retention ({lock}) is for S3 repositories; a local directory such as {} cannot keep it",
                 self.root.display()
             ))),
         }

@@ -199,6 +199,13 @@ pub trait Backend: Send + Sync {
     /// listings.
     fn atomic_create(&self) -> Result<bool>;
 
+    /// `atomic_create`, asking the store afresh where its answer may have changed since it
+    /// was recorded (an S3 store upgraded or moved behind another gateway): the lock
+    /// relies on it.
+    fn atomic_create_now(&self) -> Result<bool> {
+        self.atomic_create()
+    }
+
     /// Applies the repository's object-lock retention (from its config) to every later
     /// write but locks; a command line asking for less is an error. A store that cannot
     /// lock objects refuses a repository that asks for it.

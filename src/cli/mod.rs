@@ -97,9 +97,15 @@ struct S3Args {
     /// option; later, only a longer retention may be asked for
     #[arg(long = "s3-object-lock-days", global = true, value_name = "N")]
     object_lock_days: Option<u32>,
-    /// Object-lock mode for --s3-object-lock-days
-    #[arg(long = "s3-object-lock-mode", global = true, value_enum, default_value_t = LockMode::Governance)]
-    object_lock_mode: LockMode,
+    /// Object-lock mode for --s3-object-lock-days (default: the repository's, or
+    /// governance for a new one)
+    #[arg(
+        long = "s3-object-lock-mode",
+        global = true,
+        value_enum,
+        requires = "object_lock_days"
+    )]
+    object_lock_mode: Option<LockMode>,
     /// Whether to rely on the store refusing to replace an object (`If-None-Match: *`):
     /// `auto` asks the store once and records its answer, `on` relies on it, `off` never
     /// sends it and checks instead
@@ -151,12 +157,16 @@ impl S3Args {
             )));
         }
         Ok(Some(ObjectLockConfig {
-            mode: match self.object_lock_mode {
-                LockMode::Governance => RetentionMode::Governance,
-                LockMode::Compliance => RetentionMode::Compliance,
-            },
+            mode: self.retention_mode().unwrap_or(RetentionMode::Governance),
             days,
         }))
+    }
+
+    fn retention_mode(&self) -> Option<RetentionMode> {
+        self.object_lock_mode.map(|m| match m {
+            LockMode::Governance => RetentionMode::Governance,
+            LockMode::Compliance => RetentionMode::Compliance,
+        })
     }
 
     fn options(&self, cache_base: Option<&std::path::Path>) -> Result<S3Options> {
@@ -172,7 +182,8 @@ impl S3Args {
                 .as_deref()
                 .map(s3::parse_storage_class)
                 .transpose()?,
-            object_lock: self.object_lock()?,
+            object_lock_days: self.object_lock()?.map(|l| l.days),
+            object_lock_mode: self.retention_mode(),
             overrides: Overrides {
                 conditional_writes: match self.conditional_writes {
                     Switch::Auto => None,

@@ -166,6 +166,13 @@ impl Stop {
         }
     }
 
+    /// Stops the restore: the store gave up answering.
+    pub fn store_failed(&self, e: &Error) {
+        let _ = self
+            .reason
+            .set(format!("reading from the store failed: {e}"));
+    }
+
     /// Why the restore stopped, if it did: the target failed, or the user interrupted.
     pub fn reason(&self) -> Option<&str> {
         if interrupt::requested() {
@@ -289,6 +296,13 @@ fn write_pack(
         let Err(e) = writer.write_run(members, &locs[run.clone()]) else {
             continue;
         };
+        if let Error::GaveUp { .. } = &e {
+            // The store stopped answering: every further read would wait out its retries
+            // too. The files of this pack fail with it, and the restore stops.
+            stop.store_failed(&e);
+            writer.fail_all(&order[run.start..], &e);
+            return;
+        }
         if let Error::Archived { class, .. } = &e {
             // No run of this pack can be read: every file waiting on it waits for the
             // retrieval, and the pack is reported once.

@@ -388,8 +388,9 @@ pub fn restore(
         return Err(Error::Other(format!(
             "restore into {} stopped: {reason}. {} files ({} bytes) were restored before it; \
              files it was writing were removed, and directories keep the default mode and \
-             times. Free space (or make the target writable) and run the restore again: \
-             files already complete are kept",
+             times. Free space, make the target writable or check the network and the \
+             store, as the reason says, and run the restore again: files already complete \
+             are kept",
             opts.target.display(),
             s.files,
             s.bytes

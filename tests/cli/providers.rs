@@ -359,6 +359,16 @@ fn second_prune_refuses_while_the_first_holds_the_lock(profile: &str) {
     let first = env.backup_json(&[&src], &[]);
     env.backup_json(&[&src], &["--tag", "again"]);
     env.ok(&["forget", first["snapshot_id"].as_str().unwrap()]);
+    // A record from when the store honoured If-None-Match (it was upgraded, or moved
+    // behind another gateway since): prune must not trust it.
+    for record in std::fs::read_dir(env.path("cache/stores")).unwrap() {
+        let path = record.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let stale = text
+            .replace("\"ignored\"", "\"honoured\"")
+            .replace("\"refused\"", "\"honoured\"");
+        std::fs::write(&path, stale).unwrap();
+    }
 
     let seen = proxy.requests().len();
     let mut holder = env
@@ -420,6 +430,23 @@ fn a_config_is_never_replaced_where_conditional_writes_are_ignored() {
     let proxy = Proxy::start("ignore-conditional", scratch.path());
     let env = Env::on_server(proxy.server());
     env.init();
+    // The user's choices are said as such.
+    let mut off = Env::on_server(proxy.server());
+    off.repo.push_str("-off");
+    let said = off.ok(&["init", "--s3-conditional-writes=off"]);
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains("not used (--s3-conditional-writes=off)"),
+        "{}",
+        String::from_utf8_lossy(&said.stdout)
+    );
+    let refusing = Proxy::start("no-conditional", scratch.path());
+    let mut forced = Env::on_server(refusing.server());
+    forced.repo.push_str("-forced");
+    let out = forced.run(&["init", "--s3-conditional-writes=on"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the command line asked for that"), "{err}");
+    assert!(!err.contains("gave up"), "a refusal is not retried: {err}");
     let again = env.run(&["init"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(
@@ -462,9 +489,57 @@ fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
         // Three attempts of 2 s (plus the time an upload may take) and the pauses.
         assert!(took < Duration::from_secs(60), "{profile}: took {took:?}");
     }
+    // The probe itself meets the hung store (6 reads answered, then the first write):
+    // one probe fails, and every upload waiting on it fails with it.
+    let hung = Proxy::start("hung-after=6", scratch.path());
+    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "backup"]);
+    cmd.arg(&src)
+        .env("AWS_ENDPOINT_URL", hung.server().endpoint);
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("probing what the S3 store supports"), "{err}");
+    assert!(
+        took < Duration::from_secs(25),
+        "the probe took {took:?}: {err}"
+    );
+
     let done = env.backup_json(&[&src], &[]);
     assert!(done["snapshot_id"].is_string(), "{done}");
     env.ok(&["check", "--read-data"]);
+    env.assert_restores("latest", &src);
+
+    // Reads that meet a hung store fail: `snapshots` never shows fewer snapshots (the
+    // sixth request is the GET of a snapshot), and a restore stops instead of waiting out
+    // every blob's retries.
+    let hung = Proxy::start("hung-after=5", scratch.path());
+    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "snapshots"]);
+    cmd.env("AWS_ENDPOINT_URL", hung.server().endpoint);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("0 snapshots"),
+        "{err}"
+    );
+    let hung = Proxy::start("hung-after=6", scratch.path());
+    let target = env.path("hung-restore");
+    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "restore", "latest"]);
+    cmd.arg("--target")
+        .arg(&target)
+        .env("AWS_ENDPOINT_URL", hung.server().endpoint);
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("reading from the store failed"), "{err}");
+    assert!(
+        took < Duration::from_secs(60),
+        "the restore took {took:?}: {err}"
+    );
     env.assert_restores("latest", &src);
 }
 
@@ -479,7 +554,7 @@ fn object_lock_is_a_property_of_the_repository() {
     let init = env.ok(&["init", "--s3-object-lock-days", "1"]);
     assert!(
         String::from_utf8_lossy(&init.stdout)
-            .contains("object lock: every object but locks is kept for 1 days, governance mode"),
+            .contains("object lock: every object but locks is kept for 1 day, governance mode"),
         "{}",
         String::from_utf8_lossy(&init.stdout)
     );
@@ -548,6 +623,29 @@ fn object_lock_is_a_property_of_the_repository() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // What the command line leaves out comes from the repository: more days keep its
+    // compliance mode.
+    let seen = proxy.requests().len();
+    weaker.ok(&[
+        "--s3-object-lock-days",
+        "3",
+        "backup",
+        src.to_str().unwrap(),
+    ]);
+    let modes: Vec<_> = proxy
+        .requests_after(seen)
+        .into_iter()
+        .filter(|r| r["method"] == "PUT" && !r["path"].as_str().unwrap().contains("/locks/"))
+        .map(|r| header(&r, "x-amz-object-lock-mode").map(str::to_string))
+        .collect();
+    assert!(
+        !modes.is_empty() && modes.iter().all(|m| m.as_deref() == Some("COMPLIANCE")),
+        "{modes:?}"
+    );
+    // A mode alone is a usage error.
+    let out = env.run(&["--s3-object-lock-mode", "compliance", "snapshots"]);
+    assert_eq!(out.status.code(), Some(2));
 
     // forget must leave a snapshot under retention, and says so; prune then has nothing
     // it may delete, and the lock it took is gone (locks carry no retention).

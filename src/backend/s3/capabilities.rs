@@ -23,6 +23,8 @@ pub enum ConditionalWrites {
     Refused,
     /// Stores the second PUT over the first.
     Ignored,
+    /// Not relied on, by the user's choice (`--s3-conditional-writes=off`); never recorded.
+    Off,
 }
 
 /// The integrity header each PUT carries.
@@ -56,6 +58,9 @@ impl fmt::Display for Capabilities {
             ConditionalWrites::Ignored => {
                 "ignored (a second PUT replaces); creates are checked instead"
             }
+            ConditionalWrites::Off => {
+                "not used (--s3-conditional-writes=off); creates are checked instead"
+            }
         };
         let checksum = match self.checksum {
             Checksum::Crc32c => "CRC32C (x-amz-checksum-crc32c)",
@@ -85,12 +90,9 @@ impl Overrides {
     pub fn apply(&self, mut caps: Capabilities) -> Capabilities {
         match self.conditional_writes {
             Some(true) => caps.conditional_writes = ConditionalWrites::Honoured,
-            // "off" means "do not rely on it"; whether the store refuses or ignores it, the
-            // header is then never sent.
-            Some(false) if caps.conditional_writes == ConditionalWrites::Honoured => {
-                caps.conditional_writes = ConditionalWrites::Refused;
-            }
-            _ => {}
+            // "off" means "do not rely on it": the header is never sent.
+            Some(false) => caps.conditional_writes = ConditionalWrites::Off,
+            None => {}
         }
         if let Some(c) = self.checksum {
             caps.checksum = c;

@@ -119,9 +119,11 @@ pub struct S3Options {
     pub connections: usize,
     /// Storage class of data packs; everything else stays STANDARD.
     pub storage_class: Option<StorageClass>,
-    /// Retention asked for on the command line; the repository's own (in its config)
-    /// applies without it, see `Backend::require_object_lock`.
-    pub object_lock: Option<ObjectLockConfig>,
+    /// Retention asked for on the command line (`--s3-object-lock-days`, and the mode if
+    /// given); the repository's own (in its config) applies without it, and what is not
+    /// given comes from it, see `Backend::require_object_lock`.
+    pub object_lock_days: Option<u32>,
+    pub object_lock_mode: Option<RetentionMode>,
     /// `--s3-conditional-writes` and `--s3-checksum`, beating the probe.
     pub overrides: Overrides,
     /// How long an attempt may wait for the store's first byte of answer (scaled up for
@@ -146,7 +148,8 @@ impl Default for S3Options {
             path_style: None,
             connections: DEFAULT_CONNECTIONS,
             storage_class: None,
-            object_lock: None,
+            object_lock_days: None,
+            object_lock_mode: None,
             overrides: Overrides::default(),
             timeout: DEFAULT_TIMEOUT,
             record_dir: None,
@@ -181,7 +184,9 @@ pub struct S3Backend {
     opts: S3Options,
     /// Resolved on the first write (reads need none of it, and a read-only key could not
     /// probe).
-    capabilities: Mutex<Option<Capabilities>>,
+    /// A failed probe is remembered too: every upload waiting on it fails with it, and
+    /// none probes again.
+    capabilities: Mutex<Option<std::result::Result<Capabilities, String>>>,
     /// The retention every object but locks is written with: the repository's, or a longer
     /// one the command line asked for. Set when the repository's config has been read.
     retention: Mutex<Option<ObjectLockConfig>>,
@@ -227,6 +232,9 @@ enum Failure {
     Refused(String),
     /// A body that does not match its integrity header (400 BadDigest and kin).
     BadDigest(String),
+    /// 400 InvalidRequest: the request is not valid for this bucket (retention asked of
+    /// a bucket without object lock, among others).
+    InvalidRequest(String),
     Other(Error),
 }
 
@@ -247,6 +255,9 @@ impl Failure {
                 what: format!("{op} {what}"),
                 message: format!("the store found the upload damaged ({detail})"),
             },
+            Failure::InvalidRequest(detail) => {
+                Error::Other(format!("{loc} {op} {what}: {detail} (HTTP 400)"))
+            }
             Failure::Other(e) => e,
         }
     }
@@ -295,7 +306,10 @@ impl S3Backend {
             client: Client::from_conf(conf.build()),
             endpoint: endpoint.unwrap_or_else(|| "AWS".into()),
             loc,
-            retention: Mutex::new(opts.object_lock.clone()),
+            retention: Mutex::new(opts.object_lock_days.map(|days| ObjectLockConfig {
+                days,
+                mode: opts.object_lock_mode.unwrap_or(RetentionMode::Governance),
+            })),
             opts,
             capabilities: Mutex::new(None),
         })
@@ -395,6 +409,7 @@ impl S3Backend {
             (Some(400), "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch") => {
                 Failure::BadDigest(detail)
             }
+            (Some(400), "InvalidRequest") => Failure::InvalidRequest(detail),
             (Some(403), _)
             | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
                 Failure::Other(Error::AccessDenied {
@@ -483,22 +498,42 @@ impl Backend for S3Backend {
         Ok(self.capabilities()?.atomic_create())
     }
 
+    /// Probes again (unless the user decided) and records the answer: a store that
+    /// honoured `If-None-Match` when it was recorded and ignores it now would otherwise
+    /// let two prunes take `locks/exclusive`.
+    fn atomic_create_now(&self) -> Result<bool> {
+        if self.opts.overrides.conditional_writes.is_some() {
+            return self.atomic_create();
+        }
+        let probed = self.probe()?;
+        if let Some(dir) = &self.opts.record_dir {
+            let path = capabilities::record_path(dir, &self.endpoint, &self.loc.bucket);
+            capabilities::save(&path, &self.endpoint, &self.loc.bucket, probed);
+        }
+        let caps = self.opts.overrides.apply(probed);
+        *self
+            .capabilities
+            .lock()
+            .map_err(|_| Error::Other("S3 capability state poisoned".into()))? = Some(Ok(caps));
+        Ok(caps.atomic_create())
+    }
+
     fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
         let Some(repo) = repo else { return Ok(()) };
-        if let Some(asked) = &self.opts.object_lock
-            && !asked.at_least(repo)
-        {
+        // What the command line leaves out comes from the repository.
+        let effective = ObjectLockConfig {
+            days: self.opts.object_lock_days.unwrap_or(repo.days),
+            mode: self.opts.object_lock_mode.unwrap_or(repo.mode),
+        };
+        if !effective.at_least(repo) {
             return Err(Error::Invalid(format!(
-                "--s3-object-lock-days/--s3-object-lock-mode ask for {asked}, less than the repository's object-lock retention ({repo}); leave them out to apply the repository's"
+                "--s3-object-lock-days/--s3-object-lock-mode ask for {effective}, less than the repository's object-lock retention ({repo}); leave them out to apply the repository's"
             )));
         }
-        let mut retention = self
+        *self
             .retention
             .lock()
-            .map_err(|_| Error::Other("S3 retention state poisoned".into()))?;
-        if retention.is_none() {
-            *retention = Some(repo.clone());
-        }
+            .map_err(|_| Error::Other("S3 retention state poisoned".into()))? = Some(effective);
         Ok(())
     }
 
@@ -516,7 +551,7 @@ impl Backend for S3Backend {
         }
         self.rt.block_on(async {
             let mut req = self.client.create_bucket().bucket(bucket);
-            if self.opts.object_lock.is_some() {
+            if self.opts.object_lock_days.is_some() {
                 req = req.object_lock_enabled_for_bucket(true);
             }
             match req.send().await {
@@ -784,8 +819,10 @@ impl S3Backend {
             .capabilities
             .lock()
             .map_err(|_| Error::Other("S3 capability state poisoned".into()))?;
-        if let Some(c) = *known {
-            return Ok(c);
+        match &*known {
+            Some(Ok(c)) => return Ok(*c),
+            Some(Err(e)) => return Err(Error::Other(e.clone())),
+            None => {}
         }
         let overrides = self.opts.overrides;
         let record = self
@@ -811,7 +848,13 @@ impl S3Backend {
                 checksum: Checksum::Md5,
             }),
             None => {
-                let caps = self.probe()?;
+                let caps = match self.probe() {
+                    Ok(caps) => caps,
+                    Err(e) => {
+                        *known = Some(Err(e.to_string()));
+                        return Err(e);
+                    }
+                };
                 tracing::info!(
                     "S3 store {} (bucket {}), probed now: {caps}",
                     self.endpoint,
@@ -827,7 +870,7 @@ impl S3Backend {
         if caps != probed {
             tracing::info!("with the command line's settings: {caps}");
         }
-        *known = Some(caps);
+        *known = Some(Ok(caps));
         Ok(caps)
     }
 
@@ -849,15 +892,16 @@ impl S3Backend {
         };
         let result = (|| {
             self.probe_put(&first, body, &plain(false, Checksum::Md5, false))
-                .and_then(|answer| answer.map_err(|f| f.into_error(&self.loc, "PUT", &first)))
-                .map_err(|e| Error::Other(format!("probing what the S3 store supports: {e}")))?;
+                .and_then(|answer| answer.map_err(|f| f.into_error(&self.loc, "PUT", &first)))?;
             let conditional_writes =
                 match self.probe_put(&first, body, &plain(true, Checksum::Md5, false))? {
                     Err(Failure::Exists) => ConditionalWrites::Honoured,
                     Err(Failure::Refused(_)) => ConditionalWrites::Refused,
                     Ok(()) => ConditionalWrites::Ignored,
+                    // Credentials that may not write here: no answer about the header.
+                    Err(Failure::Other(e @ Error::AccessDenied { .. })) => return Err(e),
                     // A store that fails a header it does not know in some other way
-                    // refuses it just the same.
+                    // (400 InvalidArgument, InvalidRequest) refuses it just the same.
                     Err(other) => {
                         tracing::debug!(
                             "conditional PUT probe: {}",
@@ -886,7 +930,10 @@ impl S3Backend {
                 checksum,
             })
         })();
-        for key in [&first, &second] {
+        // A store that stopped answering would make each removal wait out its timeout
+        // as well; the probe objects are then left (they are a few bytes).
+        let answering = !matches!(result, Err(Error::GaveUp { .. }));
+        for key in [&first, &second].into_iter().filter(|_| answering) {
             let full = self.loc.key(key);
             let gone = self.rt.block_on(
                 self.client
@@ -899,7 +946,7 @@ impl S3Backend {
                 tracing::debug!("could not remove the probe object {full}: {}", causes(&e));
             }
         }
-        result
+        result.map_err(|e| Error::Other(format!("probing what the S3 store supports: {e}")))
     }
 
     /// One probe PUT of `key` (below the prefix): the store's answer, or an error once a
@@ -1012,20 +1059,20 @@ impl S3Backend {
             Err(Failure::Refused(detail)) => {
                 return Err(Error::Other(format!(
                     "{}: PUT {what}: the store does not implement something this request uses \
-                     ({detail}); cairn sent {}; if the store changed since it was probed, \
-                     run `cairn init`'s probe again by removing {}, or set \
-                     --s3-conditional-writes=off / --s3-checksum=md5",
+                     ({detail}); cairn sent {}; {}",
                     self.loc,
                     Self::describe_form(&form),
-                    self.opts
-                        .record_dir
-                        .as_ref()
-                        .map(
-                            |d| capabilities::record_path(d, &self.endpoint, &self.loc.bucket)
-                                .display()
-                                .to_string()
-                        )
-                        .unwrap_or_else(|| "the cache's stores/ record".into())
+                    self.refusal_advice()
+                )));
+            }
+            // Retention asked of a bucket created without object lock.
+            Err(Failure::InvalidRequest(detail)) if form.retention.is_some() => {
+                return Err(Error::Other(format!(
+                    "{}: PUT {what} with object-lock retention: {detail}; if the bucket {} has \
+                     no object lock (it can only be enabled when a bucket is created), use a \
+                     new bucket: `cairn init --s3-object-lock-days N` creates it with object \
+                     lock",
+                    self.loc, self.loc.bucket
                 )));
             }
             Err(other) => return Err(other.into_error(&self.loc, "PUT", &what)),
@@ -1036,6 +1083,30 @@ impl S3Backend {
             return Err(Error::AlreadyExists(format!("{what} in {}", self.loc)));
         }
         Ok(())
+    }
+
+    /// What to do about a refused request, by where its form came from.
+    fn refusal_advice(&self) -> String {
+        let o = self.opts.overrides;
+        if o.conditional_writes == Some(true) || o.checksum == Some(Checksum::Crc32c) {
+            return "the command line asked for that (--s3-conditional-writes=on or \
+                    --s3-checksum=crc32c); leave it out and cairn uses what the store accepts"
+                .into();
+        }
+        let record = self
+            .opts
+            .record_dir
+            .as_ref()
+            .map(|d| {
+                capabilities::record_path(d, &self.endpoint, &self.loc.bucket)
+                    .display()
+                    .to_string()
+            })
+            .unwrap_or_else(|| "the cache's stores/ record".into());
+        format!(
+            "the store answered otherwise when it was probed: remove {record} so that it is \
+             probed again, or set --s3-conditional-writes=off / --s3-checksum=md5"
+        )
     }
 
     fn describe_form(form: &PutForm) -> String {
