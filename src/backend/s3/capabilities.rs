@@ -182,7 +182,7 @@ mod tests {
         };
         assert_eq!(
             off.apply(ignored).conditional_writes,
-            ConditionalWrites::Ignored
+            ConditionalWrites::Off
         );
         let on = Overrides {
             conditional_writes: Some(true),
