@@ -363,10 +363,10 @@ impl Repository {
             match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if strict => return Err(e),
-                // A damaged snapshot is skipped (check names it), and one a forget removed
-                // since the listing is gone; a store that cannot be read is no reason to
-                // show fewer snapshots.
-                Err(e @ Error::Corrupt(..)) => {
+                // A damaged snapshot or one of a newer cairn is skipped (and named), one a
+                // forget removed since the listing is gone; a store that cannot be read
+                // is no reason to show fewer snapshots.
+                Err(e @ (Error::Corrupt(..) | Error::UnknownVersion { .. })) => {
                     tracing::warn!("skipping snapshot {}: {e}", id.short())
                 }
                 Err(Error::ObjectNotFound(_)) => {}
