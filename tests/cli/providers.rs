@@ -457,6 +457,26 @@ fn a_config_is_never_replaced_where_conditional_writes_are_ignored() {
     env.ok(&["snapshots"]);
 }
 
+/// Runs cairn on `env`'s repository with `--s3-timeout 2` through a new proxy of
+/// `profile` in front of moto; returns its output and how long it took.
+fn through(
+    env: &Env,
+    scratch: &tempfile::TempDir,
+    profile: &str,
+    args: &[&str],
+    paths: &[&Path],
+) -> (std::process::Output, Duration) {
+    let proxy = Proxy::start(profile, scratch.path());
+    let mut full = vec!["--s3-timeout", "2"];
+    full.extend_from_slice(args);
+    let mut cmd = env.cmd(&full);
+    cmd.args(paths)
+        .env("AWS_ENDPOINT_URL", proxy.server().endpoint);
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    (out, started.elapsed())
+}
+
 #[test]
 fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
     let scratch = tempfile::tempdir().unwrap();
@@ -473,13 +493,13 @@ fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
 
     // A store that takes the connection and never answers, from the start and mid-backup.
     for profile in ["hung", "hung-after=12"] {
-        let hung = Proxy::start(profile, scratch.path());
-        let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "2", "backup"]);
-        cmd.arg(&src)
-            .env("AWS_ENDPOINT_URL", hung.server().endpoint);
-        let started = Instant::now();
-        let out = cmd.output().unwrap();
-        let took = started.elapsed();
+        let (out, took) = through(
+            &env,
+            &scratch,
+            profile,
+            &["--retries", "2", "backup"],
+            &[&src],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{profile}: {err}");
         assert!(
@@ -491,13 +511,13 @@ fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
     }
     // The probe itself meets the hung store (6 reads answered, then the first write):
     // one probe fails, and every upload waiting on it fails with it.
-    let hung = Proxy::start("hung-after=6", scratch.path());
-    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "backup"]);
-    cmd.arg(&src)
-        .env("AWS_ENDPOINT_URL", hung.server().endpoint);
-    let started = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = started.elapsed();
+    let (out, took) = through(
+        &env,
+        &scratch,
+        "hung-after=6",
+        &["--retries", "1", "backup"],
+        &[&src],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("probing what the S3 store supports"), "{err}");
@@ -514,25 +534,22 @@ fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
     // Reads that meet a hung store fail: `snapshots` never shows fewer snapshots (the
     // sixth request is the GET of a snapshot), and a restore stops instead of waiting out
     // every blob's retries.
-    let hung = Proxy::start("hung-after=5", scratch.path());
-    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "snapshots"]);
-    cmd.env("AWS_ENDPOINT_URL", hung.server().endpoint);
-    let out = cmd.output().unwrap();
+    let (out, _) = through(
+        &env,
+        &scratch,
+        "hung-after=5",
+        &["--retries", "1", "snapshots"],
+        &[],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("0 snapshots"),
         "{err}"
     );
-    let hung = Proxy::start("hung-after=6", scratch.path());
     let target = env.path("hung-restore");
-    let mut cmd = env.cmd(&["--s3-timeout", "2", "--retries", "1", "restore", "latest"]);
-    cmd.arg("--target")
-        .arg(&target)
-        .env("AWS_ENDPOINT_URL", hung.server().endpoint);
-    let started = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = started.elapsed();
+    let restore = ["--retries", "1", "restore", "latest", "--target"];
+    let (out, took) = through(&env, &scratch, "hung-after=6", &restore, &[&target]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("reading from the store failed"), "{err}");
