@@ -175,6 +175,15 @@ fn is_lock_name(name: &str) -> bool {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
+/// Removes the lock object of a holder that is known to be gone, saying so.
+fn remove_dead(repo: &Repository, object: &ObjectName, held: &LockInfo) -> Result<()> {
+    tracing::warn!(
+        "removing the lock left by a {} that is no longer running",
+        held.describe()
+    );
+    remove(repo, object)
+}
+
 fn random_name() -> Result<String> {
     let mut bytes = [0u8; 32];
     crate::crypto::random_bytes(&mut bytes)?;
@@ -238,11 +247,7 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
                 match current(repo)?.into_iter().find(|h| h.object == own) {
                     None => continue,
                     Some(Held { info: Ok(held), .. }) if held.holder_is_dead() => {
-                        tracing::warn!(
-                            "removing the lock left by a {} that is no longer running",
-                            held.describe()
-                        );
-                        remove(repo, &own)?;
+                        remove_dead(repo, &own, &held)?;
                         continue;
                     }
                     Some(Held { info: Ok(held), .. }) => return Err(held_by(&held)),
@@ -281,13 +286,7 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
         let mut live = None;
         for other in others {
             match other.info {
-                Ok(held) if held.holder_is_dead() => {
-                    tracing::warn!(
-                        "removing the lock left by a {} that is no longer running",
-                        held.describe()
-                    );
-                    remove(repo, &other.object)?;
-                }
+                Ok(held) if held.holder_is_dead() => remove_dead(repo, &other.object, &held)?,
                 Ok(held) => live = live.or(Some(Ok(held))),
                 Err(e) => live = live.or(Some(Err(unreadable(&other.object, &e)))),
             }

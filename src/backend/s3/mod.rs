@@ -506,10 +506,7 @@ impl Backend for S3Backend {
             return self.atomic_create();
         }
         let probed = self.probe()?;
-        if let Some(dir) = &self.opts.record_dir {
-            let path = capabilities::record_path(dir, &self.endpoint, &self.loc.bucket);
-            capabilities::save(&path, &self.endpoint, &self.loc.bucket, probed);
-        }
+        self.record(probed);
         let caps = self.opts.overrides.apply(probed);
         *self
             .capabilities
@@ -813,6 +810,21 @@ fn checksum_value(checksum: Checksum, data: &[u8]) -> String {
 const PROBE_ATTEMPTS: u32 = 3;
 
 impl S3Backend {
+    /// Where this store's probe result is recorded, if anywhere.
+    fn record_path(&self) -> Option<PathBuf> {
+        self.opts
+            .record_dir
+            .as_ref()
+            .map(|d| capabilities::record_path(d, &self.endpoint, &self.loc.bucket))
+    }
+
+    /// Records a probe result for the next runs.
+    fn record(&self, caps: Capabilities) {
+        if let Some(path) = self.record_path() {
+            capabilities::save(&path, &self.endpoint, &self.loc.bucket, caps);
+        }
+    }
+
     /// What the store supports, from the user's overrides, the local record, or a probe.
     fn capabilities(&self) -> Result<Capabilities> {
         let mut known = self
@@ -825,11 +837,7 @@ impl S3Backend {
             None => {}
         }
         let overrides = self.opts.overrides;
-        let record = self
-            .opts
-            .record_dir
-            .as_ref()
-            .map(|d| capabilities::record_path(d, &self.endpoint, &self.loc.bucket));
+        let record = self.record_path();
         let recorded = match (&record, self.opts.fresh_probe || overrides.complete()) {
             (Some(path), false) => capabilities::load(path, &self.endpoint, &self.loc.bucket),
             _ => None,
@@ -860,9 +868,7 @@ impl S3Backend {
                     self.endpoint,
                     self.loc.bucket
                 );
-                if let Some(path) = &record {
-                    capabilities::save(path, &self.endpoint, &self.loc.bucket, caps);
-                }
+                self.record(caps);
                 caps
             }
         };
@@ -1094,14 +1100,8 @@ impl S3Backend {
                 .into();
         }
         let record = self
-            .opts
-            .record_dir
-            .as_ref()
-            .map(|d| {
-                capabilities::record_path(d, &self.endpoint, &self.loc.bucket)
-                    .display()
-                    .to_string()
-            })
+            .record_path()
+            .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the cache's stores/ record".into());
         format!(
             "the store answered otherwise when it was probed: remove {record} so that it is \
