@@ -121,6 +121,15 @@ impl Backend for LocalBackend {
         if path.exists() {
             return super::write_over_existing(self, obj, data);
         }
+        if !dir.is_dir() {
+            // A repository copied by a tool that drops empty folders (git, rclone, a sync
+            // from S3) lacks some `data/xx/` or `locks/`: make the folder, but only inside a
+            // repository, so that a mistyped path is still reported as missing.
+            if !self.root.join("config").is_file() {
+                return Err(Error::RepositoryNotFound(self.location()));
+            }
+            mkdir(dir)?;
+        }
         let mut suffix = [0u8; 8];
         crate::crypto::random_bytes(&mut suffix)?;
         let tmp = dir.join(format!("{TMP_PREFIX}{}", hex::encode(suffix)));

@@ -146,3 +146,32 @@ on_both_backends!(
     unchanged_rerun_reads_nothing_and_restores_the_same,
     snapshots_and_ls_json,
 );
+
+/// Tools that copy repositories (rclone, git, a sync from S3) drop empty folders; the copy
+/// takes backups, prunes and checks like the original.
+#[test]
+fn repository_copied_without_empty_folders_takes_backups() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 8);
+    env.backup_json(&[&src], &[]);
+    remove_empty_dirs(&env.repo_dir());
+    assert!(!env.repo_dir().join("locks").exists());
+    std::fs::write(src.join("new.bin"), b"written after the copy").unwrap();
+    env.backup_json(&[&src], &[]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    env.ok(&["prune"]);
+    env.ok(&["check", "--read-data"]);
+    env.assert_restores("latest", &src);
+}
+
+fn remove_empty_dirs(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            remove_empty_dirs(&path);
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
+}
