@@ -8,14 +8,15 @@
 
 use std::hint::black_box;
 
-use cairn::blob::{BlobSealer, open_blob};
-use cairn::cache::{BlobLocation, IndexCache};
-use cairn::chunker::Chunker;
-use cairn::config::ChunkerParams;
-use cairn::crypto::MasterKey;
-use cairn::id::Id;
-use cairn::index::{IndexFile, IndexedPack};
-use cairn::pack::{BlobType, Compression, PackBuilder, PackEntry};
+use cairn::format::blob::{BlobSealer, open_blob};
+use cairn::format::chunker::Chunker;
+use cairn::format::config::ChunkerParams;
+use cairn::format::crypto::MasterKey;
+use cairn::format::id::Id;
+use cairn::format::index::{IndexFile, IndexedPack};
+use cairn::format::pack::BlobLocation;
+use cairn::format::pack::{BlobType, Compression, PackBuilder, PackEntry};
+use cairn::repo::cache::IndexCache;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Half random bytes, half text-like runs: roughly what a home directory compresses like.
@@ -88,14 +89,14 @@ fn benches(c: &mut Criterion) {
     let sealed = sealer.seal(BlobType::Data, id, blob).expect("seal");
     let loc = BlobLocation {
         pack: Id::default(),
-        entry: PackEntry(
-            BlobType::Data,
+        entry: PackEntry {
+            kind: BlobType::Data,
             id,
-            0,
-            sealed.bytes.len() as u32,
-            blob.len() as u32,
-            sealed.compression,
-        ),
+            offset: 0,
+            length: sealed.bytes.len() as u32,
+            raw_length: blob.len() as u32,
+            compression: sealed.compression,
+        },
     };
     g.bench_function("open_and_verify", |b| {
         b.iter(|| black_box(open_blob(&key, &loc, black_box(&sealed.bytes)).expect("open")))
@@ -119,7 +120,7 @@ fn benches(c: &mut Criterion) {
             || {
                 sealed_blobs
                     .iter()
-                    .map(|s| cairn::pack::SealedBlob {
+                    .map(|s| cairn::format::pack::SealedBlob {
                         bytes: s.bytes.clone(),
                         ..*s
                     })
@@ -156,14 +157,14 @@ fn filled_cache(dir: &std::path::Path, n: u64) -> IndexCache {
             let blobs = (next..next + count)
                 .map(|i| {
                     let at = (i % 1000) as u32 * 600_000;
-                    PackEntry(
-                        BlobType::Data,
-                        made_up_id(i),
-                        at,
-                        600_000,
-                        1 << 20,
-                        Compression::Zstd,
-                    )
+                    PackEntry {
+                        kind: BlobType::Data,
+                        id: made_up_id(i),
+                        offset: at,
+                        length: 600_000,
+                        raw_length: 1 << 20,
+                        compression: Compression::Zstd,
+                    }
                 })
                 .collect();
             index.packs.push(IndexedPack {

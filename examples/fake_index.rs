@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use cairn::backend::local::LocalBackend;
-use cairn::backend::retry::RetryPolicy;
-use cairn::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack};
-use cairn::pack::{BlobType, Compression, PackEntry};
-use cairn::repository::Repository;
+use cairn::format::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack};
+use cairn::format::pack::{BlobType, Compression, PackEntry};
+use cairn::repo::Repository;
+use cairn::store::local::LocalBackend;
+use cairn::store::retry::RetryPolicy;
 
 const BLOBS_PER_PACK: u64 = 1000;
 
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     // A random start, so that repeated runs add new blobs rather than the same ones.
     let mut start = [0u8; 8];
-    cairn::crypto::random_bytes(&mut start)?;
+    cairn::format::crypto::random_bytes(&mut start)?;
     let base = u64::from_le_bytes(start) >> 1;
     let made_up = |i: u64| repo.key().blob_id(&(base + i).to_le_bytes());
     let mut next = 0u64;
@@ -46,14 +46,14 @@ fn main() -> anyhow::Result<()> {
             let blobs = (next..next + n)
                 .map(|i| {
                     let at = (i % BLOBS_PER_PACK) as u32 * 16_000;
-                    PackEntry(
-                        BlobType::Data,
-                        made_up(i),
-                        at,
-                        16_000,
-                        32_000,
-                        Compression::Zstd,
-                    )
+                    PackEntry {
+                        kind: BlobType::Data,
+                        id: made_up(i),
+                        offset: at,
+                        length: 16_000,
+                        raw_length: 32_000,
+                        compression: Compression::Zstd,
+                    }
                 })
                 .collect();
             index.packs.push(IndexedPack {

@@ -17,21 +17,21 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::archiver::exclude::Excludes;
-use crate::backend::Location;
-use crate::cache::BlobLocation;
-use crate::cbor;
-use crate::chunker::Chunker;
-use crate::config::{ChunkerParams, Config};
-use crate::crypto::{Aad, MasterKey};
-use crate::id::Id;
-use crate::index::{IndexFile, IndexedPack, MarkedPack};
-use crate::keyfile::KeyFile;
-use crate::pack::{BlobType, Compression, PackEntry, PackHeader, decode_header};
-use crate::repository::{META_RAW, decode_meta};
-use crate::restorer::{root_node, safe_name};
-use crate::snapshot::Snapshot;
-use crate::tree::{NodeKind, Tree};
+use crate::format::cbor;
+use crate::format::chunker::Chunker;
+use crate::format::config::{ChunkerParams, Config};
+use crate::format::crypto::{Aad, MasterKey};
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexedPack, MarkedPack};
+use crate::format::keyfile::KeyFile;
+use crate::format::pack::BlobLocation;
+use crate::format::pack::{BlobType, Compression, PackEntry, PackHeader, decode_header};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
+use crate::ops::archiver::exclude::Excludes;
+use crate::repo::walk::{root_node, safe_name};
+use crate::repo::{META_RAW, decode_meta};
+use crate::store::Location;
 
 /// A fuzz entry point: arbitrary bytes in, whether they were accepted out.
 pub type Target = fn(&[u8]) -> bool;
@@ -107,7 +107,7 @@ pub fn index_file(data: &[u8]) -> bool {
     let _ = index.blob_count();
     for pack in &index.packs {
         for e in &pack.blobs {
-            let _ = (e.kind(), e.id(), e.offset(), e.length(), e.raw_length());
+            let _ = (e.kind, e.id, e.offset, e.length, e.raw_length);
         }
     }
     true
@@ -162,10 +162,17 @@ pub fn blob(data: &[u8]) -> bool {
     };
     let loc = BlobLocation {
         pack: Id([0; 32]),
-        entry: PackEntry(BlobType::Data, id, 0, length, raw_length, compression),
+        entry: PackEntry {
+            kind: BlobType::Data,
+            id,
+            offset: 0,
+            length,
+            raw_length,
+            compression,
+        },
     };
     let mut plain = Vec::new();
-    let opened = crate::blob::open_blob_into(k, &loc, &sealed, &mut plain).is_ok();
+    let opened = crate::format::blob::open_blob_into(k, &loc, &sealed, &mut plain).is_ok();
     if opened {
         assert!(
             expected.as_deref() == Some(plain.as_slice()),
@@ -290,15 +297,13 @@ pub fn chunker(data: &[u8]) -> bool {
 pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     let k = key();
     let meta_raw = |cbor: Vec<u8>| [vec![META_RAW], cbor].concat();
-    let entry = |offset, length, raw| {
-        PackEntry(
-            BlobType::Data,
-            k.blob_id(&[offset as u8]),
-            offset,
-            length,
-            raw,
-            Compression::Zstd,
-        )
+    let entry = |offset, length, raw| PackEntry {
+        kind: BlobType::Data,
+        id: k.blob_id(&[offset as u8]),
+        offset,
+        length,
+        raw_length: raw,
+        compression: Compression::Zstd,
     };
     let mut out = Vec::new();
 
@@ -307,7 +312,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
 
     let config = Config::new(ChunkerParams::default(), 3, None)?;
     out.push(("config", meta_raw(cbor::encode(&config))));
-    let sealed = crate::repository::seal_meta_bytes(k, Aad::Config, &config, 3)?;
+    let sealed = crate::repo::seal_meta_bytes(k, Aad::Config, &config, 3)?;
     out.push(("config", k.open(Aad::Config, &sealed, "seed")?));
 
     let header = PackHeader {
@@ -339,7 +344,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     file.kind = NodeKind::File;
     file.subtree = None;
     file.size = 180;
-    file.content = vec![header.blobs[0].id()];
+    file.content = vec![header.blobs[0].id];
     let mut dir = root_node(k.blob_id(b"subtree"));
     dir.name = b"sub dir\n".to_vec();
     out.push(("tree", cbor::encode(&Tree::new(vec![file, dir]))));
@@ -361,7 +366,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         gid: 1000,
         tags: vec!["daily".into()],
         parent: Some(k.blob_id(b"parent")),
-        summary: Some(crate::snapshot::Summary::default()),
+        summary: Some(crate::format::snapshot::Summary::default()),
         program: "cairn".into(),
     };
     out.push(("snapshot", meta_raw(cbor::encode(&snap))));

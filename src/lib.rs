@@ -1,41 +1,30 @@
 //! cairn: content-defined-chunking, deduplicating, compressed and encrypted backups.
 //!
 //! The library holds everything; the `cairn` binary is a thin command line over it.
-//! Layers, bottom up: `backend` stores opaque objects; `crypto`, `blob`, `pack`, `index`,
-//! `tree`, `snapshot` and `config` define what the objects hold (see format-spec.md);
-//! `repository` opens a repository and reads and writes its objects; `archiver` and
-//! `restorer` do backups and restores.
+//! Layers, bottom up; each imports only from the layers below it:
+//! - `format`: what the repository's objects hold, byte for byte (format-spec.md): ids,
+//!   CBOR, encryption, key file, config, chunker, blobs, packs, index files, trees,
+//!   snapshots. Bytes in, values out.
+//! - `store`: where objects live: the `Backend` trait, the local and S3 stores, and the
+//!   decorators that retry, count and inject faults.
+//! - `repo`: an open repository: keys, config, the index and pack caches, the lock, the
+//!   tree walks and the blobs that snapshots need.
+//! - `ops`: what commands do (backup, restore, prune, check, retention, diff, stats).
+//! - `cli` (in the binary): arguments in, text or JSON out.
+//!
+//! Beneath them all: `error`, `interrupt` (the Ctrl-C flag), `progress` and `sysinfo`
+//! (host and user names).
 
-pub mod archiver;
-pub mod backend;
-pub mod blob;
-pub mod cache;
-pub mod cbor;
-pub mod check;
-pub mod chunker;
-pub mod config;
-pub mod crypto;
-pub mod diff;
 pub mod error;
-pub mod fsmeta;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod id;
-pub mod index;
 pub mod interrupt;
-pub mod keyfile;
-pub mod lock;
-pub mod pack;
-pub mod pack_cache;
+pub mod ops;
 pub mod progress;
-pub mod prune;
-pub mod repository;
-pub mod restorer;
-pub mod retention;
-pub mod snapshot;
-pub mod stats;
+pub mod repo;
+pub mod store;
 pub mod sysinfo;
-pub mod tree;
 
 pub use error::{Error, Result};
 

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use cairn::archiver::{self, BackupOptions};
-use cairn::backend::local::LocalBackend;
-use cairn::backend::retry::RetryPolicy;
-use cairn::backend::s3::{S3Backend, S3Location, S3Options};
-use cairn::backend::{Backend, Kind, Listed, ObjectName};
-use cairn::repository::Repository;
+use cairn::ops::archiver::{self, BackupOptions};
+use cairn::repo::Repository;
+use cairn::store::local::LocalBackend;
+use cairn::store::retry::RetryPolicy;
+use cairn::store::s3::{S3Backend, S3Location, S3Options};
+use cairn::store::{Backend, Kind, Listed, ObjectName};
 
 /// Makes each named test body (`fn name(env: Env)`) a test on a local repository
 /// (`local::name`) and one on the S3 test server (`s3::name`): one body, two backends.
@@ -269,7 +269,7 @@ where
 
     fn require_object_lock(
         &self,
-        repo: Option<&cairn::config::ObjectLockConfig>,
+        repo: Option<&cairn::format::config::ObjectLockConfig>,
     ) -> cairn::Result<()> {
         self.inner.require_object_lock(repo)
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn::backend::{Kind, ObjectName};
-use cairn::pack::BlobType;
+use cairn::format::pack::BlobType;
+use cairn::store::{Kind, ObjectName};
 
 use crate::common::*;
 
@@ -277,7 +277,7 @@ fn foreign_and_damaged_files_in_data_do_not_stop_a_backup(env: Env) {
     let data = env.repo_dir().join("data");
     let mut rng = fastrand::Rng::with_seed(5);
     let plant = |bytes: &[u8]| -> String {
-        let name = cairn::id::Id::of_stored(bytes).to_hex();
+        let name = cairn::format::id::Id::of_stored(bytes).to_hex();
         let dir = data.join(&name[..2]);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(&name), bytes).unwrap();
@@ -346,7 +346,7 @@ fn adopted_tree_packs_are_kept_in_the_local_pack_cache() {
     let mut tree_packs = Vec::new();
     for (id, size) in repo.stored_packs().unwrap() {
         let (entries, _) = repo.read_pack_header(&id, size).unwrap();
-        if entries.iter().all(|e| e.kind() == BlobType::Tree) {
+        if entries.iter().all(|e| e.kind == BlobType::Tree) {
             tree_packs.push(id);
         }
     }

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::backend::faulty::Faulty;
-use cairn::backend::retry::RetryPolicy;
-use cairn::backend::s3::S3Options;
-use cairn::backend::{Backend, Kind, ObjectName};
-use cairn::pack::{BlobType, decode_header};
-use cairn::repository::Repository;
-use cairn::restorer::{self, RestoreOptions};
+use cairn::format::pack::{BlobType, decode_header};
+use cairn::ops::restorer::{self, RestoreOptions};
+use cairn::repo::Repository;
+use cairn::store::faulty::Faulty;
+use cairn::store::retry::RetryPolicy;
+use cairn::store::s3::S3Options;
+use cairn::store::{Backend, Kind, ObjectName};
 
 use crate::common::*;
 
@@ -65,7 +65,7 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
         if !meta.is_file() {
             continue;
         }
-        let node = restorer::find_node(&repo, snap.tree, &file).unwrap();
+        let node = cairn::repo::walk::find_node(&repo, snap.tree, &file).unwrap();
         let mut out = Vec::new();
         restorer::write_content(&repo, &node, &mut out).unwrap();
         assert!(out == std::fs::read(&file).unwrap(), "{}", file.display());
@@ -111,7 +111,7 @@ fn storage_class_goes_to_data_packs_only() {
     let s3 = s3_backend(
         &env,
         S3Options {
-            storage_class: Some(cairn::backend::s3::parse_storage_class("standard").unwrap()),
+            storage_class: Some(cairn::store::s3::parse_storage_class("standard").unwrap()),
             ..S3Options::default()
         },
     );
@@ -145,7 +145,7 @@ fn storage_class_goes_to_data_packs_only() {
     let kinds_in = |obj: &ObjectName| {
         let bytes = s3.read(obj).unwrap();
         let entries = decode_header(repo.key(), &bytes, bytes.len() as u64, &obj.path()).unwrap();
-        entries.iter().map(|e| e.kind()).collect::<Vec<_>>()
+        entries.iter().map(|e| e.kind).collect::<Vec<_>>()
     };
     let cold = cold.lock().unwrap().clone();
     let hot = hot.lock().unwrap().clone();

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cairn::backend::{Kind, ObjectName};
-use cairn::crypto::Aad;
-use cairn::id::Id;
-use cairn::index::IndexFile;
-use cairn::restorer::find_node;
+use cairn::format::crypto::Aad;
+use cairn::format::id::Id;
+use cairn::format::index::IndexFile;
+use cairn::repo::walk::find_node;
+use cairn::store::{Kind, ObjectName};
 
 use crate::common::*;
 
@@ -207,8 +207,8 @@ fn index_entry_outside_its_pack_fails_that_file_only() {
     let mut pack_id = None;
     for pack in &mut index.packs {
         for e in &mut pack.blobs {
-            if e.id() == blob {
-                e.2 = pack.size as u32 + 1000;
+            if e.id == blob {
+                e.offset = pack.size as u32 + 1000;
                 pack_id = Some(pack.id);
             }
         }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use cairn::backend::{Kind, ObjectName};
-use cairn::lock::LockInfo;
-use cairn::prune::{PruneOptions, prune};
+use cairn::ops::prune::{PruneOptions, prune};
+use cairn::repo::lock::LockInfo;
+use cairn::store::{Kind, ObjectName};
 
 use crate::common::*;
 
@@ -442,7 +442,7 @@ fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
     random_tree(&src, 5);
     env.backup_json(&[&src], &[]);
     let repo = env.open_with(env.backend(), "cache-lock");
-    let held = cairn::lock::acquire(&repo, "prune").unwrap();
+    let held = cairn::repo::lock::acquire(&repo, "prune").unwrap();
     let out = env.run(&["prune"]);
     assert_eq!(out.status.code(), Some(11), "locked exit code");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -465,7 +465,9 @@ fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
         pid: 4_000_000_000,
         time: chrono::Utc::now().timestamp_nanos_opt().unwrap(),
     };
-    let (_, bytes) = repo.seal_meta(cairn::crypto::Aad::Lock, &dead).unwrap();
+    let (_, bytes) = repo
+        .seal_meta(cairn::format::crypto::Aad::Lock, &dead)
+        .unwrap();
     let name = ObjectName {
         kind: Kind::Lock,
         name: "exclusive".into(),

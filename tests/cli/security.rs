@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn::backend::{Kind, ObjectName};
-use cairn::pack::{BlobType, decode_header};
+use cairn::format::pack::{BlobType, decode_header};
+use cairn::store::{Kind, ObjectName};
 
 use crate::common::*;
 
@@ -27,7 +27,7 @@ fn swap_files(a: &Path, b: &Path) {
     std::fs::write(b, x).unwrap();
 }
 
-fn pack_path(env: &Env, id: &cairn::id::Id) -> PathBuf {
+fn pack_path(env: &Env, id: &cairn::format::id::Id) -> PathBuf {
     env.repo_dir().join(ObjectName::new(Kind::Pack, id).path())
 }
 
@@ -49,18 +49,18 @@ fn swapped_blobs_and_packs_never_restore_wrong_bytes(env: Env) {
     let second = second["snapshot_id"].as_str().unwrap().to_string();
 
     let repo = env.open_with(env.backend(), "cache-inspect");
-    let data_packs: Vec<(cairn::id::Id, Vec<cairn::pack::PackEntry>)> = repo
+    let data_packs: Vec<(cairn::format::id::Id, Vec<cairn::format::pack::PackEntry>)> = repo
         .backend()
         .list(Kind::Pack)
         .unwrap()
         .into_iter()
         .map(|l| {
-            let id = cairn::id::Id::from_hex(&l.name).unwrap();
+            let id = cairn::format::id::Id::from_hex(&l.name).unwrap();
             let bytes = std::fs::read(pack_path(&env, &id)).unwrap();
             let entries = decode_header(repo.key(), &bytes, bytes.len() as u64, &l.name).unwrap();
             (id, entries)
         })
-        .filter(|(_, e)| e.iter().all(|e| e.kind() == BlobType::Data))
+        .filter(|(_, e)| e.iter().all(|e| e.kind == BlobType::Data))
         .collect();
     drop(repo);
     assert_eq!(data_packs.len(), 2, "one data pack per backup");
@@ -71,19 +71,16 @@ fn swapped_blobs_and_packs_never_restore_wrong_bytes(env: Env) {
         .find(|(_, e)| e.len() == 3)
         .expect("the first backup's pack");
     let (a, b) = {
-        let same: Vec<_> = entries
-            .iter()
-            .filter(|e| e.raw_length() == 100_000)
-            .collect();
+        let same: Vec<_> = entries.iter().filter(|e| e.raw_length == 100_000).collect();
         (*same[0], *same[1])
     };
-    assert_eq!(a.length(), b.length());
+    assert_eq!(a.length, b.length);
     let path = pack_path(&env, pack);
     let original = std::fs::read(&path).unwrap();
     let mut swapped = original.clone();
     let (ra, rb) = (
-        a.offset() as usize..(a.offset() + a.length()) as usize,
-        b.offset() as usize..(b.offset() + b.length()) as usize,
+        a.offset as usize..(a.offset + a.length) as usize,
+        b.offset as usize..(b.offset + b.length) as usize,
     );
     swapped[ra.clone()].copy_from_slice(&original[rb.clone()]);
     swapped[rb].copy_from_slice(&original[ra]);

@@ -1,11 +1,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn::archiver::exclude::Excludes;
-use cairn::archiver::{BackupOptions, BackupResult, SourcePath, backup, check_paths, find_parent};
 use cairn::error::{EXIT_OK, EXIT_PARTIAL};
-use cairn::repository::Repository;
-use cairn::snapshot::resolve;
+use cairn::format::snapshot::resolve;
+use cairn::ops::archiver::exclude::Excludes;
+use cairn::ops::archiver::{
+    BackupOptions, BackupResult, SourcePath, backup, check_paths, find_parent,
+};
+use cairn::repo::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 

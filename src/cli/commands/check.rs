@@ -1,7 +1,7 @@
 //! `cairn check`: is the repository complete, and (with `--read-data`) sound?
 
-use cairn::check::{CheckReport, DataSubset, check};
 use cairn::error::{EXIT_FATAL, EXIT_OK};
+use cairn::ops::check::{CheckReport, DataSubset, check};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 

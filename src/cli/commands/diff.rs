@@ -1,9 +1,9 @@
 //! `cairn diff A B`: which files were added, removed or changed between two snapshots.
 
 use cairn::Result;
-use cairn::diff::{Change, Modifier, diff};
 use cairn::error::EXIT_OK;
-use cairn::tree::NodeKind;
+use cairn::format::tree::NodeKind;
+use cairn::ops::diff::{Change, Modifier, diff};
 use indicatif::HumanBytes;
 
 use super::pick_snapshot;

@@ -2,8 +2,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cairn::error::EXIT_OK;
-use cairn::restorer::write_content;
-use cairn::tree::{Node, NodeKind};
+use cairn::format::tree::{Node, NodeKind};
+use cairn::ops::restorer::write_content;
 use cairn::{Error, Result};
 
 use super::{find_path, pick_snapshot};

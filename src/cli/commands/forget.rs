@@ -2,11 +2,11 @@
 //! `prune`).
 
 use cairn::Result;
-use cairn::backend::{Kind, ObjectName};
 use cairn::error::{EXIT_FATAL, EXIT_OK, Error};
-use cairn::id::Id;
-use cairn::retention::{self, Count, GroupBy, GroupKey, Policy, Span, Verdict};
-use cairn::snapshot::{Snapshot, resolve};
+use cairn::format::id::Id;
+use cairn::format::snapshot::{Snapshot, resolve};
+use cairn::ops::retention::{self, Count, GroupBy, GroupKey, Policy, Span, Verdict};
+use cairn::store::{Kind, ObjectName};
 
 use super::SnapshotFilter;
 use crate::cli::output::{errln, outln, regardless};
@@ -264,10 +264,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
 }
 
 /// Snapshot objects in the store that `all` (the readable ones) leaves out.
-fn unreadable_snapshots(
-    repo: &cairn::repository::Repository,
-    all: &[(Id, Snapshot)],
-) -> Result<Vec<Id>> {
+fn unreadable_snapshots(repo: &cairn::repo::Repository, all: &[(Id, Snapshot)]) -> Result<Vec<Id>> {
     Ok(repo
         .backend()
         .list(Kind::Snapshot)?

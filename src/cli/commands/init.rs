@@ -1,10 +1,10 @@
 use std::ops::RangeInclusive;
 
-use cairn::config::{
+use cairn::error::EXIT_OK;
+use cairn::format::config::{
     CHUNK_AVG_LIMITS, CHUNK_MAX_LIMITS, CHUNK_MIN_LIMITS, ChunkerParams, Config, ZSTD_LEVELS,
 };
-use cairn::error::EXIT_OK;
-use cairn::repository::{InitOptions, Repository};
+use cairn::repo::{InitOptions, Repository};
 use cairn::{Error, Result};
 
 use crate::cli::output::{outln, regardless};

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use cairn::backend::{Kind, ObjectName};
 use cairn::error::EXIT_OK;
-use cairn::id::Id;
-use cairn::keyfile::KeyFile;
-use cairn::repository::Repository;
+use cairn::format::id::Id;
+use cairn::format::keyfile::KeyFile;
+use cairn::repo::Repository;
+use cairn::store::{Kind, ObjectName};
 use cairn::{Error, Result};
 use zeroize::Zeroizing;
 

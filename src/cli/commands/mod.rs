@@ -17,12 +17,12 @@ pub mod unlock;
 use std::path::{Path, PathBuf};
 
 use cairn::Result;
-use cairn::archiver::absolute_path;
-use cairn::id::Id;
-use cairn::repository::Repository;
-use cairn::restorer::find_node;
-use cairn::snapshot::{Snapshot, resolve};
-use cairn::tree::Node;
+use cairn::format::id::Id;
+use cairn::format::snapshot::{Snapshot, resolve};
+use cairn::format::tree::Node;
+use cairn::ops::archiver::absolute_path;
+use cairn::repo::Repository;
+use cairn::repo::walk::find_node;
 
 use crate::cli::escape::unescaped_path;
 
@@ -37,7 +37,7 @@ pub fn pick_snapshot(repo: &Repository, wanted: &str) -> Result<(Id, Snapshot)> 
 /// text (the form `ls` prints names in) if that names an entry, so that whatever `ls`
 /// printed finds its entry; otherwise as typed.
 pub fn snapshot_path(repo: &Repository, tree: Id, arg: &Path) -> Result<PathBuf> {
-    let literal = cairn::archiver::absolute_path(arg)?;
+    let literal = cairn::ops::archiver::absolute_path(arg)?;
     Ok(match unescaped_path(&literal) {
         Some(unescaped) if find_node(repo, tree, &unescaped).is_ok() => unescaped,
         _ => literal,

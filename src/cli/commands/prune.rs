@@ -1,9 +1,9 @@
-//! `cairn prune`: delete data no snapshot needs (see `cairn::prune` for how it stays safe
+//! `cairn prune`: delete data no snapshot needs (see `cairn::ops::prune` for how it stays safe
 //! beside running backups).
 
 use cairn::error::EXIT_OK;
-use cairn::prune::{PruneOptions, PruneStats, prune};
-use cairn::repository::Repository;
+use cairn::ops::prune::{PruneOptions, PruneStats, prune};
+use cairn::repo::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
@@ -101,7 +101,7 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
     let lock = if opts.dry_run {
         None
     } else {
-        Some(cairn::lock::acquire(repo, "prune")?)
+        Some(cairn::repo::lock::acquire(repo, "prune")?)
     };
     let bar = cairn::progress::count_bar(g.progress(), "prune");
     let mut stats = prune(repo, opts, &bar)?;

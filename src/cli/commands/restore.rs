@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 
 use cairn::Result;
-use cairn::backend::RetrievalTier;
 use cairn::error::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
-use cairn::restorer::archived::{self, ArchivedPack, Retrieval};
-use cairn::restorer::{RestoreOptions, restore};
+use cairn::ops::restorer::archived::{self, ArchivedPack, Retrieval};
+use cairn::ops::restorer::{RestoreOptions, restore};
+use cairn::store::RetrievalTier;
 use indicatif::HumanBytes;
 
 use super::{pick_snapshot, snapshot_path};

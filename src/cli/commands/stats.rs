@@ -1,7 +1,7 @@
 //! `cairn stats [SNAPSHOT...]`: sizes before and after deduplication and compression.
 
 use cairn::error::EXIT_OK;
-use cairn::stats::{Stats, stats};
+use cairn::ops::stats::{Stats, stats};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
@@ -25,7 +25,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         chosen = args.filter.select(&all)?;
     } else {
         for wanted in &args.snapshots {
-            let one = cairn::snapshot::resolve(&all, wanted)?;
+            let one = cairn::format::snapshot::resolve(&all, wanted)?;
             if !chosen.iter().any(|(id, _)| id == &one.0) {
                 chosen.push(one.clone());
             }

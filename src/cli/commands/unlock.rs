@@ -15,7 +15,7 @@ pub struct Args {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let held = cairn::lock::current(&repo)?;
+    let held = cairn::repo::lock::current(&repo)?;
     if held.is_empty() {
         g.info("the repository is not locked");
         return report(g, &[]);
@@ -30,7 +30,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         // An unreadable lock object can only be removed by force.
         let stale = h.info.as_ref().is_ok_and(|info| info.is_stale());
         if args.force || stale {
-            cairn::lock::remove(&repo, &h.object)?;
+            cairn::repo::lock::remove(&repo, &h.object)?;
             g.info(format!("removed the lock of {who}"));
             removed.push(who);
         } else {

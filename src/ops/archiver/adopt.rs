@@ -1,0 +1,175 @@
+//! Adopting the packs of interrupted backups: a backup killed, or cut off from the store,
+//! after uploading packs but before the index file that lists them leaves packs that no
+//! index file lists. Before storing anything, a backup finds them and indexes those that
+//! are sound, so it reuses their blobs and uploads only what is missing.
+//!
+//! Cost: one listing of `data/`, compared with the pack lists of the local index cache,
+//! and one ranged read (two for a header over 64 KiB) per pack no index file lists;
+//! nothing more when there are none.
+//!
+//! A pack is adopted only if its header opens under the repository key (so this
+//! repository wrote it) and its blobs fill it exactly up to the header (so its listed size
+//! is the size it was written with). Anything else, damaged or foreign or unreadable (a data
+//! pack in a cold storage class), is left alone and named at `-v`; a prune marks it and
+//! later deletes it. The adopted packs go into normal index files, written before the
+//! backup stores anything, so the repository is consistent even if this backup dies too.
+//!
+//! Beside a prune (which never waits for a backup, see `prune`):
+//! - A pack that a prune has marked is listed (in an index file's `delete`): it is not a
+//!   candidate. Its blobs stay marked and are not deduplicated against, as for every
+//!   marked pack, and the backup stores them anew.
+//! - A prune that found the pack unlisted and is about to mark it writes the mark beside
+//!   the adoption's live listing, whichever comes first. A pack listed live anywhere is
+//!   live (format-spec section 7), and prune only replaces the index files it read, so the
+//!   live listing stands; the next prune treats the pack as any live pack: kept while a
+//!   snapshot needs it, marked anew (with a new grace period) when none does.
+//! - A prune deletes a pack only after its mark has aged past the grace period. A mark that
+//!   old was in the index files when this backup opened the repository, so this backup saw
+//!   the pack as listed and did not adopt it; the only assumption is prune's own, that no
+//!   backup runs longer than the grace period. `--keep-delete 0` deletes unlisted packs in
+//!   the same run and is, as documented, only for when no backup runs.
+//! - Packs written by a prune or another backup that are not yet in an index file look
+//!   unlisted too. Adopting them lists them twice once their own index file lands: readers
+//!   take the union of all index files, so that is harmless.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::format::id::Id;
+use crate::format::index::{BLOBS_PER_INDEX_FILE, IndexedPack};
+use crate::format::pack::{BlobType, check_layout};
+use crate::repo::Repository;
+use crate::store::{Kind, ObjectName};
+
+use super::stages::{FlushPolicy, PendingIndex};
+
+/// No pack is shorter: a sealed header (nonce and tag alone are 28 bytes) and its length.
+const SMALLEST_PACK: u64 = 28 + 4;
+
+/// What an adoption found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Adopted {
+    /// Packs indexed, their blobs and bytes.
+    pub packs: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Packs no index file lists that were left alone.
+    pub left_alone: u64,
+}
+
+/// A pack that no index file lists, examined.
+struct Examined {
+    pack: IndexedPack,
+    /// The whole pack, when reading its header read all of it.
+    bytes: Option<Vec<u8>>,
+}
+
+/// Finds the stored packs that no index file lists and indexes the sound ones.
+pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
+    let stored = repo.stored_packs()?;
+    let listed = repo.index().listed_packs()?;
+    let mut unlisted: Vec<(Id, u64)> = stored
+        .into_iter()
+        .filter(|(id, _)| !listed.contains(id))
+        .collect();
+    drop(listed);
+    let mut adopted = Adopted::default();
+    if unlisted.is_empty() {
+        return Ok(adopted);
+    }
+    unlisted.sort_unstable();
+    let examined = examine_all(repo, &unlisted);
+    // Index files as big as a backup's, not cut by time or size: they are written at once.
+    let pending = PendingIndex::new(FlushPolicy {
+        max_blobs: BLOBS_PER_INDEX_FILE,
+        max_pack_bytes: u64::MAX,
+        max_age: Duration::MAX,
+    });
+    for ((id, _), outcome) in unlisted.iter().zip(examined) {
+        let name = ObjectName::new(Kind::Pack, id);
+        match outcome {
+            Ok(e) => {
+                adopted.packs += 1;
+                adopted.blobs += e.pack.blobs.len() as u64;
+                adopted.bytes += e.pack.size;
+                let is_tree = e.pack.blobs.first().map(|b| b.kind) == Some(BlobType::Tree);
+                pending.add(repo, e.pack, false)?;
+                // A larger tree pack is fetched whole by the first read of one of its trees.
+                if let (true, Some(bytes)) = (is_tree, e.bytes) {
+                    repo.cache_tree_pack(id, &bytes);
+                }
+                tracing::debug!("adopting {name}");
+            }
+            Err(e) => {
+                adopted.left_alone += 1;
+                tracing::info!("{name} is in no index and is left alone: {e}");
+            }
+        }
+    }
+    pending.flush(repo, false)?;
+    if adopted.packs > 0 {
+        tracing::info!(
+            "reusing {} packs ({} bytes, {} blobs) that an interrupted run uploaded but did not index",
+            adopted.packs,
+            adopted.bytes,
+            adopted.blobs
+        );
+    }
+    Ok(adopted)
+}
+
+/// Reads the headers of `packs`, several at once on a network store.
+fn examine_all(repo: &Repository, packs: &[(Id, u64)]) -> Vec<Result<Examined>> {
+    let results: Vec<Mutex<Option<Result<Examined>>>> =
+        packs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let workers = crate::threads()
+        .max(repo.backend().write_concurrency())
+        .min(packs.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    let (Some((id, size)), Some(slot)) = (packs.get(i), results.get(i)) else {
+                        break;
+                    };
+                    let outcome = examine(repo, id, *size);
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(crate::Error::Other("not examined".into())))
+        })
+        .collect()
+}
+
+/// Reads one pack's header and checks that the pack is whole and this repository's.
+fn examine(repo: &Repository, id: &Id, size: u64) -> Result<Examined> {
+    let name = ObjectName::new(Kind::Pack, id).path();
+    if size < SMALLEST_PACK {
+        return Err(crate::Error::corrupt(name, "too short to be a pack"));
+    }
+    let (blobs, tail) = repo.read_pack_header(id, size)?;
+    check_layout(&blobs, &tail, size, &name)?;
+    if blobs.is_empty() {
+        return Err(crate::Error::corrupt(name, "its header lists no blobs"));
+    }
+    let whole = tail.len() as u64 == size && Id::of_stored(&tail) == *id;
+    Ok(Examined {
+        pack: IndexedPack {
+            id: *id,
+            size,
+            blobs,
+        },
+        bytes: whole.then_some(tail),
+    })
+}

@@ -1,0 +1,666 @@
+//! The walker: goes through the source depth-first, compares with the parent snapshot,
+//! hands files to the workers and writes each directory's tree as soon as everything in it
+//! is done, so trees are built bottom-up without holding the whole source in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::SourcePath;
+use super::exclude::Excludes;
+use super::parent_trees::ParentTrees;
+use super::stages::{BlobStore, Counters, FileJob, FileOutcome, FileResult, Known};
+use crate::error::{Error, Result};
+use crate::format::cbor;
+use crate::format::id::Id;
+use crate::format::pack::BlobType;
+use crate::format::snapshot::Summary;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::ops::fsmeta::{node_from_metadata, unchanged};
+use crate::repo::Repository;
+use crate::sysinfo::NameCache;
+
+/// The backup's paths as a trie of names from `/`: inner entries are directories on the
+/// way to a path, marked entries are the paths themselves (the root itself for `/`).
+#[derive(Default)]
+pub struct PathTrie {
+    children: BTreeMap<OsString, PathTrie>,
+    target: bool,
+    /// For a target: follow a symlink there (see `SourcePath::follow`).
+    follow: bool,
+}
+
+impl PathTrie {
+    /// Builds the trie from absolute, clean paths; a path inside another given path is
+    /// dropped, and a path given twice is one target, followed if either spelling says so.
+    pub fn new(paths: &[SourcePath]) -> PathTrie {
+        let mut root = PathTrie::default();
+        'paths: for p in paths {
+            let mut node = &mut root;
+            for comp in p.path.components().skip(1) {
+                if node.target {
+                    continue 'paths;
+                }
+                node = node
+                    .children
+                    .entry(comp.as_os_str().to_owned())
+                    .or_default();
+            }
+            node.follow |= p.follow;
+            node.target = true;
+            node.children.clear();
+        }
+        root
+    }
+
+    /// What the walk stores for this target: see `SourcePath::metadata`.
+    fn target_metadata(&self, path: &Path) -> std::io::Result<std::fs::Metadata> {
+        SourcePath {
+            path: path.to_path_buf(),
+            follow: self.follow,
+        }
+        .metadata()
+    }
+}
+
+/// Why the walk leaves an entry out, if it does.
+#[derive(PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Excluded,
+    /// A folder cairn itself uses.
+    Own,
+}
+
+/// What a walk leaves out: the user's excludes, and cairn's own folders wherever they
+/// appear, known by device and inode so that any spelling of their path matches.
+pub struct LeaveOut<'a> {
+    excludes: &'a Excludes,
+    own_dirs: HashSet<(u64, u64)>,
+}
+
+impl<'a> LeaveOut<'a> {
+    /// Folders that do not exist (yet) cannot be met, so they are not looked for.
+    pub fn new(excludes: &'a Excludes, own_dirs: &[PathBuf]) -> LeaveOut<'a> {
+        let own_dirs = own_dirs
+            .iter()
+            .filter_map(|d| std::fs::metadata(d).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        LeaveOut { excludes, own_dirs }
+    }
+
+    fn is_own(&self, meta: &std::fs::Metadata) -> bool {
+        meta.is_dir() && self.own_dirs.contains(&(meta.dev(), meta.ino()))
+    }
+
+    /// The verdict on an entry met inside a backup path.
+    fn judge(&self, path: &Path, meta: &std::fs::Metadata) -> Verdict {
+        let is_dir = meta.is_dir();
+        if self.is_own(meta) {
+            Verdict::Own
+        } else if self.excludes.matches(path, is_dir) || (is_dir && self.excludes.marked(path)) {
+            Verdict::Excluded
+        } else {
+            Verdict::Keep
+        }
+    }
+}
+
+/// A directory whose tree is not written yet.
+struct PendingDir {
+    nodes: Vec<Node>,
+    /// Indices of nodes to leave out (files that could not be read).
+    dropped: Vec<usize>,
+    /// Files and subdirectories not finished yet.
+    outstanding: usize,
+    /// All entries have been listed.
+    enumerated: bool,
+    /// Where the finished tree's id goes: (parent dir, node index), or none for the root.
+    link: Option<(u64, usize)>,
+    /// The parent snapshot's tree for this directory, for the summary.
+    previous: Option<Id>,
+    /// That tree's nodes, set once the directory is listed: when the finished nodes equal
+    /// them, the parent's tree id is reused without encoding and hashing the tree again.
+    previous_nodes: Option<Vec<Node>>,
+}
+
+/// What the walker learned, for the snapshot and the user.
+pub struct WalkOutcome {
+    pub root: Id,
+    pub summary: Summary,
+    pub failed: Vec<(PathBuf, String)>,
+    /// Folders of cairn's own that were met and left out.
+    pub left_out: Vec<PathBuf>,
+}
+
+pub struct Walker<'a> {
+    pub repo: &'a Repository,
+    pub leave_out: &'a LeaveOut<'a>,
+    pub one_file_system: bool,
+    pub known: &'a Known<'a>,
+    pub counters: &'a Counters,
+    pub progress: &'a indicatif::ProgressBar,
+    /// The parent snapshot's trees, loaded ahead.
+    trees: &'a ParentTrees,
+    pub jobs: Sender<FileJob>,
+    pub results: Receiver<FileResult>,
+    /// Seals and packs the trees.
+    store: BlobStore<'a>,
+    names: NameCache,
+    dirs: HashMap<u64, PendingDir>,
+    next_dir: u64,
+    /// Device of the backup path being walked, for --one-file-system.
+    device: u64,
+    root: Option<Id>,
+    summary: Summary,
+    failed: Vec<(PathBuf, String)>,
+    left_out: Vec<PathBuf>,
+    /// Parent content of files handed to workers, to tell changed from unmodified.
+    previous_content: HashMap<(u64, usize), Vec<Id>>,
+}
+
+fn stopped() -> Error {
+    Error::Other("backup pipeline stopped".into())
+}
+
+impl<'a> Walker<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        repo: &'a Repository,
+        leave_out: &'a LeaveOut<'a>,
+        one_file_system: bool,
+        known: &'a Known<'a>,
+        counters: &'a Counters,
+        progress: &'a indicatif::ProgressBar,
+        trees: &'a ParentTrees,
+        jobs: Sender<FileJob>,
+        results: Receiver<FileResult>,
+        store: BlobStore<'a>,
+    ) -> Walker<'a> {
+        Walker {
+            repo,
+            leave_out,
+            one_file_system,
+            known,
+            counters,
+            progress,
+            trees,
+            jobs,
+            results,
+            store,
+            names: NameCache::default(),
+            dirs: HashMap::new(),
+            next_dir: 0,
+            device: 0,
+            root: None,
+            summary: Summary::default(),
+            failed: Vec::new(),
+            left_out: Vec::new(),
+            previous_content: HashMap::new(),
+        }
+    }
+
+    /// Walks everything and returns once every tree is in a pack.
+    pub fn run(mut self, trie: &PathTrie, parent_root: Option<Id>) -> Result<WalkOutcome> {
+        let root = Path::new("/");
+        if trie.target {
+            // `/` itself is a backup path: the root is listed like any directory.
+            let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+            self.device = meta.dev();
+            self.walk_dir(root, None, parent_root)?;
+        } else {
+            self.walk_virtual(root, trie, None, parent_root)?;
+        }
+        // No more jobs: wait for the workers' last results.
+        let (dummy, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.jobs, dummy));
+        while !self.dirs.is_empty() {
+            let r = self.results.recv().map_err(|_| stopped())?;
+            self.apply(r)?;
+        }
+        let root = self.root.ok_or_else(stopped)?;
+        Ok(WalkOutcome {
+            root,
+            summary: self.summary,
+            failed: self.failed,
+            left_out: self.left_out,
+        })
+    }
+
+    fn load_parent_tree(&self, id: Option<Id>, path: &Path) -> Option<Tree> {
+        let id = id?;
+        match self.trees.take(self.repo, &id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: parent snapshot's tree unreadable ({e}); reading all files",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn new_dir(&mut self, link: Option<(u64, usize)>, previous: Option<Id>) -> u64 {
+        let key = self.next_dir;
+        self.next_dir += 1;
+        self.dirs.insert(
+            key,
+            PendingDir {
+                nodes: Vec::new(),
+                dropped: Vec::new(),
+                outstanding: 0,
+                enumerated: false,
+                link,
+                previous,
+                previous_nodes: None,
+            },
+        );
+        key
+    }
+
+    fn dir(&mut self, key: u64) -> &mut PendingDir {
+        self.dirs
+            .get_mut(&key)
+            .expect("pending directory exists until finished")
+    }
+
+    /// The directories from `/` down to the backup paths. They are recorded with the
+    /// metadata of what they are, symlinks on the way followed (a backup path's name is
+    /// kept as given), so that the backup paths can be looked up in the snapshot.
+    fn walk_virtual(
+        &mut self,
+        path: &Path,
+        trie: &PathTrie,
+        link: Option<(u64, usize)>,
+        previous: Option<Id>,
+    ) -> Result<()> {
+        let parent = self.load_parent_tree(previous, path);
+        let ahead = subtrees(parent.as_ref(), |name| {
+            trie.children.contains_key(OsStr::from_bytes(name))
+        });
+        self.trees.request(&ahead);
+        let key = self.new_dir(link, previous);
+        for (name, child) in &trie.children {
+            let child_path = path.join(name);
+            let meta = if child.target {
+                child.target_metadata(&child_path)
+            } else {
+                std::fs::metadata(&child_path)
+            };
+            let meta = match meta {
+                Ok(m) if child.target || m.is_dir() => m,
+                Ok(_) => {
+                    let e = std::io::Error::from_raw_os_error(nix::libc::ENOTDIR);
+                    self.fail(&child_path, e.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    // A missing backup path: the others are saved, this one reported.
+                    self.fail(&child_path, e.to_string());
+                    continue;
+                }
+            };
+            let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
+            if child.target {
+                if self.leave_out.is_own(&meta) {
+                    self.left_out.push(child_path);
+                    continue;
+                }
+                self.device = meta.dev();
+                self.entry(key, &child_path, name, &meta, previous)?;
+            } else {
+                let node = node_from_metadata(name, &meta, &mut self.names);
+                let sub = previous.and_then(|p| p.subtree);
+                let d = self.dir(key);
+                d.nodes.push(node);
+                d.outstanding += 1;
+                let idx = d.nodes.len() - 1;
+                self.walk_virtual(&child_path, child, Some((key, idx)), sub)?;
+            }
+        }
+        self.trees.forget(&ahead);
+        self.dir(key).enumerated = true;
+        self.try_finish(key)
+    }
+
+    /// Walks a directory of a backup path; `link` is where its tree goes (none for `/`).
+    fn walk_dir(
+        &mut self,
+        path: &Path,
+        link: Option<(u64, usize)>,
+        previous: Option<Id>,
+    ) -> Result<()> {
+        let parent = self.load_parent_tree(previous, path);
+        let ahead = subtrees(parent.as_ref(), |_| true);
+        self.trees.request(&ahead);
+        let entries = self.list_dir(path);
+        let key = self.new_dir(link, previous);
+        for (name, meta) in entries {
+            self.drain_results()?;
+            let child = path.join(&name);
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) => {
+                    // Vanished since listing, or unreadable: leave it out, say so.
+                    self.fail(&child, e.to_string());
+                    continue;
+                }
+            };
+            match self.leave_out.judge(&child, &meta) {
+                Verdict::Keep => {}
+                Verdict::Excluded => continue,
+                Verdict::Own => {
+                    self.left_out.push(child);
+                    continue;
+                }
+            }
+            let previous = parent.as_ref().and_then(|t| t.find(name.as_bytes()));
+            self.entry(key, &child, &name, &meta, previous)?;
+        }
+        self.trees.forget(&ahead);
+        self.dir(key).previous_nodes = parent.map(|t| t.nodes);
+        self.dir(key).enumerated = true;
+        self.try_finish(key)
+    }
+
+    /// The entries of a directory with their `lstat` metadata, sorted by name. The
+    /// metadata comes from `fstatat` on the open directory, which spares the kernel a
+    /// walk of the whole path per entry; the directory is closed before the caller
+    /// descends, so deep trees do not hold one descriptor per level.
+    fn list_dir(&mut self, path: &Path) -> Vec<(OsString, std::io::Result<std::fs::Metadata>)> {
+        let mut entries = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => entries.push((e.file_name(), e.metadata())),
+                        Err(e) => self.fail(path, e.to_string()),
+                    }
+                }
+            }
+            Err(e) => self.fail(path, e.to_string()),
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        entries
+    }
+
+    fn fail(&mut self, path: &Path, msg: String) {
+        self.summary.files_failed += 1;
+        self.failed.push((path.to_path_buf(), msg));
+    }
+
+    /// Adds one entry of directory `key`.
+    fn entry(
+        &mut self,
+        key: u64,
+        path: &Path,
+        name: &OsStr,
+        meta: &std::fs::Metadata,
+        previous: Option<&Node>,
+    ) -> Result<()> {
+        let mut node = node_from_metadata(name, meta, &mut self.names);
+        match node.kind {
+            NodeKind::File => {
+                self.summary.total_files_processed += 1;
+                self.summary.total_bytes_processed += node.size;
+                if self.summary.total_files_processed.is_multiple_of(256)
+                    && !self.progress.is_hidden()
+                {
+                    self.progress
+                        .set_message(format!("{} files", self.summary.total_files_processed));
+                }
+                if let Some(p) = previous
+                    && unchanged(&node, p)
+                    && self.all_known(&p.content)?
+                {
+                    node.content = p.content.clone();
+                    self.summary.files_unmodified += 1;
+                    self.progress.inc(node.size);
+                    self.dir(key).nodes.push(node);
+                    return Ok(());
+                }
+                let d = self.dir(key);
+                d.nodes.push(node);
+                d.outstanding += 1;
+                let idx = d.nodes.len() - 1;
+                if let Some(p) = previous.filter(|p| p.kind == NodeKind::File) {
+                    self.previous_content.insert((key, idx), p.content.clone());
+                }
+                self.send_job(FileJob {
+                    dir: key,
+                    idx,
+                    path: path.to_path_buf(),
+                })?;
+            }
+            NodeKind::Dir => {
+                let sub = previous
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree);
+                let crosses = self.one_file_system && meta.dev() != self.device;
+                let d = self.dir(key);
+                d.nodes.push(node);
+                let idx = d.nodes.len() - 1;
+                if crosses {
+                    // A mount point: keep the directory itself, empty.
+                    let empty = self.store_tree(Tree::new(Vec::new()))?;
+                    self.dir(key).nodes[idx].subtree = Some(empty);
+                } else {
+                    self.dir(key).outstanding += 1;
+                    self.walk_dir(path, Some((key, idx)), sub)?;
+                }
+            }
+            NodeKind::Symlink => {
+                match std::fs::read_link(path) {
+                    Ok(t) => node.target = t.into_os_string().as_bytes().to_vec(),
+                    Err(e) => {
+                        self.fail(path, e.to_string());
+                        return Ok(());
+                    }
+                }
+                self.dir(key).nodes.push(node);
+            }
+            _ => self.dir(key).nodes.push(node),
+        }
+        Ok(())
+    }
+
+    fn all_known(&self, content: &[Id]) -> Result<bool> {
+        for id in content {
+            if !self.known.has(BlobType::Data, id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hands a file to the workers, taking in results while the queue is full so that
+    /// neither side waits on the other forever.
+    fn send_job(&mut self, mut job: FileJob) -> Result<()> {
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::TrySendError::Full(j)) => {
+                    job = j;
+                    crossbeam_channel::select! {
+                        recv(self.results) -> r => {
+                            let r = r.map_err(|_| stopped())?;
+                            self.apply(r)?;
+                        }
+                        send(self.jobs, job) -> res => {
+                            return res.map_err(|_| stopped());
+                        }
+                    }
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(stopped()),
+            }
+        }
+    }
+
+    fn drain_results(&mut self) -> Result<()> {
+        while let Ok(r) = self.results.try_recv() {
+            self.apply(r)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, r: FileResult) -> Result<()> {
+        let previous = self.previous_content.remove(&(r.dir, r.idx));
+        match r.outcome {
+            FileOutcome::Done { content, size } => {
+                match previous {
+                    None => self.summary.files_new += 1,
+                    Some(p) if p == content => self.summary.files_unmodified += 1,
+                    Some(_) => self.summary.files_changed += 1,
+                }
+                let node = &mut self.dir(r.dir).nodes[r.idx];
+                node.content = content;
+                node.size = size;
+            }
+            FileOutcome::Failed(msg) => {
+                self.fail(&r.path, msg);
+                self.dir(r.dir).dropped.push(r.idx);
+            }
+        }
+        self.dir(r.dir).outstanding -= 1;
+        self.try_finish(r.dir)
+    }
+
+    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let bytes = cbor::encode(&tree);
+        let id = self.repo.key().blob_id(&bytes);
+        if self.known.claim(BlobType::Tree, &id)? {
+            self.store.store(BlobType::Tree, id, &bytes)?;
+        }
+        Ok(id)
+    }
+
+    /// Writes the trees of `key` and of every ancestor that it completes.
+    fn try_finish(&mut self, mut key: u64) -> Result<()> {
+        loop {
+            let d = &self.dirs[&key];
+            if !d.enumerated || d.outstanding > 0 {
+                return Ok(());
+            }
+            let mut d = self.dirs.remove(&key).expect("present");
+            d.dropped.sort_unstable();
+            for idx in d.dropped.iter().rev() {
+                d.nodes.remove(*idx);
+            }
+            let id = match (d.previous, d.previous_nodes) {
+                // Same nodes, same bytes: the parent's tree blob is in the repository (it
+                // was just loaded from it), so there is nothing to encode or store.
+                (Some(p), Some(nodes)) if nodes == d.nodes => p,
+                _ => self.store_tree(Tree::new(d.nodes))?,
+            };
+            match d.previous {
+                None => self.summary.dirs_new += 1,
+                Some(p) if p == id => self.summary.dirs_unmodified += 1,
+                Some(_) => self.summary.dirs_changed += 1,
+            }
+            match d.link {
+                None => {
+                    self.root = Some(id);
+                    return Ok(());
+                }
+                Some((parent, idx)) => {
+                    let p = self.dir(parent);
+                    p.nodes[idx].subtree = Some(id);
+                    p.outstanding -= 1;
+                    key = parent;
+                }
+            }
+        }
+    }
+}
+
+/// The parent tree's subdirectory trees whose names pass `wanted`, in name order.
+fn subtrees(parent: Option<&Tree>, wanted: impl Fn(&[u8]) -> bool) -> Vec<Id> {
+    parent.map_or_else(Vec::new, |t| {
+        t.nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Dir && wanted(&n.name))
+            .filter_map(|n| n.subtree)
+            .collect()
+    })
+}
+
+/// Counts the bytes under the paths, for the progress bar's total and ETA, leaving out
+/// what the walk leaves out. Runs beside the backup only when a bar is shown; the total is
+/// shown once the count is complete.
+pub fn scan_totals(
+    trie: &PathTrie,
+    leave_out: &LeaveOut,
+    one_file_system: bool,
+    bar: &indicatif::ProgressBar,
+) {
+    let mut scan = Scan {
+        leave_out,
+        one_file_system,
+        device: 0,
+        total: 0,
+    };
+    scan.trie(Path::new("/"), trie);
+    crate::progress::total_known(bar, scan.total);
+}
+
+struct Scan<'a> {
+    leave_out: &'a LeaveOut<'a>,
+    one_file_system: bool,
+    /// Device of the backup path being scanned.
+    device: u64,
+    total: u64,
+}
+
+impl Scan<'_> {
+    fn trie(&mut self, path: &Path, trie: &PathTrie) {
+        if trie.target {
+            match trie.target_metadata(path) {
+                Ok(m) if self.leave_out.is_own(&m) => {}
+                Ok(m) if m.is_dir() => {
+                    self.device = m.dev();
+                    self.dir(path);
+                }
+                Ok(m) if m.is_file() => self.total += m.len(),
+                _ => {}
+            }
+            return;
+        }
+        for (name, child) in &trie.children {
+            self.trie(&path.join(name), child);
+        }
+    }
+
+    fn dir(&mut self, dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if self.leave_out.judge(&path, &meta) != Verdict::Keep {
+                continue;
+            }
+            if meta.is_dir() {
+                if !self.one_file_system || meta.dev() == self.device {
+                    self.dir(&path);
+                }
+            } else if meta.is_file() {
+                self.total += meta.len();
+            }
+        }
+    }
+}
+
+pub(crate) fn counters_summary(c: &Counters, s: &mut Summary) {
+    s.data_blobs = c.data_blobs.load(Relaxed);
+    s.tree_blobs = c.tree_blobs.load(Relaxed);
+    s.data_added = c.data_added.load(Relaxed);
+    s.data_added_packed = c.data_added_packed.load(Relaxed);
+}

@@ -1,0 +1,463 @@
+//! Writing file contents pack by pack.
+//!
+//! Reading blob by blob costs one request per blob: on S3, one GET per small file. Instead,
+//! a batch of files is planned first: every blob they need is looked up and grouped by pack.
+//! Workers then take one pack at a time, sort its wanted blobs by offset, and read each run
+//! of neighbours (gaps up to `MAX_GAP`, spans up to `MAX_SPAN`) with one ranged read,
+//! writing every blob to each place that needs it. A restore costs about one request per
+//! pack it touches, and a single small file costs one request, never a whole pack.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::pack::BlobLocation;
+use crate::format::pack::BlobType;
+use crate::format::tree::Node;
+use crate::interrupt;
+use crate::repo::Repository;
+
+use super::target::Target;
+
+/// Bytes between two wanted blobs that are read and thrown away rather than paying for a
+/// second request (on S3 a request costs about as much time as a megabyte of transfer).
+pub const MAX_GAP: u64 = 1024 * 1024;
+/// Most bytes one read spans, which bounds each worker's memory.
+pub const MAX_SPAN: u64 = 8 * 1024 * 1024;
+
+/// Splits `locs` into runs that one ranged read can serve: the same pack, ascending
+/// offsets, small gaps, bounded span. Order is kept, so callers that need file order (dump)
+/// and callers that sort by offset first (restore) both use it.
+pub fn runs(locs: &[BlobLocation]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=locs.len() {
+        let joins = i < locs.len() && {
+            let (first, prev, next) = (&locs[start], &locs[i - 1], &locs[i]);
+            let prev_end = u64::from(prev.entry.offset) + u64::from(prev.entry.length);
+            let next_start = u64::from(next.entry.offset);
+            let next_end = next_start + u64::from(next.entry.length);
+            next.pack == first.pack
+                && next_start >= u64::from(prev.entry.offset)
+                && next_start.saturating_sub(prev_end) <= MAX_GAP
+                && next_end - u64::from(first.entry.offset) <= MAX_SPAN
+        };
+        if !joins {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
+/// One file of a batch: where it goes, what it holds, and how far it has got.
+pub struct FileTarget {
+    /// Below the target.
+    pub rel: PathBuf,
+    /// The full path, for messages.
+    pub dest: PathBuf,
+    /// The temporary name it is written under, in the same directory.
+    pub tmp: OsString,
+    pub node: Node,
+    remaining: AtomicUsize,
+    /// Whether the temporary file was made (emptied) by the first write; later writes,
+    /// from any worker, open it as it is.
+    created: Mutex<bool>,
+    error: Mutex<Option<String>>,
+    /// Failed only because a pack it needs is archived (see `ArchivedPacks`): counted,
+    /// not reported one by one.
+    archived: AtomicBool,
+}
+
+impl FileTarget {
+    pub fn new(rel: PathBuf, dest: PathBuf, tmp: OsString, node: Node) -> FileTarget {
+        FileTarget {
+            remaining: AtomicUsize::new(node.content.len()),
+            rel,
+            dest,
+            tmp,
+            node,
+            created: Mutex::new(false),
+            error: Mutex::new(None),
+            archived: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether it waits for an archived pack (and nothing else failed first).
+    pub fn waits_for_archive(&self) -> bool {
+        self.archived.load(Ordering::SeqCst)
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) {
+        let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        err.get_or_insert_with(|| e.to_string());
+    }
+
+    fn fail_archived(&self, e: &Error) {
+        let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if err.is_none() {
+            *err = Some(e.to_string());
+            self.archived.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The first error met, if any.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Opens the temporary file for writing, making it on the first call.
+    fn open(&self, target: &Target) -> Result<File> {
+        let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let file = target.open_temp(&self.rel, &self.tmp, !*created)?;
+        *created = true;
+        Ok(file)
+    }
+}
+
+/// The data packs a restore found in an archive storage class, with that class: each is
+/// reported once, however many files need it.
+#[derive(Default)]
+pub struct ArchivedPacks(Mutex<BTreeMap<Id, String>>);
+
+impl ArchivedPacks {
+    fn add(&self, pack: Id, class: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pack)
+            .or_insert_with(|| class.to_string());
+    }
+
+    pub fn into_inner(self) -> BTreeMap<Id, String> {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Set when the target itself fails (full, read-only, over quota), not one file: every
+/// further write would fail the same way, so the restore stops instead of reporting each
+/// of perhaps millions of files.
+#[derive(Default)]
+pub struct Stop {
+    reason: std::sync::OnceLock<String>,
+}
+
+impl Stop {
+    /// Stops the restore if `e` is a failure of the whole target.
+    pub fn note(&self, e: &Error) {
+        if let Error::Io { path, source } = e
+            && matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            let _ = self
+                .reason
+                .set(format!("writing {} failed: {source}", path.display()));
+        }
+    }
+
+    /// Stops the restore: the store gave up answering.
+    pub fn store_failed(&self, e: &Error) {
+        let _ = self
+            .reason
+            .set(format!("reading from the store failed: {e}"));
+    }
+
+    /// Why the restore stopped, if it did: the target failed, or the user interrupted.
+    pub fn reason(&self) -> Option<&str> {
+        if interrupt::requested() {
+            let _ = self.reason.set("interrupted".into());
+        }
+        self.reason.get().map(String::as_str)
+    }
+}
+
+/// Called once per file when its last blob is written or has failed, with the file's
+/// descriptor when it is still open (for setting metadata without a path lookup).
+pub type Done<'a> = dyn Fn(&FileTarget, Option<&File>) + Sync + 'a;
+
+/// One wanted blob: which file needs it at which offset.
+struct Want {
+    loc: BlobLocation,
+    file: usize,
+    offset: u64,
+}
+
+/// Writes the contents of `files` to their temporary files (each is made by its first
+/// write), pack by pack on `workers` threads. `done` is called once per file when its last blob is written or
+/// has failed; the file's `error()` tells which.
+#[allow(clippy::too_many_arguments)]
+pub fn write_contents(
+    repo: &Repository,
+    target: &Target,
+    files: &[FileTarget],
+    workers: usize,
+    stop: &Stop,
+    archived: &ArchivedPacks,
+    progress: &indicatif::ProgressBar,
+    done: &Done<'_>,
+) {
+    let mut by_pack: HashMap<Id, Vec<Want>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let mut offset = 0u64;
+        let mut located = Vec::with_capacity(f.node.content.len());
+        for id in &f.node.content {
+            match repo.locate(BlobType::Data, id) {
+                Ok(loc) => {
+                    located.push(Want {
+                        loc,
+                        file: i,
+                        offset,
+                    });
+                    offset += u64::from(loc.entry.raw_length);
+                }
+                Err(e) => {
+                    f.fail(e);
+                    break;
+                }
+            }
+        }
+        if f.error().is_some() {
+            f.remaining.store(0, Ordering::SeqCst);
+            done(f, None);
+            continue;
+        }
+        for w in located {
+            by_pack.entry(w.loc.pack).or_default().push(w);
+        }
+    }
+    let mut packs: Vec<Vec<Want>> = by_pack.into_values().collect();
+    // Biggest first, so that the last pack left to one worker is a small one.
+    packs.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(wants) = packs.get(i) else { break };
+                    if stop.reason().is_some() {
+                        break;
+                    }
+                    write_pack(repo, target, files, wants, stop, archived, progress, done);
+                }
+            });
+        }
+    });
+    if stop.reason().is_some() {
+        // Files cut short hold part of their content: none may pass for restored.
+        for f in files {
+            if f.remaining.load(Ordering::SeqCst) > 0 {
+                discard(target, f);
+            }
+        }
+    }
+}
+
+/// Reads what `files` want of one pack, run by run, and writes it.
+#[allow(clippy::too_many_arguments)]
+fn write_pack(
+    repo: &Repository,
+    target: &Target,
+    files: &[FileTarget],
+    wants: &[Want],
+    stop: &Stop,
+    archived: &ArchivedPacks,
+    progress: &indicatif::ProgressBar,
+    done: &Done<'_>,
+) {
+    let mut order: Vec<&Want> = wants.iter().collect();
+    order.sort_by_key(|w| (w.loc.entry.offset, w.file, w.offset));
+    let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
+    let mut writer = RunWriter {
+        repo,
+        target,
+        files,
+        stop,
+        progress,
+        done,
+        open: None,
+    };
+    for run in runs(&locs) {
+        if stop.reason().is_some() {
+            return;
+        }
+        let members = &order[run.clone()];
+        let Err(e) = writer.write_run(members, &locs[run.clone()]) else {
+            continue;
+        };
+        if let Error::GaveUp { .. } = &e {
+            // The store stopped answering: every further read would wait out its retries
+            // too. The files of this pack fail with it, and the restore stops.
+            stop.store_failed(&e);
+            writer.fail_all(&order[run.start..], &e);
+            return;
+        }
+        if let Error::Archived { class, .. } = &e {
+            // No run of this pack can be read: every file waiting on it waits for the
+            // retrieval, and the pack is reported once.
+            archived.add(locs[run.start].pack, class);
+            for w in &order[run.start..] {
+                let f = &files[w.file];
+                f.fail_archived(&e);
+                finish_one(f, None, done);
+            }
+            return;
+        }
+        if members.len() == 1 {
+            writer.fail_all(members, &e);
+            continue;
+        }
+        // One unreadable blob (an index entry past the end of its pack, a pack cut short)
+        // must not take its neighbours down: read them one at a time.
+        for k in run {
+            if let Err(e) = writer.write_run(&order[k..=k], &locs[k..=k]) {
+                writer.fail_all(&order[k..=k], &e);
+            }
+        }
+    }
+}
+
+/// Writes the blobs of runs of one pack to the files that want them.
+struct RunWriter<'a> {
+    repo: &'a Repository,
+    target: &'a Target,
+    files: &'a [FileTarget],
+    stop: &'a Stop,
+    progress: &'a indicatif::ProgressBar,
+    done: &'a Done<'a>,
+    /// The file last written, kept open: neighbouring blobs usually belong to one file.
+    open: Option<(usize, File)>,
+}
+
+impl RunWriter<'_> {
+    /// Reads one run and writes each blob; an error means the read failed and nothing of
+    /// the run was handed over.
+    fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
+        let (files, stop, progress, done) = (self.files, self.stop, self.progress, self.done);
+        let target = self.target;
+        let open = &mut self.open;
+        self.repo.read_run(locs, &mut |i, plain| {
+            let w = members[i];
+            let f = &files[w.file];
+            match plain {
+                Ok(data) => {
+                    if f.error().is_none()
+                        && let Err(e) = write_at(target, open, w.file, f, data, w.offset)
+                    {
+                        stop.note(&e);
+                        f.fail(e);
+                    }
+                    progress.inc(data.len() as u64);
+                }
+                Err(e) => f.fail(e),
+            }
+            let descriptor = match &*open {
+                Some((i, file)) if *i == w.file => Some(file),
+                _ => None,
+            };
+            finish_one(f, descriptor, done);
+            Ok(())
+        })
+    }
+
+    /// The read failed: every file waiting on these blobs fails with it.
+    fn fail_all(&self, members: &[&Want], e: &Error) {
+        for w in members {
+            let f = &self.files[w.file];
+            f.fail(e);
+            finish_one(f, None, self.done);
+        }
+    }
+}
+
+fn finish_one(f: &FileTarget, descriptor: Option<&File>, done: &Done<'_>) {
+    if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        done(f, descriptor);
+    }
+}
+
+/// Writes `data` at `offset` of file `index`, making its temporary file on the first
+/// write. Descriptors are opened per file as blobs arrive (one kept open at a time), so a
+/// batch of many files never holds many; every open resolves the path beneath the target
+/// without following symlinks (see `target`).
+fn write_at(
+    target: &Target,
+    open: &mut Option<(usize, File)>,
+    index: usize,
+    f: &FileTarget,
+    data: &[u8],
+    offset: u64,
+) -> Result<()> {
+    if !matches!(open, Some((i, _)) if *i == index) {
+        *open = None;
+        *open = Some((index, f.open(target)?));
+    }
+    let Some((_, file)) = open else {
+        unreachable!("opened above")
+    };
+    file.write_all_at(data, offset)
+        .map_err(|e| Error::io(&f.dest, e))
+}
+
+/// Removes the temporary file of a file whose restore failed or was cut short.
+pub fn discard(target: &Target, f: &FileTarget) {
+    target.discard_temp(&f.rel, &f.tmp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::{Compression, PackEntry};
+
+    fn loc(pack: u8, offset: u32, length: u32) -> BlobLocation {
+        BlobLocation {
+            pack: Id([pack; 32]),
+            entry: PackEntry {
+                kind: BlobType::Data,
+                id: Id([offset as u8; 32]),
+                offset,
+                length,
+                raw_length: length,
+                compression: Compression::None,
+            },
+        }
+    }
+
+    #[test]
+    fn neighbours_of_one_pack_share_a_read() {
+        let m = MAX_GAP as u32;
+        let locs = [
+            loc(1, 0, 100),
+            loc(1, 100, 100),
+            loc(1, 200 + m, 10),     // gap of exactly MAX_GAP: joins
+            loc(1, 300 + 2 * m, 10), // gap above MAX_GAP: new run
+            loc(2, 0, 10),           // other pack
+            loc(2, 0, 10),           // the same blob again (two files want it)
+            loc(2, 5, 10),           // overlapping would mean a damaged index; still ascending
+            loc(1, 0, 10),           // back to pack 1: new run
+        ];
+        assert_eq!(runs(&locs), vec![0..3, 3..4, 4..7, 7..8]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn spans_are_bounded() {
+        let len = 3 * 1024 * 1024;
+        let locs = [loc(1, 0, len), loc(1, len, len), loc(1, 2 * len, len)];
+        assert_eq!(runs(&locs), vec![0..2, 2..3]);
+        // File order going backwards in a pack (dump) starts a new run.
+        let locs = [loc(1, 500, 10), loc(1, 0, 10)];
+        assert_eq!(runs(&locs), vec![0..1, 1..2]);
+    }
+}

@@ -1,0 +1,502 @@
+//! Restore: a whole snapshot or chosen paths of it, below a target directory, and the
+//! lookups `ls` and `dump` share.
+//!
+//! File contents are written pack by pack (see `fetch`); directories get
+//! their metadata last, deepest first, so writing their contents does not disturb their
+//! mtimes. Every blob is checked against its id before a byte of it is written.
+
+pub mod archived;
+pub mod fetch;
+pub mod target;
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::pack::BlobType;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::interrupt;
+use crate::ops::fsmeta::{apply_file_metadata, apply_metadata_at};
+use crate::repo::Repository;
+use crate::repo::walk::{find_node, root_node, safe_name};
+use fetch::FileTarget;
+use target::{Existing, Target};
+
+/// Writes a file's content to `out` in order, reading neighbouring blobs together.
+pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let locs = node
+        .content
+        .iter()
+        .map(|id| repo.locate(BlobType::Data, id))
+        .collect::<Result<Vec<_>>>()?;
+    let mut written = 0;
+    for run in fetch::runs(&locs) {
+        repo.read_run(&locs[run], &mut |_, plain| {
+            let data = plain?;
+            out.write_all(data)
+                .map_err(|e| Error::Other(format!("writing output: {e}")))?;
+            written += data.len() as u64;
+            Ok(())
+        })?;
+    }
+    Ok(written)
+}
+
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Absolute snapshot paths to restore; empty means everything.
+    pub includes: Vec<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    /// Symlinks, FIFOs and device nodes.
+    pub other: u64,
+    pub bytes: u64,
+    pub verified_files: u64,
+    /// Files already at the target with the snapshot's size, mtime and content: kept.
+    pub files_unchanged: u64,
+    /// Sockets, which are not restored (the program that listens on one makes it).
+    pub skipped: u64,
+    #[serde(skip)]
+    pub errors: Vec<(PathBuf, String)>,
+    /// Files not restored because a pack they need is archived (listed in
+    /// `archived_packs`): the restore is to be run again once those are retrieved.
+    pub files_waiting: u64,
+    #[serde(skip)]
+    pub archived_packs: Vec<archived::ArchivedPack>,
+}
+
+enum Selection {
+    /// Restore this node and all below.
+    All,
+    /// Only a way to an included path: create the directory, restore nothing else.
+    Passage,
+    Skip,
+}
+
+fn select(path: &Path, includes: &[PathBuf]) -> Selection {
+    if includes.is_empty() {
+        return Selection::All;
+    }
+    if includes.iter().any(|i| path.starts_with(i)) {
+        Selection::All
+    } else if includes.iter().any(|i| i.starts_with(path)) {
+        Selection::Passage
+    } else {
+        Selection::Skip
+    }
+}
+
+/// Files planned per batch. Each batch's blobs are grouped by pack and read together, so
+/// bigger batches mean fewer requests; these bounds keep the plan to some tens of MiB.
+const BATCH_FILES: usize = 50_000;
+const BATCH_BLOBS: usize = 400_000;
+/// The first batch's file bound. Batches double from it up to `BATCH_FILES`, so writing
+/// starts after a few hundred files are planned rather than after fifty thousand.
+const FIRST_BATCH_FILES: usize = 256;
+
+/// Batch bounds, growing from small (writing starts early) to large (few requests).
+struct BatchLimit {
+    files: usize,
+}
+
+impl BatchLimit {
+    fn full(&self, files: usize, blobs: usize) -> bool {
+        files >= self.files || blobs >= BATCH_BLOBS
+    }
+
+    fn grow(&mut self) {
+        self.files = (self.files * 2).min(BATCH_FILES);
+    }
+}
+
+/// One entry met by the planner: where it goes and which directory holds it.
+struct Visit<'a> {
+    /// Below the target (`home/me/x` for the snapshot's `/home/me/x`).
+    rel: &'a Path,
+    node: &'a Node,
+    /// The tree of the directory holding it (none for the snapshot root), which tells
+    /// whether a temporary name is free.
+    siblings: Option<&'a Tree>,
+}
+
+pub fn restore(
+    repo: &Repository,
+    root: Id,
+    opts: &RestoreOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<RestoreSummary> {
+    for inc in &opts.includes {
+        find_node(repo, root, inc)?;
+    }
+    let target = Target::open(&opts.target)?;
+    let summary = Mutex::new(RestoreSummary::default());
+    let count = |f: &dyn Fn(&mut RestoreSummary)| {
+        f(&mut summary.lock().unwrap_or_else(|p| p.into_inner()));
+    };
+    // Messages of errors on one path often start with it; the path is said once.
+    let record_error = |path: &Path, e: String| {
+        let prefix = format!("{}: ", path.display());
+        let message = e.strip_prefix(&prefix).unwrap_or(&e).to_string();
+        count(&|s| s.errors.push((path.to_path_buf(), message.clone())))
+    };
+    // Called once per file when all its blobs are written (or one failed).
+    let finish = |f: &FileTarget, descriptor: Option<&File>| {
+        let result = match f.error() {
+            Some(e) => Err(e),
+            None => {
+                finish_file(repo, &target, f, descriptor, opts.verify).map_err(|e| e.to_string())
+            }
+        };
+        match result {
+            Ok(verified) => count(&|s| {
+                s.files += 1;
+                s.bytes += f.node.size;
+                s.verified_files += u64::from(verified);
+            }),
+            Err(_) if f.waits_for_archive() => {
+                fetch::discard(&target, f);
+                count(&|s| s.files_waiting += 1);
+            }
+            Err(e) => {
+                fetch::discard(&target, f);
+                record_error(&f.dest, e);
+            }
+        }
+    };
+    let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
+    let stop = fetch::Stop::default();
+    let archived = fetch::ArchivedPacks::default();
+    // The planner walks the snapshot, makes directories and hands over batches of files;
+    // this thread writes one batch while the next is planned. A rendezvous, so that at
+    // most two batches are held: the one being written and the next.
+    let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(0);
+    let plan = || -> Result<Vec<(PathBuf, Node)>> {
+        // Owned by the planner, so the writer's loop ends when the planner does.
+        let batches = batches;
+        let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+        let mut batch: Vec<FileTarget> = Vec::new();
+        let mut batch_blobs = 0;
+        let mut limit = BatchLimit {
+            files: FIRST_BATCH_FILES,
+        };
+        let stopped = || Error::Other("restore stopped: the writers are gone".into());
+        let mut each = |v: Visit<'_>| -> Result<bool> {
+            if stop.reason().is_some() {
+                return Err(Error::Other("restore stopped".into()));
+            }
+            let dest = target.display(v.rel);
+            // Failures of one entry are recorded and the restore goes on; a failure of the
+            // whole target (full, read-only) also stops it.
+            let record_error = |e: Error| {
+                stop.note(&e);
+                record_error(&dest, e.to_string());
+            };
+            match v.node.kind {
+                NodeKind::Dir => match target.ensure_dir(v.rel) {
+                    Ok(()) => {
+                        dirs.push((v.rel.to_path_buf(), v.node.clone()));
+                        return Ok(true);
+                    }
+                    // Nothing below it can be restored: one error for the subtree.
+                    Err(e) => record_error(e),
+                },
+                NodeKind::File => match plan_file(repo, &target, &v) {
+                    Err(e) => record_error(e),
+                    Ok(Planned::Unchanged) => count(&|s| s.files_unchanged += 1),
+                    Ok(Planned::Write(f)) if f.node.content.is_empty() => {
+                        match target.open_temp(&f.rel, &f.tmp, true) {
+                            Ok(file) => finish(&f, Some(&file)),
+                            Err(e) => record_error(e),
+                        }
+                    }
+                    Ok(Planned::Write(f)) => {
+                        batch_blobs += f.node.content.len();
+                        batch.push(*f);
+                        if limit.full(batch.len(), batch_blobs) {
+                            batches
+                                .send(std::mem::take(&mut batch))
+                                .map_err(|_| stopped())?;
+                            batch_blobs = 0;
+                            limit.grow();
+                        }
+                    }
+                },
+                NodeKind::Socket => count(&|s| s.skipped += 1),
+                _ => match restore_special(&target, &v) {
+                    Ok(()) => count(&|s| s.other += 1),
+                    Err(e) => record_error(e),
+                },
+            }
+            Ok(false)
+        };
+        walk_selected(
+            repo,
+            PathBuf::new(),
+            &root_node(root),
+            None,
+            &opts.includes,
+            &mut each,
+        )?;
+        batches.send(batch).map_err(|_| stopped())?;
+        Ok(dirs)
+    };
+    let dirs = std::thread::scope(|s| {
+        // The walk recurses once per directory level; give it room for deep trees.
+        let planner = std::thread::Builder::new()
+            .stack_size(256 * 1024 * 1024)
+            .spawn_scoped(s, plan)
+            .map_err(|e| Error::Other(format!("cannot start the restore planner: {e}")))?;
+        for batch in planned {
+            // Once stopped, batches are only drained until the planner sees it.
+            if stop.reason().is_none() {
+                fetch::write_contents(
+                    repo, &target, &batch, workers, &stop, &archived, progress, &finish,
+                );
+            }
+        }
+        planner
+            .join()
+            .map_err(|_| Error::Other("the restore planner panicked".into()))?
+    });
+    if let Some(reason) = stop.reason() {
+        let s = summary.lock().unwrap_or_else(|p| p.into_inner());
+        progress.finish_and_clear();
+        if interrupt::requested() {
+            return Err(Error::Interrupted(format!(
+                "restore into {} interrupted; {} files ({} bytes) were restored before it, \
+                 files it was writing were removed, and directories keep the default mode \
+                 and times. Run the restore again to finish it: files already complete are \
+                 kept",
+                opts.target.display(),
+                s.files,
+                s.bytes
+            )));
+        }
+        return Err(Error::Other(format!(
+            "restore into {} stopped: {reason}. {} files ({} bytes) were restored before it; \
+             files it was writing were removed, and directories keep the default mode and \
+             times. Free space, make the target writable or check the network and the \
+             store, as the reason says, and run the restore again: files already complete \
+             are kept",
+            opts.target.display(),
+            s.files,
+            s.bytes
+        )));
+    }
+    let mut dirs = dirs?;
+    // Deepest first, so a parent's mtime is set after its children are complete.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.archived_packs = archived::sized(repo, archived.into_inner())?;
+    for (rel, node) in &dirs {
+        if node.name.is_empty() {
+            continue; // the snapshot root is the target itself
+        }
+        let dest = target.display(rel);
+        let applied = target
+            .dir(rel)
+            .and_then(|fd| apply_file_metadata(&File::from(fd), &dest, node));
+        match applied {
+            Ok(()) => summary.dirs += 1,
+            Err(e) => summary.errors.push((dest, e.to_string())),
+        }
+    }
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+/// Walks the selected part of the snapshot depth first in name order; `each` says of a
+/// directory whether to descend into it (false when it could not be made).
+fn walk_selected(
+    repo: &Repository,
+    rel: PathBuf,
+    node: &Node,
+    siblings: Option<&Tree>,
+    includes: &[PathBuf],
+    each: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
+) -> Result<()> {
+    let path = Path::new("/").join(&rel);
+    let selection = select(&path, includes);
+    if matches!(selection, Selection::Skip) {
+        return Ok(());
+    }
+    let descend = each(Visit {
+        rel: &rel,
+        node,
+        siblings,
+    })?;
+    if let (true, NodeKind::Dir, Some(sub)) = (descend, node.kind, node.subtree) {
+        let tree = repo.load_tree(&sub)?;
+        // Below an included path everything is selected: no need to ask again.
+        let includes = if matches!(selection, Selection::All) {
+            &[]
+        } else {
+            includes
+        };
+        for child in &tree.nodes {
+            let rel = rel.join(safe_name(&child.name)?);
+            walk_selected(repo, rel, child, Some(&tree), includes, each)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the planner decided for one file.
+enum Planned {
+    /// Already there, complete and identical.
+    Unchanged,
+    Write(Box<FileTarget>),
+}
+
+/// Looks at what stands where a file goes: a non-empty directory is a conflict (it is
+/// never removed), a file of the snapshot's size and mtime whose content matches is kept
+/// (so a restore run again after an interrupted one does not download it again), and
+/// anything else is replaced when the new file is complete.
+fn plan_file(repo: &Repository, target: &Target, v: &Visit<'_>) -> Result<Planned> {
+    let (dir, name) = target.parent(v.rel)?;
+    let dest = target.display(v.rel);
+    match target.existing(&dir, name, v.rel)? {
+        Existing::Dir if !target.is_empty_dir(&dir, name, v.rel)? => {
+            return Err(target::conflict(&dest));
+        }
+        Existing::File { size, mtime } if size == v.node.size && mtime == v.node.mtime => {
+            let file = target.open_existing(&dir, name, v.rel)?;
+            if same_content(repo, &file, &dest, v.node)? {
+                // Mode and owner may still differ; the mtime is the snapshot's already.
+                apply_file_metadata(&file, &dest, v.node)?;
+                return Ok(Planned::Unchanged);
+            }
+        }
+        _ => {}
+    }
+    let tmp = target::temp_name(name, |t| {
+        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
+    });
+    Ok(Planned::Write(Box::new(FileTarget::new(
+        v.rel.to_path_buf(),
+        dest,
+        tmp,
+        v.node.clone(),
+    ))))
+}
+
+/// Verifies (if asked) a file whose content is written, sets its metadata and moves it
+/// into place; returns whether it was verified. `descriptor` is the temporary file's, when
+/// it is still open.
+fn finish_file(
+    repo: &Repository,
+    target: &Target,
+    f: &FileTarget,
+    descriptor: Option<&File>,
+    verify: bool,
+) -> Result<bool> {
+    let reopened;
+    let file = match descriptor {
+        Some(file) => file,
+        None => {
+            reopened = target.open_temp(&f.rel, &f.tmp, false)?;
+            &reopened
+        }
+    };
+    if verify && !same_content(repo, file, &f.dest, &f.node)? {
+        return Err(Error::Other(format!(
+            "{}: verification failed: restored content differs from the snapshot",
+            f.dest.display()
+        )));
+    }
+    apply_file_metadata(file, &f.dest, &f.node)?;
+    let (dir, name) = target.parent(&f.rel)?;
+    target.commit(&dir, &f.tmp, name, &f.rel)?;
+    Ok(verify)
+}
+
+/// Reads `file` from its start and checks it holds exactly the snapshot's content: every
+/// blob's id, and nothing after the last.
+fn same_content(repo: &Repository, file: &File, dest: &Path, node: &Node) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = Vec::new();
+    let mut offset = 0u64;
+    for id in &node.content {
+        let loc = repo.locate(BlobType::Data, id)?;
+        buf.resize(loc.entry.raw_length as usize, 0);
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(Error::io(dest, e)),
+        }
+        if repo.key().blob_id(&buf) != *id {
+            return Ok(false);
+        }
+        offset += buf.len() as u64;
+    }
+    let mut rest = [0u8; 1];
+    Ok(file
+        .read_at(&mut rest, offset)
+        .map_err(|e| Error::io(dest, e))?
+        == 0)
+}
+
+/// Symlinks, FIFOs and device nodes: made under a temporary name, given their metadata,
+/// and moved into place.
+fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
+    let (dir, name) = target.parent(v.rel)?;
+    let dest = target.display(v.rel);
+    if target.existing(&dir, name, v.rel)? == Existing::Dir
+        && !target.is_empty_dir(&dir, name, v.rel)?
+    {
+        return Err(target::conflict(&dest));
+    }
+    let tmp = target::temp_name(name, |t| {
+        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
+    });
+    target::remove_temp(&dir, &tmp);
+    let err = |e: nix::Error| Error::io(&dest, std::io::Error::from(e));
+    use nix::sys::stat::{Mode, SFlag};
+    let node = v.node;
+    match node.kind {
+        NodeKind::Symlink => {
+            nix::unistd::symlinkat(OsStr::from_bytes(&node.target), &dir, tmp.as_os_str())
+                .map_err(err)?
+        }
+        NodeKind::Fifo => {
+            nix::unistd::mkfifoat(&dir, tmp.as_os_str(), Mode::from_bits_truncate(0o600))
+                .map_err(err)?
+        }
+        NodeKind::Chardev | NodeKind::Blockdev => {
+            let kind = if node.kind == NodeKind::Chardev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknodat(
+                &dir,
+                tmp.as_os_str(),
+                kind,
+                Mode::from_bits_truncate(0o600),
+                node.rdev,
+            )
+            .map_err(err)?
+        }
+        NodeKind::File | NodeKind::Dir | NodeKind::Socket => {
+            unreachable!("handled by the caller")
+        }
+    }
+    let placed = apply_metadata_at(&dir, &tmp, &dest, node)
+        .and_then(|()| target.commit(&dir, &tmp, name, v.rel));
+    if placed.is_err() {
+        target::remove_temp(&dir, &tmp);
+    }
+    placed
+}

@@ -1,0 +1,565 @@
+//! An open repository: backend, master key, config and index cache, and the operations on
+//! its sealed objects that every command shares.
+
+pub mod cache;
+pub mod lock;
+pub mod needed;
+pub mod pack_cache;
+pub mod walk;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::format::blob::{open_blob, open_blob_into};
+use crate::format::cbor::{self, Versioned};
+use crate::format::config::{ChunkerParams, Config, ObjectLockConfig};
+use crate::format::crypto::{Aad, MasterKey};
+use crate::format::id::Id;
+use crate::format::index::IndexFile;
+use crate::format::keyfile::KeyFile;
+use crate::format::pack::BlobLocation;
+use crate::format::pack::{BlobType, FinishedPack, PackEntry, decode_header, trailer_len};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::repo::cache::IndexCache;
+use crate::repo::pack_cache::PackCache;
+use crate::store::counting::{Counting, RequestStats};
+use crate::store::retry::{RetryPolicy, Retrying};
+use crate::store::{Backend, Kind, ObjectName};
+
+/// Receives the sealed bytes of each blob of a run (or why they could not be cut out).
+pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a;
+/// Receives each opened blob of a run with its position: the plaintext, or why it did not
+/// open. The plaintext is lent for the call only (its buffer is reused for the next blob).
+pub type BlobSink<'a> = SealedBlobSink<'a>;
+
+/// Pack header bytes fetched in one read; larger headers take a second.
+const HEADER_TAIL: u64 = 64 * 1024;
+
+/// Metadata objects (config, index, snapshot) carry one byte before their CBOR body.
+pub(crate) const META_RAW: u8 = 0;
+const META_ZSTD: u8 = 1;
+
+thread_local! {
+    /// The plaintext buffer of `Repository::read_run`, reused by each thread.
+    static RUN_PLAINTEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub struct Repository {
+    /// Retries transient failures of `counting`, which sees every attempt.
+    backend: Arc<dyn Backend>,
+    counting: Arc<Counting>,
+    key: Arc<MasterKey>,
+    /// The key file the password opened.
+    key_file: Id,
+    config: Config,
+    index: IndexCache,
+    /// Local copies of tree packs, for remote stores with a cache folder.
+    pack_cache: Option<PackCache>,
+}
+
+/// Options for a new repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub zstd_level: i32,
+    /// Object-lock retention recorded in the config, so that every later write gets it.
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+            object_lock: None,
+        }
+    }
+}
+
+pub(crate) fn seal_meta_bytes<T: Serialize>(
+    key: &MasterKey,
+    aad: Aad,
+    value: &T,
+    level: i32,
+) -> Result<Vec<u8>> {
+    let cbor = cbor::encode(value);
+    let mut body = Vec::with_capacity(cbor.len() / 2 + 1);
+    body.push(META_ZSTD);
+    body.extend_from_slice(
+        &zstd::bulk::compress(&cbor, level).map_err(|e| Error::Other(format!("zstd: {e}")))?,
+    );
+    key.seal(aad, &body)
+}
+
+fn open_meta<T: DeserializeOwned + Versioned>(
+    key: &MasterKey,
+    aad: Aad,
+    sealed: &[u8],
+    name: &str,
+) -> Result<T> {
+    let plain = key.open(aad, sealed, name)?;
+    decode_meta(&plain, name)
+}
+
+/// The largest decompressed metadata object read. The biggest real ones are index files
+/// of [`crate::format::index::BLOBS_PER_INDEX_FILE`] blobs, a few MiB; the bound keeps a
+/// compressed bomb from taking all memory.
+const MAX_META_LEN: u64 = 256 * 1024 * 1024;
+
+/// Decodes the plaintext of a metadata object: its encoding byte, then CBOR, raw or zstd.
+pub(crate) fn decode_meta<T: DeserializeOwned + Versioned>(plain: &[u8], name: &str) -> Result<T> {
+    let (flag, body) = plain
+        .split_first()
+        .ok_or_else(|| Error::corrupt(name, "empty"))?;
+    match *flag {
+        META_RAW => cbor::decode(body, name),
+        META_ZSTD => {
+            let zstd_err = |e: std::io::Error| Error::corrupt(name, format!("zstd: {e}"));
+            let decoder = zstd::stream::read::Decoder::new(body).map_err(zstd_err)?;
+            let mut raw = Vec::new();
+            decoder
+                .take(MAX_META_LEN + 1)
+                .read_to_end(&mut raw)
+                .map_err(zstd_err)?;
+            if raw.len() as u64 > MAX_META_LEN {
+                return Err(Error::corrupt(
+                    name,
+                    format!("decompresses to more than {MAX_META_LEN} bytes"),
+                ));
+            }
+            cbor::decode(&raw, name)
+        }
+        other => Err(Error::corrupt(
+            name,
+            format!("unknown encoding byte {other}"),
+        )),
+    }
+}
+
+/// The default cache base: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+pub fn default_cache_base() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("cairn"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+}
+
+impl Repository {
+    /// Creates a repository: a new master key wrapped under `password`, then the config.
+    /// The config is written last: its presence is what makes the repository exist.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+        retry: &RetryPolicy,
+    ) -> Result<Config> {
+        let backend = Retrying::new(backend, retry.clone());
+        match backend.stat(&ObjectName::config()) {
+            Ok(Some(_)) => return Err(Error::RepositoryExists(backend.location())),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        // Before anything is made: a store that cannot lock objects refuses here.
+        backend.require_object_lock(opts.object_lock.as_ref())?;
+        backend.create()?;
+        let master = MasterKey::generate()?;
+        let config = Config::new(opts.chunker, opts.zstd_level, opts.object_lock.clone())?;
+        let (kid, kbytes) = KeyFile::create(&master, password)?.encode();
+        backend.write(&ObjectName::new(Kind::Key, &kid), &kbytes)?;
+        let sealed = seal_meta_bytes(&master, Aad::Config, &config, config.zstd_level)?;
+        backend.write(&ObjectName::config(), &sealed)?;
+        Ok(config)
+    }
+
+    /// Opens a repository with a password. `cache_base` holds one cache folder per
+    /// repository id; `None` uses a temporary cache.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        cache_base: Option<&Path>,
+        retry: &RetryPolicy,
+    ) -> Result<Repository> {
+        let counting = Arc::new(Counting::new(backend));
+        let backend: Arc<dyn Backend> = Arc::new(Retrying::new(counting.clone(), retry.clone()));
+        let config_bytes = match backend.read(&ObjectName::config()) {
+            Ok(b) => b,
+            Err(Error::ObjectNotFound(_)) => {
+                return Err(Error::RepositoryNotFound(backend.location()));
+            }
+            Err(e) => return Err(e),
+        };
+        let (key, config, key_file) = Self::unlock(backend.as_ref(), password, &config_bytes)?;
+        config.validate()?;
+        backend.require_object_lock(config.object_lock.as_ref())?;
+        let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
+        let index = IndexCache::open(cache_dir.as_deref())?;
+        let pack_cache = cache_dir
+            .filter(|_| backend.remote())
+            .map(|d| PackCache::new(d.join("packs")));
+        let repo = Repository {
+            backend,
+            counting,
+            key: Arc::new(key),
+            key_file,
+            config,
+            index,
+            pack_cache,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// Tries every key file. A key file that opens but whose master key does not open the
+    /// config (left over from an interrupted `init`) is skipped.
+    fn unlock(
+        backend: &dyn Backend,
+        password: &[u8],
+        config_bytes: &[u8],
+    ) -> Result<(MasterKey, Config, Id)> {
+        let mut keys = backend.list(Kind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut damaged = Vec::new();
+        // A key file the password opens, whose master key does not open the config.
+        let mut foreign = None;
+        for listed in keys {
+            let name = ObjectName {
+                kind: Kind::Key,
+                name: listed.name,
+            };
+            let bytes = backend.read(&name)?;
+            let kf = match KeyFile::decode(&bytes, &name.path()) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(e.to_string());
+                    continue;
+                }
+            };
+            let Some(master) = kf.open(password, &name.path())? else {
+                tracing::debug!("key file {} is for another password", name.path());
+                continue;
+            };
+            tracing::debug!("opened key file {}", name.path());
+            match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
+                Ok(config) => {
+                    let id = Id::from_hex(&name.name)?;
+                    return Ok((master, config, id));
+                }
+                Err(e @ Error::UnknownVersion { .. }) => return Err(e),
+                Err(_) => foreign = Some(name.path()),
+            }
+        }
+        for d in damaged {
+            tracing::warn!("{d}");
+        }
+        match foreign {
+            Some(key) => Err(Error::ForeignKey {
+                key,
+                location: backend.location(),
+            }),
+            None => Err(Error::WrongPassword(backend.location())),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn key(&self) -> &Arc<MasterKey> {
+        &self.key
+    }
+
+    /// The key file (password) this repository was opened with.
+    pub fn key_file(&self) -> &Id {
+        &self.key_file
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn index(&self) -> &IndexCache {
+        &self.index
+    }
+
+    pub fn request_stats(&self) -> RequestStats {
+        self.counting.stats()
+    }
+
+    /// Reads the repository's index files into the cache where it lacks them.
+    pub fn sync_index(&self) -> Result<()> {
+        let listed = self.backend.list(Kind::Index)?;
+        let mut ids = Vec::with_capacity(listed.len());
+        for l in &listed {
+            match Id::from_hex(&l.name) {
+                Ok(id) => ids.push(id),
+                Err(_) => tracing::warn!("ignoring index/{}: not an index name", l.name),
+            }
+        }
+        self.index.sync(&self.config.id, &ids, |id| {
+            self.load_meta(Kind::Index, Aad::Index, id)
+        })
+    }
+
+    /// Seals a metadata object and returns its name and bytes without writing it.
+    pub fn seal_meta<T: Serialize>(&self, aad: Aad, value: &T) -> Result<(Id, Vec<u8>)> {
+        let sealed = seal_meta_bytes(&self.key, aad, value, self.config.zstd_level)?;
+        Ok((Id::of_stored(&sealed), sealed))
+    }
+
+    pub fn load_meta<T: DeserializeOwned + Versioned>(
+        &self,
+        kind: Kind,
+        aad: Aad,
+        id: &Id,
+    ) -> Result<T> {
+        let name = ObjectName::new(kind, id);
+        let bytes = self.backend.read(&name)?;
+        if Id::of_stored(&bytes) != *id {
+            return Err(Error::corrupt(
+                name.path(),
+                "its bytes do not match its name",
+            ));
+        }
+        open_meta(&self.key, aad, &bytes, &name.path())
+    }
+
+    /// Writes an index file and records its blobs in the cache.
+    pub fn save_index(&self, index: &IndexFile) -> Result<Id> {
+        let (id, bytes) = self.seal_meta(Aad::Index, index)?;
+        self.backend
+            .write(&ObjectName::new(Kind::Index, &id), &bytes)?;
+        self.index.add_index(&id, index)?;
+        Ok(id)
+    }
+
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let (id, bytes) = self.seal_meta(Aad::Snapshot, snap)?;
+        self.backend
+            .write(&ObjectName::new(Kind::Snapshot, &id), &bytes)?;
+        Ok(id)
+    }
+
+    /// All snapshots, oldest first. Unreadable ones (damaged, or from a newer cairn) are
+    /// reported and skipped.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.load_snapshots(false)
+    }
+
+    /// All snapshots, or an error if any one cannot be read (damaged, unreachable, or
+    /// from a newer cairn). For prune: the data of a snapshot it cannot read would look
+    /// unused.
+    pub fn every_snapshot(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.load_snapshots(true)
+    }
+
+    fn load_snapshots(&self, strict: bool) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for l in self.backend.list(Kind::Snapshot)? {
+            let id = match Id::from_hex(&l.name) {
+                Ok(id) => id,
+                Err(_) => continue,
+            };
+            match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if strict => return Err(e),
+                // A damaged snapshot or one of a newer cairn is skipped (and named), one a
+                // forget removed since the listing is gone; a store that cannot be read
+                // is no reason to show fewer snapshots.
+                Err(e @ (Error::Corrupt(..) | Error::UnknownVersion { .. })) => {
+                    tracing::warn!("skipping snapshot {}: {e}", id.short())
+                }
+                Err(Error::ObjectNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Every pack in the store and its size. Names that are not pack ids are left out.
+    pub fn stored_packs(&self) -> Result<std::collections::HashMap<Id, u64>> {
+        Ok(self
+            .backend
+            .list(Kind::Pack)?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
+            .collect())
+    }
+
+    /// Reads and opens the header of a stored pack of `size` bytes from the pack's end:
+    /// one ranged read, or a second when the header is longer than the first. Returns the
+    /// entries and the bytes read, which are the whole pack when it is small.
+    pub fn read_pack_header(&self, id: &Id, size: u64) -> Result<(Vec<PackEntry>, Vec<u8>)> {
+        let name = ObjectName::new(Kind::Pack, id);
+        let want = size.min(HEADER_TAIL);
+        let mut tail = self.backend.read_range(&name, size - want, want)?;
+        if let Some(hlen) = trailer_len(&tail)
+            && hlen > want
+            && hlen <= size
+        {
+            tail = self.backend.read_range(&name, size - hlen, hlen)?;
+        }
+        let entries = decode_header(&self.key, &tail, size, &name.path())?;
+        Ok((entries, tail))
+    }
+
+    pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {
+        self.index.get(kind, id)?.ok_or_else(|| {
+            Error::corrupt(
+                format!(
+                    "{} blob {id}",
+                    if kind == BlobType::Tree {
+                        "tree"
+                    } else {
+                        "data"
+                    }
+                ),
+                "not in any index: the repository is missing data",
+            )
+        })
+    }
+
+    /// Reads, opens and checks one blob.
+    pub fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(kind, id)?;
+        self.load_blob_at(&loc)
+    }
+
+    pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        if loc.entry.kind == BlobType::Tree
+            && let Some(cache) = &self.pack_cache
+        {
+            return self.load_cached_tree_blob(cache, loc);
+        }
+        let sealed = self.backend.read_range(
+            &ObjectName::new(Kind::Pack, &loc.pack),
+            u64::from(loc.entry.offset),
+            u64::from(loc.entry.length),
+        )?;
+        open_blob(&self.key, loc, &sealed)
+    }
+
+    /// Reads neighbouring blobs of one pack with a single ranged read, then opens and
+    /// checks each, handing it to `each` with its position in `locs`. `locs` must all be in
+    /// one pack, in ascending offset order (see `restorer::fetch::runs`). A failed read
+    /// fails the call; a blob that does not open is handed over as its error.
+    pub fn read_run(&self, locs: &[BlobLocation], each: &mut BlobSink<'_>) -> Result<()> {
+        // Each blob is opened into the same buffer, kept per thread between runs.
+        let mut plain = RUN_PLAINTEXT.with(|p| p.take());
+        let result = self.read_run_sealed(locs, &mut |i, sealed| {
+            let opened = sealed.and_then(|s| open_blob_into(&self.key, &locs[i], s, &mut plain));
+            each(i, opened.map(|()| plain.as_slice()))
+        });
+        RUN_PLAINTEXT.with(|p| p.replace(plain));
+        result
+    }
+
+    /// Like `read_run`, but hands over each blob's sealed bytes unopened (prune copies
+    /// them into new packs as they are).
+    pub fn read_run_sealed(
+        &self,
+        locs: &[BlobLocation],
+        each: &mut SealedBlobSink<'_>,
+    ) -> Result<()> {
+        let Some(first) = locs.first() else {
+            return Ok(());
+        };
+        let start = u64::from(first.entry.offset);
+        let end = locs
+            .iter()
+            .map(|l| u64::from(l.entry.offset) + u64::from(l.entry.length))
+            .max()
+            .unwrap_or(start);
+        let bytes = self.backend.read_range(
+            &ObjectName::new(Kind::Pack, &first.pack),
+            start,
+            end - start,
+        )?;
+        for (i, loc) in locs.iter().enumerate() {
+            let sealed = u64::from(loc.entry.offset)
+                .checked_sub(start)
+                .map(|from| from as usize)
+                .and_then(|from| bytes.get(from..from + loc.entry.length as usize))
+                .ok_or_else(|| {
+                    Error::Other(format!("blobs of pack {} asked for out of order", loc.pack))
+                });
+            each(i, sealed)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a finished pack. Data packs may go to colder storage; tree packs stay hot,
+    /// because listing, `ls` and restore planning read them, and remote stores keep a
+    /// local copy of them.
+    pub fn upload_pack(&self, pack: &FinishedPack) -> Result<()> {
+        let name = ObjectName::new(Kind::Pack, &pack.id);
+        if pack.entries.first().map(|e| e.kind) == Some(BlobType::Data) {
+            self.backend.write_cold(&name, &pack.bytes)
+        } else {
+            self.backend.write(&name, &pack.bytes)?;
+            self.cache_tree_pack(&pack.id, &pack.bytes);
+            Ok(())
+        }
+    }
+
+    /// Drops the local copy of a pack that was deleted from the store.
+    pub fn forget_cached_pack(&self, id: &Id) {
+        if let Some(cache) = &self.pack_cache {
+            cache.remove_copy(id);
+        }
+    }
+
+    /// Opens a sealed metadata object read by the caller.
+    pub fn open_meta<T: DeserializeOwned + Versioned>(
+        &self,
+        aad: Aad,
+        sealed: &[u8],
+        name: &str,
+    ) -> Result<T> {
+        open_meta(&self.key, aad, sealed, name)
+    }
+
+    /// A tree blob from the local copy of its pack, fetching the whole pack on a miss.
+    fn load_cached_tree_blob(&self, cache: &PackCache, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let (offset, length) = (u64::from(loc.entry.offset), u64::from(loc.entry.length));
+        if let Some(sealed) = cache.read_range(&loc.pack, offset, length) {
+            match open_blob(&self.key, loc, &sealed) {
+                Ok(plain) => return Ok(plain),
+                // The local copy is damaged; the store's copy decides.
+                Err(_) => cache.drop_copy(&loc.pack),
+            }
+        }
+        let pack = cache.fetch(self.backend.as_ref(), &loc.pack)?;
+        let sealed = usize::try_from(offset + length)
+            .ok()
+            .and_then(|end| pack.get(offset as usize..end))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    format!("pack {}", loc.pack),
+                    "is shorter than the index says",
+                )
+            })?;
+        open_blob(&self.key, loc, sealed)
+    }
+
+    /// Keeps a local copy of a tree pack just written (remote stores only), so that the
+    /// next backup's comparison with this snapshot reads nothing from the store.
+    pub fn cache_tree_pack(&self, id: &Id, bytes: &[u8]) {
+        if let Some(cache) = &self.pack_cache {
+            cache.store(id, bytes);
+        }
+    }
+
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.load_blob(BlobType::Tree, id)?;
+        cbor::decode(&bytes, &format!("tree {id}"))
+    }
+}
