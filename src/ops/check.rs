@@ -474,7 +474,7 @@ impl Walker<'_> {
             BlobType::Data => format!("data blob {id}"),
             BlobType::Tree => format!("tree {id}"),
         };
-        let loc = match self.repo.index().get(kind, id) {
+        let loc = match self.repo.index().and_then(|index| index.get(kind, id)) {
             Ok(Some(loc)) => loc,
             Ok(None) => {
                 self.problems.entry(what.clone()).or_insert(Problem {
@@ -491,7 +491,12 @@ impl Walker<'_> {
                 return false;
             }
         };
-        if self.marked.contains(&loc.pack) && !self.repo.index().contains(kind, id).unwrap_or(false)
+        if self.marked.contains(&loc.pack)
+            && !self
+                .repo
+                .index()
+                .and_then(|index| index.contains(kind, id))
+                .unwrap_or(false)
         {
             self.marked_needed.insert(loc.pack);
         }

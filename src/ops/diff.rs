@@ -257,7 +257,7 @@ fn count_only_in(
             continue;
         }
         side.data_blobs += 1;
-        if let Some(loc) = repo.index().get(BlobType::Data, id)? {
+        if let Some(loc) = repo.index()?.get(BlobType::Data, id)? {
             side.data_bytes += u64::from(loc.entry.raw_length);
             side.stored_bytes += u64::from(loc.entry.length);
         }

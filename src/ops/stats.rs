@@ -141,7 +141,7 @@ pub fn stats(
     needed.freeze();
 
     let mut packs = HashSet::new();
-    repo.index().for_each(&mut |loc| {
+    repo.index()?.for_each(&mut |loc| {
         let id = loc.entry.id;
         if !needed.claim(loc.entry.kind, &id) {
             return Ok(());

@@ -9,7 +9,8 @@ pub mod walk;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,7 +59,11 @@ pub struct Repository {
     /// The key file the password opened.
     key_file: Id,
     config: Config,
+    /// The local index cache, brought up to date with the store's index files on first use
+    /// (`index()`): `snapshots`, `forget`, `key` and `unlock` never need it.
     index: IndexCache,
+    index_synced: AtomicBool,
+    index_syncing: Mutex<()>,
     /// Local copies of tree packs, for remote stores with a cache folder.
     pack_cache: Option<PackCache>,
 }
@@ -211,9 +216,10 @@ impl Repository {
             key_file,
             config,
             index,
+            index_synced: AtomicBool::new(false),
+            index_syncing: Mutex::new(()),
             pack_cache,
         };
-        repo.sync_index()?;
         Ok(repo)
     }
 
@@ -285,8 +291,21 @@ impl Repository {
         &self.config
     }
 
-    pub fn index(&self) -> &IndexCache {
-        &self.index
+    /// The index, read from the store's index files into the local cache on first use.
+    pub fn index(&self) -> Result<&IndexCache> {
+        // Every blob lookup comes here: once synced, a load and no lock.
+        if self.index_synced.load(Ordering::Acquire) {
+            return Ok(&self.index);
+        }
+        let _one_at_a_time = self
+            .index_syncing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !self.index_synced.load(Ordering::Acquire) {
+            self.sync_index()?;
+            self.index_synced.store(true, Ordering::Release);
+        }
+        Ok(&self.index)
     }
 
     pub fn request_stats(&self) -> RequestStats {
@@ -294,7 +313,7 @@ impl Repository {
     }
 
     /// Reads the repository's index files into the cache where it lacks them.
-    pub fn sync_index(&self) -> Result<()> {
+    fn sync_index(&self) -> Result<()> {
         let listed = self.backend.list(Kind::Index)?;
         let mut ids = Vec::with_capacity(listed.len());
         for l in &listed {
@@ -336,7 +355,7 @@ impl Repository {
         let (id, bytes) = self.seal_meta(Aad::Index, index)?;
         self.backend
             .write(&ObjectName::new(Kind::Index, &id), &bytes)?;
-        self.index.add_index(&id, index)?;
+        self.index()?.add_index(&id, index)?;
         Ok(id)
     }
 
@@ -412,7 +431,7 @@ impl Repository {
     }
 
     pub fn locate(&self, kind: BlobType, id: &Id) -> Result<BlobLocation> {
-        self.index.get(kind, id)?.ok_or_else(|| {
+        self.index()?.get(kind, id)?.ok_or_else(|| {
             Error::corrupt(
                 format!(
                     "{} blob {id}",

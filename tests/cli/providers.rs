@@ -866,3 +866,40 @@ fn backup_only_credential_backs_up_and_cannot_delete() {
     assert!(!err.contains("gave up"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10), "{err}");
 }
+
+/// `snapshots`, `key list`, `forget` and `unlock` read no index file, even on a machine
+/// with an empty cache; `ls`, which needs the index, does.
+#[test]
+fn commands_that_need_no_index_read_none() {
+    let scratch = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start("passthrough", scratch.path());
+    let env = Env::on_server(proxy.server());
+    env.init();
+    let src = env.path("src");
+    random_tree(&src, 72);
+    env.backup_json(&[&src], &[]);
+    std::fs::write(src.join("changed"), b"second snapshot").unwrap();
+    env.backup_json(&[&src], &[]);
+    let index_gets = |args: &[&str]| {
+        std::fs::remove_dir_all(env.path("cache")).unwrap();
+        let before = proxy.requests().len();
+        env.ok(args);
+        proxy
+            .requests_after(before)
+            .iter()
+            .filter(|r| {
+                r["method"] == "GET" && r["path"].as_str().is_some_and(|p| p.contains("/index/"))
+            })
+            .count()
+    };
+    for args in [
+        &["snapshots"][..],
+        &["snapshots", "--json"],
+        &["key", "list"],
+        &["unlock"],
+        &["forget", "--keep-last", "1"],
+    ] {
+        assert_eq!(index_gets(args), 0, "cairn {args:?} read index files");
+    }
+    assert!(index_gets(&["ls", "latest"]) > 0, "ls reads the index");
+}

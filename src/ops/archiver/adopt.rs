@@ -69,7 +69,7 @@ struct Examined {
 /// Finds the stored packs that no index file lists and indexes the sound ones.
 pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
     let stored = repo.stored_packs()?;
-    let listed = repo.index().listed_packs()?;
+    let listed = repo.index()?.listed_packs()?;
     let mut unlisted: Vec<(Id, u64)> = stored
         .into_iter()
         .filter(|(id, _)| !listed.contains(id))

@@ -209,13 +209,13 @@ pub fn backup(
         adopt::adopt_unlisted_packs(repo)?;
     }
     let threads = crate::threads();
-    let known = Known::new(repo.index());
+    let known = Known::new(repo.index()?);
     let counters = Counters::default();
     let failure = Failure::default();
     let pending = PendingIndex::default();
     let trie = PathTrie::new(&opts.paths);
     let mut own_dirs = opts.own_dirs.clone();
-    own_dirs.push(repo.index().dir().to_path_buf());
+    own_dirs.push(repo.index()?.dir().to_path_buf());
     let leave_out = LeaveOut::new(&opts.excludes, &own_dirs);
     let uploaders = repo.backend().write_concurrency().max(1);
 
@@ -329,7 +329,7 @@ pub fn backup(
     } else {
         Some(repo.save_snapshot(&snapshot)?)
     };
-    repo.index().flush()?;
+    repo.index()?.flush()?;
     Ok(BackupResult {
         snapshot_id,
         summary,

@@ -503,7 +503,7 @@ pub fn prune(
     // backup running now may still be writing its own.
     let grace = opts.keep_delete.to_std().unwrap_or_default();
     stats.temp_files_removed = repo.backend().remove_leftovers(grace)?;
-    repo.index().flush()?;
+    repo.index()?.flush()?;
     stats.requests = repo.request_stats();
     stats.duration_secs = started.elapsed().as_secs_f64();
     Ok(stats)
