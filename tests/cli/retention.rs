@@ -217,6 +217,7 @@ fn backup_running_during_prune_loses_nothing(env: Env) {
     env.backup_json(&[&src], &[]);
     // The slow backup starts: its view of the index is taken now.
     let early = env.open_with(env.backend(), "cache-early");
+    early.index().unwrap();
     // Meanwhile the only snapshot is forgotten and pruned: every pack gets marked.
     env.ok(&["forget", "latest"]);
     let p = json_of(&env.ok(&["prune", "--json"]));
