@@ -121,15 +121,6 @@ impl Backend for LocalBackend {
         if path.exists() {
             return super::write_over_existing(self, obj, data);
         }
-        if !dir.is_dir() {
-            // A repository copied by a tool that drops empty folders (git, rclone, a sync
-            // from S3) lacks some `data/xx/` or `locks/`: make the folder, but only inside a
-            // repository, so that a mistyped path is still reported as missing.
-            if !self.root.join("config").is_file() {
-                return Err(Error::RepositoryNotFound(self.location()));
-            }
-            mkdir(dir)?;
-        }
         let mut suffix = [0u8; 8];
         crate::format::crypto::random_bytes(&mut suffix)?;
         let tmp = dir.join(format!("{TMP_PREFIX}{}", hex::encode(suffix)));
@@ -159,6 +150,13 @@ impl Backend for LocalBackend {
                 return super::write_over_existing(self, obj, data);
             }
             if e.kind() == ErrorKind::NotFound {
+                // A repository copied by a tool that drops empty folders (git, rclone, a
+                // sync from S3) lacks some `data/xx/` or `locks/`: make the folder, but only
+                // inside a repository, so that a mistyped path is still reported as missing.
+                if !dir.is_dir() && self.root.join("config").is_file() {
+                    mkdir(dir)?;
+                    return self.write(obj, data);
+                }
                 return Err(Error::RepositoryNotFound(self.location()));
             }
             return Err(Error::io(&path, e));
