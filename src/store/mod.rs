@@ -7,6 +7,7 @@
 pub mod counting;
 pub mod faulty;
 pub mod local;
+pub mod memory;
 pub mod retry;
 pub mod s3;
 

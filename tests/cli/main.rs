@@ -22,3 +22,4 @@ mod roundtrip;
 mod s3;
 mod security;
 mod single_file;
+mod store_contract;

@@ -14,6 +14,8 @@
 //! all index files and a pack live in any of them is live, so old and new side by side
 //! mean the same as either.
 
+mod plan;
+
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
@@ -23,10 +25,13 @@ use crate::format::crypto::Aad;
 use crate::format::id::Id;
 use crate::format::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack, MarkedPack};
 use crate::format::pack::BlobLocation;
-use crate::format::pack::{BlobType, PackBuilder, PackEntry, SealedBlob};
+use crate::format::pack::{BlobType, PackBuilder, SealedBlob};
 use crate::repo::Repository;
 use crate::store::counting::RequestStats;
 use crate::store::{Kind, ObjectName};
+
+pub use plan::{Action, PrunePlan};
+use plan::{Emit, PackState};
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -97,64 +102,18 @@ pub struct PruneStats {
     pub duration_secs: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Action {
-    /// Live and stays live as it is.
-    Keep,
-    /// Live, nothing needed: becomes marked.
-    Mark,
-    /// Live, partly needed: needed blobs copied to new packs, the pack becomes marked.
-    Repack,
-    /// Listed nowhere but present: becomes marked.
-    Unindexed,
-    /// Marked, still waiting.
-    Wait,
-    /// Marked, needed again: live again.
-    Recover,
-    /// Marked and expired (or a mark that is to go at once): deleted now.
-    Delete,
-    /// Listed but gone from the store, nothing needed: left out of the index.
-    Drop,
-}
-
-struct PackState {
-    size: u64,
-    action: Action,
-    /// Mark time for marked packs.
-    marked: Option<i64>,
-    /// Bytes of blobs, and of needed ones claimed by this pack.
-    blob_bytes: u64,
-    used_bytes: u64,
-    /// The claimed entries, kept for packs that may be repacked.
-    used: Vec<PackEntry>,
-    /// How many blobs the pack's index entry lists.
-    blobs: usize,
-}
-
-/// Which packs each index file lists, for deciding which files must be rewritten.
-struct IndexListing {
-    id: Id,
-    live: Vec<Id>,
-    marked: Vec<(Id, i64)>,
-}
-
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// Runs a prune. The caller holds the repository lock.
+/// Runs a prune: reads what the plan needs, decides (`PrunePlan::build`), then carries
+/// the plan out. The caller holds the repository lock.
 pub fn prune(
     repo: &Repository,
     opts: &PruneOptions,
     progress: &indicatif::ProgressBar,
 ) -> Result<PruneStats> {
     let started = std::time::Instant::now();
-    let now = now_nanos();
-    let instant = opts.keep_delete <= chrono::Duration::zero();
-    let mut stats = PruneStats {
-        dry_run: opts.dry_run,
-        ..PruneStats::default()
-    };
 
     // 1. What the snapshots need.
     let snapshots = repo.every_snapshot().map_err(|e| {
@@ -165,11 +124,9 @@ pub fn prune(
              `cairn forget ID`"
         ))
     })?;
-    stats.snapshots = snapshots.len() as u64;
     progress.set_length(snapshots.len() as u64);
     progress.set_message("reading snapshots");
-    let mut needed = crate::repo::needed::collect(repo, &snapshots, progress)?;
-    stats.needed_blobs = needed.len() as u64;
+    let needed = crate::repo::needed::collect(repo, &snapshots, progress)?;
     tracing::info!(
         "{} blobs needed by {} snapshots ({} KiB in memory)",
         needed.len(),
@@ -177,8 +134,7 @@ pub fn prune(
         needed.memory() / 1024
     );
 
-    // 2. Where the index files say they are. Live packs first: a blob in a live pack never
-    // needs a marked one.
+    // 2. Where the index files say they are, and what the store holds.
     let mut index_ids: Vec<Id> = repo
         .backend()
         .list(Kind::Index)?
@@ -186,332 +142,153 @@ pub fn prune(
         .filter_map(|l| Id::from_hex(&l.name).ok())
         .collect();
     index_ids.sort();
-    let mut packs: BTreeMap<Id, PackState> = BTreeMap::new();
-    let mut marked: BTreeMap<Id, MarkedPack> = BTreeMap::new();
-    let mut listings = Vec::with_capacity(index_ids.len());
-    for id in &index_ids {
-        let file: IndexFile = repo.load_meta(Kind::Index, Aad::Index, id)?;
-        stats.index_files_read += 1;
-        let mut listing = IndexListing {
-            id: *id,
-            live: Vec::with_capacity(file.packs.len()),
-            marked: Vec::with_capacity(file.delete.len()),
-        };
-        for p in file.packs {
-            listing.live.push(p.id);
-            if packs.contains_key(&p.id) {
-                continue;
-            }
-            let mut state = PackState {
-                size: p.size,
-                action: Action::Keep,
-                marked: None,
-                blob_bytes: 0,
-                used_bytes: 0,
-                used: Vec::new(),
-                blobs: p.blobs.len(),
-            };
-            for e in &p.blobs {
-                state.blob_bytes += u64::from(e.length);
-                if needed.claim(e.kind, &e.id) {
-                    state.used_bytes += u64::from(e.length);
-                    state.used.push(*e);
-                }
-            }
-            if state.used.len() == p.blobs.len() {
-                // Wholly used: nothing to repack, so the entries are not needed later.
-                state.used = Vec::new();
-            }
-            packs.insert(p.id, state);
-        }
-        for m in file.delete {
-            listing.marked.push((m.id, m.marked));
-            match marked.get_mut(&m.id) {
-                // The latest mark wins: deleting later is the safe side.
-                Some(prev) => {
-                    prev.marked = prev.marked.max(m.marked);
-                    if prev.blobs.is_empty() {
-                        prev.blobs = m.blobs;
-                    }
-                }
-                None => {
-                    marked.insert(m.id, m);
-                }
-            }
-        }
-        listings.push(listing);
-    }
+    let index_files = index_ids.iter().map(|id| {
+        repo.load_meta::<IndexFile>(Kind::Index, Aad::Index, id)
+            .map(|file| (*id, file))
+    });
     let stored = repo.stored_packs()?;
 
-    // 3. Decide. Live packs first.
-    let mut missing_needed = Vec::new();
-    for (id, p) in packs.iter_mut() {
-        if !stored.contains_key(id) {
-            if p.used_bytes > 0 || !p.used.is_empty() {
-                missing_needed.push(*id);
-            }
-            p.action = Action::Drop;
-            stats.packs_missing_dropped += 1;
-            continue;
-        }
-        stats.packs += 1;
-        stats.pack_bytes += p.size;
-        stats.used_bytes += p.used_bytes;
-        stats.unused_bytes += p.blob_bytes - p.used_bytes;
-        stats.header_bytes += p.size.saturating_sub(p.blob_bytes);
-        if p.used_bytes == 0 && p.used.is_empty() {
-            p.action = Action::Mark;
-            stats.packs_marked += 1;
-            stats.bytes_marked += p.size;
-        }
-    }
-    // Marked packs: a mark beside a live listing is stale; a needed one comes back.
-    for (id, m) in &marked {
-        if packs.contains_key(id) {
-            continue;
-        }
-        let size = stored.get(id).copied();
-        let mut state = PackState {
-            size: size.unwrap_or(m.size),
-            action: Action::Wait,
-            marked: Some(m.marked),
-            blob_bytes: 0,
-            used_bytes: 0,
-            used: Vec::new(),
-            blobs: m.blobs.len(),
-        };
-        if size.is_none() {
-            state.action = Action::Drop;
-        } else {
-            for e in &m.blobs {
-                if needed.claim(e.kind, &e.id) {
-                    state.used.push(*e);
-                }
-            }
-            if !state.used.is_empty() {
-                state.action = Action::Recover;
-                stats.packs_recovered += 1;
-            } else if instant
-                || now.saturating_sub(m.marked)
-                    >= opts.keep_delete.num_nanoseconds().unwrap_or(i64::MAX)
-            {
-                state.action = Action::Delete;
-            } else {
-                stats.packs_waiting += 1;
-                stats.bytes_waiting += state.size;
-            }
-        }
-        packs.insert(*id, state);
-    }
-    let lost = needed.unclaimed();
-    if lost > 0 || !missing_needed.is_empty() {
-        let packs_note = if missing_needed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; indexed packs missing from the store: {}",
-                missing_needed
-                    .iter()
-                    .take(5)
-                    .map(Id::short)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        return Err(Error::Other(format!(
-            "{lost} blobs that snapshots need are in no pack{packs_note}; prune deletes nothing while the repository is damaged (run `cairn check` to see which snapshots are affected)"
-        )));
-    }
-    drop(needed);
-    // Packs in the store that no index file lists, live or marked: the same test a backup
-    // uses to adopt packs (`archiver::adopt`), so a pack marked here is never adopted later.
-    let mut unindexed: Vec<(Id, u64)> = stored
-        .iter()
-        .filter(|(id, _)| !packs.contains_key(id))
-        .map(|(id, size)| (*id, *size))
-        .collect();
-    unindexed.sort();
-    for (id, size) in &unindexed {
-        stats.packs_unindexed += 1;
-        stats.bytes_unindexed += size;
-        packs.insert(
-            *id,
-            PackState {
-                size: *size,
-                action: Action::Unindexed,
-                marked: None,
-                blob_bytes: 0,
-                used_bytes: 0,
-                used: Vec::new(),
-                blobs: 0,
-            },
-        );
-    }
-    choose_repacks(&mut packs, opts.max_unused, &mut stats);
-    for p in packs.values() {
-        if p.action == Action::Delete {
-            stats.packs_deleted += 1;
-            stats.bytes_deleted += p.size;
-        }
-    }
-    if instant {
-        // No grace period: what would be marked goes at once, after the new index.
-        for p in packs.values() {
-            if matches!(p.action, Action::Mark | Action::Repack | Action::Unindexed) {
-                stats.packs_deleted += 1;
-                stats.bytes_deleted += p.size;
-            }
-        }
-    }
-
-    // Which index files change.
-    let rewrite: Vec<&IndexListing> = listings
-        .iter()
-        .filter(|l| {
-            l.live
-                .iter()
-                .any(|id| packs.get(id).is_none_or(|p| p.action != Action::Keep))
-                || l.marked.iter().any(|(id, t)| {
-                    packs
-                        .get(id)
-                        .is_none_or(|p| p.action != Action::Wait || p.marked != Some(*t))
-                })
-        })
-        .collect();
-
+    // 3. Decide.
+    let mut plan = PrunePlan::build(needed, index_files, &stored, opts, now_nanos())?;
+    plan.stats.snapshots = snapshots.len() as u64;
+    drop(snapshots);
     if opts.dry_run {
-        estimate_requests(repo, &packs, &rewrite, instant, &mut stats)?;
-        stats.duration_secs = started.elapsed().as_secs_f64();
-        return Ok(stats);
+        estimate_requests(repo, &mut plan)?;
+        plan.stats.duration_secs = started.elapsed().as_secs_f64();
+        return Ok(plan.stats);
     }
+    let grace = opts.keep_delete.to_std().unwrap_or_default();
+    execute(repo, &mut plan, grace, progress)?;
+    plan.stats.requests = repo.request_stats();
+    plan.stats.duration_secs = started.elapsed().as_secs_f64();
+    Ok(plan.stats)
+}
 
+/// Carries a plan out, in the order that keeps every moment of it a repository that
+/// checks clean (see the module's comment).
+fn execute(
+    repo: &Repository,
+    plan: &mut PrunePlan,
+    grace: std::time::Duration,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
     // 4. Repack.
     progress.set_message("repacking");
-    let new_packs = repack(repo, &packs, &mut stats)?;
+    let new_packs = repack(repo, &plan.packs, &mut plan.stats)?;
 
     // 5. Delete expired marked packs (never listed live anywhere).
     progress.set_message("deleting packs");
-    for (id, p) in packs.iter_mut() {
-        if p.action == Action::Delete && !delete_pack(repo, id, p.size, &mut stats)? {
+    let expired: Vec<(Id, u64)> = plan
+        .packs
+        .iter()
+        .filter(|(_, p)| p.action == Action::Delete)
+        .map(|(id, p)| (*id, p.size))
+        .collect();
+    for (id, _) in &expired {
+        if !delete_pack(repo, id, &mut plan.stats)? {
             // Under retention: it stays marked for a later prune.
-            p.action = Action::Wait;
+            plan.retained(id);
         }
     }
 
-    // 6. New index files for the files that change, then remove those files.
+    // 6. New index files for the files that change, then remove those files. Each is
+    // read again rather than kept from the planning: all index files at once could take
+    // more memory than the index cache is built to spare.
     progress.set_message("writing the index");
     let mut writer = IndexWriter::default();
     let mut emitted: HashSet<Id> = HashSet::new();
-    for listing in &rewrite {
-        let file: IndexFile = repo.load_meta(Kind::Index, Aad::Index, &listing.id)?;
+    let rewrite: Vec<Id> = plan.rewritten().copied().collect();
+    for index_id in &rewrite {
+        let file: IndexFile = repo.load_meta(Kind::Index, Aad::Index, index_id)?;
         for p in file.packs {
-            let Some(state) = packs.get(&p.id) else {
-                continue;
-            };
-            if !emitted.insert(p.id) {
-                continue;
-            }
-            match state.action {
-                Action::Keep => writer.live(repo, p, &mut stats)?,
-                Action::Mark | Action::Repack if !instant => writer.marked(
+            match plan.emit_live(&p.id, &mut emitted) {
+                Emit::Live => writer.live(repo, p, &mut plan.stats)?,
+                Emit::Marked(marked) => writer.marked(
                     repo,
                     MarkedPack {
                         id: p.id,
                         size: p.size,
-                        marked: now,
+                        marked,
                         blobs: p.blobs,
                     },
-                    &mut stats,
+                    &mut plan.stats,
                 )?,
-                _ => {}
+                Emit::Nothing => {}
             }
         }
         for m in file.delete {
-            let Some(state) = packs.get(&m.id) else {
-                continue;
-            };
-            // A pack that is live in some listing is emitted (or kept) as live there.
-            if state.marked.is_none() || !emitted.insert(m.id) {
-                continue;
-            }
-            match state.action {
-                Action::Wait => writer.marked(
-                    repo,
-                    MarkedPack {
-                        marked: state.marked.unwrap_or(m.marked),
-                        ..m
-                    },
-                    &mut stats,
-                )?,
-                Action::Recover => writer.live(
+            match plan.emit_marked(&m.id, &mut emitted) {
+                Emit::Marked(marked) => {
+                    writer.marked(repo, MarkedPack { marked, ..m }, &mut plan.stats)?
+                }
+                Emit::Live => writer.live(
                     repo,
                     IndexedPack {
                         id: m.id,
                         size: m.size,
                         blobs: m.blobs,
                     },
-                    &mut stats,
+                    &mut plan.stats,
                 )?,
-                _ => {}
+                Emit::Nothing => {}
             }
         }
     }
     for p in new_packs {
-        writer.live(repo, p, &mut stats)?;
+        writer.live(repo, p, &mut plan.stats)?;
     }
-    if !instant {
-        for (id, size) in &unindexed {
-            writer.marked(
-                repo,
-                MarkedPack {
-                    id: *id,
-                    size: *size,
-                    marked: now,
-                    blobs: Vec::new(),
-                },
-                &mut stats,
-            )?;
+    if !plan.instant {
+        for (id, size) in plan.unindexed.clone() {
+            let marked = MarkedPack {
+                id,
+                size,
+                marked: plan.now,
+                blobs: Vec::new(),
+            };
+            writer.marked(repo, marked, &mut plan.stats)?;
         }
     }
-    let written = writer.finish(repo, &mut stats)?;
-    for listing in &rewrite {
-        if written.contains(&listing.id) {
+    let written = writer.finish(repo, &mut plan.stats)?;
+    for index_id in &rewrite {
+        if written.contains(index_id) {
             continue;
         }
         match repo
             .backend()
-            .remove(&ObjectName::new(Kind::Index, &listing.id))
+            .remove(&ObjectName::new(Kind::Index, index_id))
         {
-            Ok(()) => stats.index_files_removed += 1,
+            Ok(()) => plan.stats.index_files_removed += 1,
             Err(Error::Retained { object, until }) => {
-                stats.retained.push(format!("{object} until {until}"))
+                plan.stats.retained.push(format!("{object} until {until}"))
             }
             Err(e) => return Err(e),
         }
     }
 
     // 7. Without a grace period, what was marked goes now that no index lists it.
-    if instant {
+    if plan.instant {
         progress.set_message("deleting packs");
-        for (id, p) in &packs {
-            if matches!(p.action, Action::Mark | Action::Repack | Action::Unindexed) {
-                delete_pack(repo, id, p.size, &mut stats)?;
+        let marked: Vec<Id> = plan
+            .packs
+            .iter()
+            .filter(|(_, p)| matches!(p.action, Action::Mark | Action::Repack | Action::Unindexed))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &marked {
+            if !delete_pack(repo, id, &mut plan.stats)? {
+                plan.retained(id);
             }
         }
     }
     // Leftovers of interrupted writes, after the same grace period as marked packs: a
     // backup running now may still be writing its own.
-    let grace = opts.keep_delete.to_std().unwrap_or_default();
-    stats.temp_files_removed = repo.backend().remove_leftovers(grace)?;
-    repo.index()?.flush()?;
-    stats.requests = repo.request_stats();
-    stats.duration_secs = started.elapsed().as_secs_f64();
-    Ok(stats)
+    plan.stats.temp_files_removed = repo.backend().remove_leftovers(grace)?;
+    repo.index()?.flush()
 }
 
-/// Deletes a pack counted in `packs_deleted`, and its local copy. One under object-lock
-/// retention is left in place, reported and uncounted; returns whether it went.
-fn delete_pack(repo: &Repository, id: &Id, size: u64, stats: &mut PruneStats) -> Result<bool> {
+/// Deletes a pack and its local copy. One under object-lock retention is left in place
+/// and reported; returns whether it went.
+fn delete_pack(repo: &Repository, id: &Id, stats: &mut PruneStats) -> Result<bool> {
     match repo.backend().remove(&ObjectName::new(Kind::Pack, id)) {
         Ok(()) => {
             repo.forget_cached_pack(id);
@@ -519,48 +296,9 @@ fn delete_pack(repo: &Repository, id: &Id, size: u64, stats: &mut PruneStats) ->
         }
         Err(Error::Retained { object, until }) => {
             stats.retained.push(format!("{object} until {until}"));
-            stats.packs_deleted -= 1;
-            stats.bytes_deleted -= size;
             Ok(false)
         }
         Err(e) => Err(e),
-    }
-}
-
-/// Picks partly used packs to repack, most wasteful first, until the unused bytes left
-/// are within `max_unused` of the used ones.
-fn choose_repacks(packs: &mut BTreeMap<Id, PackState>, max_unused: f64, stats: &mut PruneStats) {
-    let limit = if max_unused >= 1.0 {
-        u64::MAX
-    } else {
-        // unused / (used + unused) <= max  ⇔  unused <= used * max / (1 - max)
-        (stats.used_bytes as f64 * max_unused / (1.0 - max_unused)) as u64
-    };
-    let mut candidates: Vec<(Id, u64, u64)> = packs
-        .iter()
-        .filter(|(_, p)| p.action == Action::Keep && p.used_bytes < p.blob_bytes)
-        .map(|(id, p)| (*id, p.blob_bytes - p.used_bytes, p.blob_bytes))
-        .collect();
-    // Highest unused share first; ties by more unused bytes.
-    candidates.sort_by(|a, b| {
-        let share = |c: &(Id, u64, u64)| c.1 as f64 / c.2.max(1) as f64;
-        share(b)
-            .total_cmp(&share(a))
-            .then(b.1.cmp(&a.1))
-            .then(a.0.cmp(&b.0))
-    });
-    // Packs about to be marked free their space anyway; only the kept ones count.
-    let mut unused: u64 = candidates.iter().map(|c| c.1).sum();
-    for (id, waste, _) in candidates {
-        if unused <= limit {
-            break;
-        }
-        if let Some(p) = packs.get_mut(&id) {
-            p.action = Action::Repack;
-            stats.packs_repacked += 1;
-            stats.bytes_repacked += p.size;
-            unused -= waste;
-        }
     }
 }
 
@@ -689,28 +427,26 @@ impl IndexWriter {
 }
 
 /// The requests a prune would make, for `--dry-run`.
-fn estimate_requests(
-    repo: &Repository,
-    packs: &BTreeMap<Id, PackState>,
-    rewrite: &[&IndexListing],
-    instant: bool,
-    stats: &mut PruneStats,
-) -> Result<()> {
-    let repacked = || packs.values().filter(|p| p.action == Action::Repack);
+fn estimate_requests(repo: &Repository, plan: &mut PrunePlan) -> Result<()> {
+    let repacked = || plan.packs.values().filter(|p| p.action == Action::Repack);
     let repacked_bytes: u64 = repacked().map(|p| p.used_bytes).sum();
     let new_packs = repacked_bytes.div_ceil(u64::from(repo.config().pack_size).max(1))
         + u64::from(repacked_bytes > 0);
-    let new_index = new_index_files(
-        packs,
-        rewrite,
-        instant,
-        new_packs + if instant { 0 } else { stats.packs_unindexed },
+    let stats = &plan.stats;
+    let new_index = plan.new_index_files(
+        new_packs
+            + if plan.instant {
+                0
+            } else {
+                stats.packs_unindexed
+            },
         repacked().map(|p| p.used.len()).sum(),
     );
+    let rewritten = plan.rewritten().count() as u64;
     let mut r = RequestStats {
-        get: stats.packs_repacked + rewrite.len() as u64,
+        get: stats.packs_repacked + rewritten,
         put: new_packs + new_index,
-        delete: stats.packs_deleted + rewrite.len() as u64,
+        delete: stats.packs_deleted + rewritten,
         ..RequestStats::default()
     };
     if repo.backend().remote() {
@@ -720,47 +456,126 @@ fn estimate_requests(
     // A real run also takes the repository's lock and releases it.
     r = r + crate::repo::lock::requests(repo.backend().as_ref())?;
     // Everything read so far, a real run reads too.
-    stats.requests = repo.request_stats() + r;
+    plan.stats.requests = repo.request_stats() + r;
     Ok(())
 }
 
-/// How many index files the real run writes: the entries of step 6 (those of the
-/// rewritten files that stay listed, then `extra_entries` more holding `extra_blobs`), in
-/// files of up to `BLOBS_PER_INDEX_FILE` blobs.
-fn new_index_files(
-    packs: &BTreeMap<Id, PackState>,
-    rewrite: &[&IndexListing],
-    instant: bool,
-    extra_entries: u64,
-    extra_blobs: usize,
-) -> u64 {
-    let mut emitted: HashSet<Id> = HashSet::new();
-    let (mut entries, mut blobs) = (extra_entries, extra_blobs);
-    for listing in rewrite {
-        for id in &listing.live {
-            if let Some(p) = packs.get(id)
-                && emitted.insert(*id)
-                && (p.action == Action::Keep
-                    || (!instant && matches!(p.action, Action::Mark | Action::Repack)))
-            {
-                entries += 1;
-                blobs += p.blobs;
-            }
+#[cfg(test)]
+mod tests {
+    //! The executor on the memory store: what a plan decided is what the store holds
+    //! afterwards. The decisions themselves are tested in `plan.rs`.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::blob::BlobSealer;
+    use crate::format::config::{ObjectLockConfig, RetentionMode};
+    use crate::repo::InitOptions;
+    use crate::store::Backend;
+    use crate::store::memory::MemoryBackend;
+    use crate::store::retry::RetryPolicy;
+
+    const PASSWORD: &[u8] = b"prune executor test";
+
+    /// A repository holding `packs` data packs of one blob each, listed in one index
+    /// file, and no snapshot: every pack is unneeded.
+    fn repository_of_unneeded_packs(store: Arc<dyn Backend>, packs: u8, lock: bool) -> Repository {
+        let opts = InitOptions {
+            object_lock: lock.then_some(ObjectLockConfig {
+                mode: RetentionMode::Compliance,
+                days: 1,
+            }),
+            ..InitOptions::default()
+        };
+        let retry = RetryPolicy::default();
+        Repository::init(store.clone(), PASSWORD, &opts, &retry).unwrap();
+        let repo = Repository::open(store, PASSWORD, None, &retry).unwrap();
+        let mut sealer = BlobSealer::new(repo.key(), 3).unwrap();
+        let mut index = IndexFile::new();
+        for n in 0..packs {
+            let plain = vec![n; 1000];
+            let id = repo.key().blob_id(&plain);
+            let mut builder = PackBuilder::new(4096);
+            builder
+                .add(sealer.seal(BlobType::Data, id, &plain).unwrap())
+                .unwrap();
+            let pack = builder.finish(repo.key()).unwrap();
+            repo.upload_pack(&pack).unwrap();
+            index.packs.push(IndexedPack {
+                id: pack.id,
+                size: pack.bytes.len() as u64,
+                blobs: pack.entries,
+            });
         }
-        for (id, _) in &listing.marked {
-            if let Some(p) = packs.get(id)
-                && p.marked.is_some()
-                && emitted.insert(*id)
-                && matches!(p.action, Action::Wait | Action::Recover)
-            {
-                entries += 1;
-                blobs += p.blobs;
-            }
-        }
+        repo.save_index(&index).unwrap();
+        repo
     }
-    if entries == 0 {
-        0
-    } else {
-        (blobs.div_ceil(BLOBS_PER_INDEX_FILE) as u64).max(1)
+
+    fn run(repo: &Repository, keep_delete_hours: i64) -> PruneStats {
+        let opts = PruneOptions {
+            keep_delete: chrono::Duration::hours(keep_delete_hours),
+            ..PruneOptions::default()
+        };
+        prune(repo, &opts, &indicatif::ProgressBar::hidden()).unwrap()
+    }
+
+    fn count(repo: &Repository, kind: Kind) -> usize {
+        repo.backend().list(kind).unwrap().len()
+    }
+
+    #[test]
+    fn marks_first_and_deletes_once_the_mark_may_go() {
+        let repo = repository_of_unneeded_packs(Arc::new(MemoryBackend::new()), 3, false);
+        let first = run(&repo, 23);
+        assert_eq!((first.packs_marked, first.packs_deleted), (3, 0));
+        assert_eq!(
+            count(&repo, Kind::Pack),
+            3,
+            "marked packs stay for the grace period"
+        );
+        assert_eq!(
+            (first.index_files_written, first.index_files_removed),
+            (1, 1),
+            "the marks replace the file that listed the packs live"
+        );
+
+        let waiting = run(&repo, 23);
+        assert_eq!((waiting.packs_waiting, waiting.packs_deleted), (3, 0));
+        assert_eq!(waiting.index_files_written, 0, "nothing changed");
+
+        let last = run(&repo, 0);
+        assert_eq!((last.packs_deleted, last.packs_waiting), (3, 0));
+        assert_eq!(count(&repo, Kind::Pack), 0);
+        assert_eq!(count(&repo, Kind::Index), 0, "no index file lists anything");
+    }
+
+    #[test]
+    fn without_a_grace_period_the_packs_and_their_index_go_at_once() {
+        let repo = repository_of_unneeded_packs(Arc::new(MemoryBackend::new()), 2, false);
+        let stats = run(&repo, 0);
+        assert_eq!((stats.packs_marked, stats.packs_deleted), (2, 2));
+        assert_eq!(
+            (count(&repo, Kind::Pack), count(&repo, Kind::Index)),
+            (0, 0)
+        );
+        assert!(stats.retained.is_empty());
+    }
+
+    #[test]
+    fn objects_under_retention_are_left_and_reported() {
+        let store = Arc::new(MemoryBackend::new().with_object_lock());
+        let repo = repository_of_unneeded_packs(store, 2, true);
+        let stats = run(&repo, 0);
+        assert_eq!(stats.packs_deleted, 0, "{stats:?}");
+        assert_eq!(stats.bytes_deleted, 0, "{stats:?}");
+        // Both packs and the index file that listed them.
+        assert_eq!(stats.retained.len(), 3, "{:?}", stats.retained);
+        assert!(
+            stats.retained.iter().all(|r| r.contains(" until ")),
+            "{:?}",
+            stats.retained
+        );
+        assert_eq!(count(&repo, Kind::Pack), 2, "nothing under retention went");
+        // The old index file still lists them, so the repository reads as before.
+        assert_eq!(count(&repo, Kind::Index), 1);
     }
 }
