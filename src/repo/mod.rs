@@ -6,6 +6,7 @@ pub mod lock;
 pub mod needed;
 pub mod pack_cache;
 pub mod walk;
+pub mod writer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -34,16 +34,14 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 use crate::error::Result;
 use crate::format::id::Id;
-use crate::format::index::{BLOBS_PER_INDEX_FILE, IndexedPack};
+use crate::format::index::IndexedPack;
 use crate::format::pack::{BlobType, check_layout};
 use crate::repo::Repository;
+use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::{Kind, ObjectName};
-
-use super::stages::{FlushPolicy, PendingIndex};
 
 /// No pack is shorter: a sealed header (nonce and tag alone are 28 bytes) and its length.
 const SMALLEST_PACK: u64 = 28 + 4;
@@ -82,11 +80,7 @@ pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
     unlisted.sort_unstable();
     let examined = examine_all(repo, &unlisted);
     // Index files as big as a backup's, not cut by time or size: they are written at once.
-    let pending = PendingIndex::new(FlushPolicy {
-        max_blobs: BLOBS_PER_INDEX_FILE,
-        max_pack_bytes: u64::MAX,
-        max_age: Duration::MAX,
-    });
+    let index = IndexWriter::new(repo, FlushPolicy::by_blobs());
     for ((id, _), outcome) in unlisted.iter().zip(examined) {
         let name = ObjectName::new(Kind::Pack, id);
         match outcome {
@@ -95,7 +89,7 @@ pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
                 adopted.blobs += e.pack.blobs.len() as u64;
                 adopted.bytes += e.pack.size;
                 let is_tree = e.pack.blobs.first().map(|b| b.kind) == Some(BlobType::Tree);
-                pending.add(repo, e.pack, false)?;
+                index.live(e.pack)?;
                 // A larger tree pack is fetched whole by the first read of one of its trees.
                 if let (true, Some(bytes)) = (is_tree, e.bytes) {
                     repo.cache_tree_pack(id, &bytes);
@@ -108,7 +102,7 @@ pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
             }
         }
     }
-    pending.flush(repo, false)?;
+    index.finish()?;
     if adopted.packs > 0 {
         tracing::info!(
             "reusing {} packs ({} bytes, {} blobs) that an interrupted run uploaded but did not index",

@@ -22,10 +22,11 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::repo::Repository;
+use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::counting::RequestStats;
 use exclude::Excludes;
 use parent_trees::ParentTrees;
-use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer, PendingIndex};
+use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer};
 use walk::{LeaveOut, PathTrie, Walker};
 
 pub struct BackupOptions {
@@ -212,7 +213,7 @@ pub fn backup(
     let known = Known::new(repo.index()?);
     let counters = Counters::default();
     let failure = Failure::default();
-    let pending = PendingIndex::default();
+    let index = IndexWriter::new(repo, FlushPolicy::backup());
     let trie = PathTrie::new(&opts.paths);
     let mut own_dirs = opts.own_dirs.clone();
     own_dirs.push(repo.index()?.dir().to_path_buf());
@@ -237,8 +238,8 @@ pub fn backup(
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
-            let (packer, pending, failure) = (&packer, &pending, &failure);
-            s.spawn(move || stages::run_uploader(packer, rx, pending, opts.dry_run, failure));
+            let (packer, index, failure) = (&packer, &index, &failure);
+            s.spawn(move || stages::run_uploader(packer, rx, index, opts.dry_run, failure));
         }
         drop(pack_rx);
         if opts.parent.is_some() {
@@ -303,7 +304,7 @@ pub fn backup(
         return Err(e);
     }
     let outcome = walk_result?;
-    pending.flush(repo, opts.dry_run)?;
+    index.finish()?;
     progress.finish_and_clear();
 
     let mut summary = outcome.summary;

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -25,10 +24,10 @@ use crate::error::{Error, Result};
 use crate::format::blob::BlobSealer;
 use crate::format::chunker::{ChunkError, Chunker};
 use crate::format::id::Id;
-use crate::format::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack};
 use crate::format::pack::{BlobType, FinishedPack, PackBuilder};
 use crate::repo::Repository;
 use crate::repo::cache::IndexCache;
+use crate::repo::writer::{self, IndexWriter, PackFiller};
 
 pub struct FileJob {
     pub dir: u64,
@@ -376,19 +375,16 @@ impl FileWorker<'_> {
 }
 
 /// The packs being filled, one per blob type, shared by every thread that stores blobs.
-/// Data and tree blobs go to separate packs, so that reading trees (ls, restore planning,
-/// the next backup's parent) never pulls file data along.
 pub struct Packer<'a> {
     repo: &'a Repository,
     target: usize,
-    data: Mutex<PackBuilder>,
-    trees: Mutex<PackBuilder>,
+    data: Mutex<PackFiller>,
+    trees: Mutex<PackFiller>,
     /// To the uploaders; taken out by [`Packer::close`] so that they stop.
     out: Mutex<Option<Sender<FinishedPack>>>,
     /// Set once packs can no longer leave: closed, or every uploader gone.
     closed: AtomicBool,
-    /// Memory of uploaded data packs, for the next ones: a pack is many MiB, and fresh
-    /// memory costs a page fault per 4 KiB.
+    /// Memory of uploaded data packs, back from the uploaders for the next ones.
     spare_tx: Sender<Vec<u8>>,
     spare_rx: Receiver<Vec<u8>>,
 }
@@ -426,13 +422,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<'a> Packer<'a> {
     pub fn new(repo: &'a Repository, out: Sender<FinishedPack>, uploaders: usize) -> Packer<'a> {
-        let target = repo.config().pack_size as usize;
         let (spare_tx, spare_rx) = crossbeam_channel::bounded(uploaders + 1);
         Packer {
             repo,
-            target,
-            data: Mutex::new(PackBuilder::new(0)),
-            trees: Mutex::new(PackBuilder::new(0)),
+            target: repo.config().pack_size as usize,
+            data: Mutex::new(PackFiller::for_repo(repo, BlobType::Data)),
+            trees: Mutex::new(PackFiller::for_repo(repo, BlobType::Tree)),
             out: Mutex::new(Some(out)),
             closed: AtomicBool::new(false),
             spare_tx,
@@ -440,20 +435,10 @@ impl<'a> Packer<'a> {
         }
     }
 
-    fn builder(&self, kind: BlobType) -> &Mutex<PackBuilder> {
+    fn filler(&self, kind: BlobType) -> &Mutex<PackFiller> {
         match kind {
             BlobType::Data => &self.data,
             BlobType::Tree => &self.trees,
-        }
-    }
-
-    fn fresh(&self, kind: BlobType) -> PackBuilder {
-        match (kind, self.spare_rx.try_recv()) {
-            (BlobType::Data, Ok(buf)) => PackBuilder::reusing(buf),
-            // A blob may end a pack past its target; an eighth more room avoids most
-            // reallocations.
-            (BlobType::Data, Err(_)) => PackBuilder::new(self.target + self.target / 8),
-            (BlobType::Tree, _) => PackBuilder::new(0),
         }
     }
 
@@ -468,13 +453,13 @@ impl<'a> Packer<'a> {
         sealed: &[u8],
     ) -> Result<()> {
         let full = {
-            let mut b = lock(self.builder(kind));
-            b.add_sealed(kind, id, raw_length, compression, sealed)?;
-            if b.size() >= self.target {
-                Some(std::mem::replace(&mut *b, self.fresh(kind)))
-            } else {
-                None
+            let mut filler = lock(self.filler(kind));
+            if filler.wants_memory()
+                && let Ok(buf) = self.spare_rx.try_recv()
+            {
+                filler.recycle(buf);
             }
+            filler.add(id, raw_length, compression, sealed)?
         };
         match full {
             Some(b) => self.send(b),
@@ -509,8 +494,8 @@ impl<'a> Packer<'a> {
     pub fn finish(&self) -> Result<()> {
         let result = (|| {
             for kind in [BlobType::Data, BlobType::Tree] {
-                let b = std::mem::replace(&mut *lock(self.builder(kind)), PackBuilder::new(0));
-                if !b.is_empty() {
+                let open = lock(self.filler(kind)).take();
+                if let Some(b) = open {
                     self.send(b)?;
                 }
             }
@@ -527,112 +512,10 @@ impl<'a> Packer<'a> {
     }
 }
 
-/// When a backup writes the index entries of its uploaded packs as an index file, besides
-/// at its end. A pack that no index file lists yet is what a crash leaves: the next backup
-/// adopts it with one ranged read (see [`super::adopt`]), and cannot when it went to a cold
-/// storage class. So entries are written once they cover this much time or data, keeping
-/// what a crash leaves small at one index file per `max_pack_bytes` of upload.
-#[derive(Clone, Copy, Debug)]
-pub struct FlushPolicy {
-    /// Blobs per index file: bounds the memory of pending entries and the file's size.
-    pub max_blobs: usize,
-    /// Bytes of packs listed.
-    pub max_pack_bytes: u64,
-    /// Age of the oldest pending entry.
-    pub max_age: Duration,
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy {
-            max_blobs: BLOBS_PER_INDEX_FILE,
-            max_pack_bytes: 1 << 30,
-            max_age: Duration::from_secs(5 * 60),
-        }
-    }
-}
-
-/// Index entries of packs written but not yet in an index file.
-pub struct PendingIndex {
-    policy: FlushPolicy,
-    state: Mutex<Pending>,
-}
-
-struct Pending {
-    index: IndexFile,
-    pack_bytes: u64,
-    /// When the oldest entry came.
-    since: Option<Instant>,
-}
-
-impl Pending {
-    fn new() -> Pending {
-        Pending {
-            index: IndexFile::new(),
-            pack_bytes: 0,
-            since: None,
-        }
-    }
-
-    fn due(&self, policy: &FlushPolicy, now: Instant) -> bool {
-        self.index.blob_count() >= policy.max_blobs
-            || self.pack_bytes >= policy.max_pack_bytes
-            || self
-                .since
-                .is_some_and(|t| now.saturating_duration_since(t) >= policy.max_age)
-    }
-}
-
-impl Default for PendingIndex {
-    fn default() -> Self {
-        PendingIndex::new(FlushPolicy::default())
-    }
-}
-
-impl PendingIndex {
-    pub fn new(policy: FlushPolicy) -> PendingIndex {
-        PendingIndex {
-            policy,
-            state: Mutex::new(Pending::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues the entries of a written pack, and writes the queue as an index file when
-    /// the policy says it is due.
-    pub fn add(&self, repo: &Repository, pack: IndexedPack, dry_run: bool) -> Result<()> {
-        let due = {
-            let now = Instant::now();
-            let mut p = self.lock();
-            p.pack_bytes += pack.size;
-            p.since.get_or_insert(now);
-            p.index.packs.push(pack);
-            p.due(&self.policy, now)
-        };
-        if due {
-            self.flush(repo, dry_run)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the pending entries as one index file (nothing when there are none).
-    pub fn flush(&self, repo: &Repository, dry_run: bool) -> Result<()> {
-        let pending = std::mem::replace(&mut *self.lock(), Pending::new());
-        if pending.index.packs.is_empty() || dry_run {
-            return Ok(());
-        }
-        repo.save_index(&pending.index)?;
-        Ok(())
-    }
-}
-
 pub fn run_uploader(
     packer: &Packer,
     packs: Receiver<FinishedPack>,
-    pending: &PendingIndex,
+    index: &IndexWriter,
     dry_run: bool,
     failure: &Failure,
 ) {
@@ -640,73 +523,17 @@ pub fn run_uploader(
     // The receiver outlives the error's recording: a worker that sees the channel closed
     // finds the cause already there.
     for pack in packs.iter() {
-        match upload_and_index(repo, pack, pending, dry_run) {
+        let written = if dry_run {
+            Ok(pack.bytes)
+        } else {
+            writer::write_pack(repo, pack).and_then(|(entry, memory)| {
+                index.live(entry)?;
+                Ok(memory)
+            })
+        };
+        match written {
             Ok(memory) => packer.recycle(memory),
             Err(e) => return failure.set(e),
         }
-    }
-}
-
-/// Writes a pack and queues its index entries; returns the pack's memory.
-fn upload_and_index(
-    repo: &Repository,
-    pack: FinishedPack,
-    pending: &PendingIndex,
-    dry_run: bool,
-) -> Result<Vec<u8>> {
-    if !dry_run {
-        repo.upload_pack(&pack)?;
-    }
-    let FinishedPack { id, bytes, entries } = pack;
-    let indexed = IndexedPack {
-        id,
-        size: bytes.len() as u64,
-        blobs: entries,
-    };
-    pending.add(repo, indexed, dry_run)?;
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::pack::{Compression, PackEntry};
-
-    fn pending_with(blobs: usize, pack_bytes: u64, age: Duration, now: Instant) -> Pending {
-        let mut p = Pending::new();
-        p.index.packs.push(IndexedPack {
-            id: Id::default(),
-            size: pack_bytes,
-            blobs: vec![
-                PackEntry {
-                    kind: BlobType::Data,
-                    id: Id::default(),
-                    offset: 0,
-                    length: 1,
-                    raw_length: 1,
-                    compression: Compression::None
-                };
-                blobs
-            ],
-        });
-        p.pack_bytes = pack_bytes;
-        p.since = now.checked_sub(age);
-        p
-    }
-
-    #[test]
-    fn pending_entries_are_due_by_blobs_bytes_or_age() {
-        let policy = FlushPolicy {
-            max_blobs: 100,
-            max_pack_bytes: 1000,
-            max_age: Duration::from_secs(60),
-        };
-        let now = Instant::now();
-        let young = Duration::from_secs(1);
-        assert!(!pending_with(99, 999, young, now).due(&policy, now));
-        assert!(pending_with(100, 1, young, now).due(&policy, now));
-        assert!(pending_with(1, 1000, young, now).due(&policy, now));
-        assert!(pending_with(1, 1, Duration::from_secs(60), now).due(&policy, now));
-        assert!(!Pending::new().due(&policy, now), "nothing pending");
     }
 }

@@ -23,10 +23,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::crypto::Aad;
 use crate::format::id::Id;
-use crate::format::index::{BLOBS_PER_INDEX_FILE, IndexFile, IndexedPack, MarkedPack};
-use crate::format::pack::BlobLocation;
-use crate::format::pack::{BlobType, PackBuilder, SealedBlob};
+use crate::format::index::{IndexFile, IndexedPack, MarkedPack};
+use crate::format::pack::{BlobLocation, BlobType, PackBuilder};
 use crate::repo::Repository;
+use crate::repo::writer::{self, FlushPolicy, IndexWriter, PackFiller};
 use crate::store::counting::RequestStats;
 use crate::store::{Kind, ObjectName};
 
@@ -195,47 +195,37 @@ fn execute(
     // read again rather than kept from the planning: all index files at once could take
     // more memory than the index cache is built to spare.
     progress.set_message("writing the index");
-    let mut writer = IndexWriter::default();
+    let writer = IndexWriter::new(repo, FlushPolicy::by_blobs());
     let mut emitted: HashSet<Id> = HashSet::new();
     let rewrite: Vec<Id> = plan.rewritten().copied().collect();
     for index_id in &rewrite {
         let file: IndexFile = repo.load_meta(Kind::Index, Aad::Index, index_id)?;
         for p in file.packs {
             match plan.emit_live(&p.id, &mut emitted) {
-                Emit::Live => writer.live(repo, p, &mut plan.stats)?,
-                Emit::Marked(marked) => writer.marked(
-                    repo,
-                    MarkedPack {
-                        id: p.id,
-                        size: p.size,
-                        marked,
-                        blobs: p.blobs,
-                    },
-                    &mut plan.stats,
-                )?,
+                Emit::Live => writer.live(p)?,
+                Emit::Marked(marked) => writer.marked(MarkedPack {
+                    id: p.id,
+                    size: p.size,
+                    marked,
+                    blobs: p.blobs,
+                })?,
                 Emit::Nothing => {}
             }
         }
         for m in file.delete {
             match plan.emit_marked(&m.id, &mut emitted) {
-                Emit::Marked(marked) => {
-                    writer.marked(repo, MarkedPack { marked, ..m }, &mut plan.stats)?
-                }
-                Emit::Live => writer.live(
-                    repo,
-                    IndexedPack {
-                        id: m.id,
-                        size: m.size,
-                        blobs: m.blobs,
-                    },
-                    &mut plan.stats,
-                )?,
+                Emit::Marked(marked) => writer.marked(MarkedPack { marked, ..m })?,
+                Emit::Live => writer.live(IndexedPack {
+                    id: m.id,
+                    size: m.size,
+                    blobs: m.blobs,
+                })?,
                 Emit::Nothing => {}
             }
         }
     }
     for p in new_packs {
-        writer.live(repo, p, &mut plan.stats)?;
+        writer.live(p)?;
     }
     if !plan.instant {
         for (id, size) in plan.unindexed.clone() {
@@ -245,10 +235,11 @@ fn execute(
                 marked: plan.now,
                 blobs: Vec::new(),
             };
-            writer.marked(repo, marked, &mut plan.stats)?;
+            writer.marked(marked)?;
         }
     }
-    let written = writer.finish(repo, &mut plan.stats)?;
+    let written: HashSet<Id> = writer.finish()?.into_iter().collect();
+    plan.stats.index_files_written += written.len() as u64;
     for index_id in &rewrite {
         if written.contains(index_id) {
             continue;
@@ -310,10 +301,9 @@ fn repack(
     packs: &BTreeMap<Id, PackState>,
     stats: &mut PruneStats,
 ) -> Result<Vec<IndexedPack>> {
-    let target = repo.config().pack_size as usize;
     let mut out = Vec::new();
     for kind in [BlobType::Tree, BlobType::Data] {
-        let mut builder = PackBuilder::new(target + target / 8);
+        let mut filler = PackFiller::for_repo(repo, kind);
         for (id, p) in packs {
             if p.action != Action::Repack {
                 continue;
@@ -339,26 +329,22 @@ fn repack(
                     failed.get_or_insert(e);
                     return Ok(());
                 }
-                builder.add(SealedBlob {
-                    kind,
-                    id: loc.entry.id,
-                    raw_length: loc.entry.raw_length,
-                    compression: loc.entry.compression,
-                    bytes: sealed.to_vec(),
-                })
+                let entry = &loc.entry;
+                if let Some(full) =
+                    filler.add(entry.id, entry.raw_length, entry.compression, sealed)?
+                {
+                    out.push(store_pack(repo, full, stats)?);
+                }
+                Ok(())
             })?;
             if let Some(e) = failed {
                 return Err(Error::Other(format!(
                     "repacking pack {id}: {e}; nothing was deleted (run `cairn check --read-data`)"
                 )));
             }
-            if builder.size() >= target {
-                let full = std::mem::replace(&mut builder, PackBuilder::new(target + target / 8));
-                out.push(store_pack(repo, full, stats)?);
-            }
         }
-        if !builder.is_empty() {
-            out.push(store_pack(repo, builder, stats)?);
+        if let Some(last) = filler.take() {
+            out.push(store_pack(repo, last, stats)?);
         }
     }
     Ok(out)
@@ -369,61 +355,10 @@ fn store_pack(
     builder: PackBuilder,
     stats: &mut PruneStats,
 ) -> Result<IndexedPack> {
-    let pack = builder.finish(repo.key())?;
-    repo.upload_pack(&pack)?;
+    let (entry, _) = writer::write_pack(repo, builder.finish(repo.key())?)?;
     stats.new_packs += 1;
-    stats.new_pack_bytes += pack.bytes.len() as u64;
-    Ok(IndexedPack {
-        id: pack.id,
-        size: pack.bytes.len() as u64,
-        blobs: pack.entries,
-    })
-}
-
-/// Gathers packs into index files of bounded size.
-#[derive(Default)]
-struct IndexWriter {
-    current: Option<IndexFile>,
-    written: HashSet<Id>,
-}
-
-impl IndexWriter {
-    fn file(&mut self) -> &mut IndexFile {
-        self.current.get_or_insert_with(IndexFile::new)
-    }
-
-    fn live(&mut self, repo: &Repository, p: IndexedPack, stats: &mut PruneStats) -> Result<()> {
-        self.file().packs.push(p);
-        self.flush_if_full(repo, stats)
-    }
-
-    fn marked(&mut self, repo: &Repository, m: MarkedPack, stats: &mut PruneStats) -> Result<()> {
-        self.file().delete.push(m);
-        self.flush_if_full(repo, stats)
-    }
-
-    fn flush_if_full(&mut self, repo: &Repository, stats: &mut PruneStats) -> Result<()> {
-        if self.file().blob_count() >= BLOBS_PER_INDEX_FILE {
-            self.flush(repo, stats)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, repo: &Repository, stats: &mut PruneStats) -> Result<()> {
-        if let Some(file) = self.current.take()
-            && !file.is_empty()
-        {
-            let id = repo.save_index(&file)?;
-            self.written.insert(id);
-            stats.index_files_written += 1;
-        }
-        Ok(())
-    }
-
-    fn finish(mut self, repo: &Repository, stats: &mut PruneStats) -> Result<HashSet<Id>> {
-        self.flush(repo, stats)?;
-        Ok(self.written)
-    }
+    stats.new_pack_bytes += entry.size;
+    Ok(entry)
 }
 
 /// The requests a prune would make, for `--dry-run`.
