@@ -12,8 +12,8 @@
 //! Damage is reported per object, with the snapshots and files it affects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -25,7 +25,7 @@ use crate::format::pack::BlobLocation;
 use crate::format::pack::{BlobType, PackEntry, decode_header};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
-use crate::repo::Repository;
+use crate::repo::{Repository, pool};
 use crate::store::{Kind, ObjectName};
 
 /// Which packs `--read-data` covers.
@@ -228,24 +228,14 @@ pub fn check(
     progress.set_length(jobs.len() as u64);
     progress.set_message("packs");
     let outcome = Mutex::new(PackOutcome::default());
-    let next = AtomicUsize::new(0);
     let workers = crate::threads().max(repo.backend().write_concurrency());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((id, info, size, read)) = jobs.get(i) else {
-                        break;
-                    };
-                    let result = check_pack(repo, id, info, *size, *read, archived.contains(id));
-                    if let Ok(mut o) = outcome.lock() {
-                        o.add(**id, result);
-                    }
-                    progress.inc(1);
-                }
-            });
+    pool::for_each(&jobs, workers, |(id, info, size, read)| {
+        let result = check_pack(repo, id, info, *size, *read, archived.contains(id));
+        if let Ok(mut o) = outcome.lock() {
+            o.add(**id, result);
         }
+        progress.inc(1);
+        ControlFlow::Continue(())
     });
     let outcome = outcome
         .into_inner()

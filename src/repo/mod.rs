@@ -5,6 +5,7 @@ pub mod cache;
 pub mod lock;
 pub mod needed;
 pub mod pack_cache;
+pub mod pool;
 pub mod walk;
 pub mod writer;
 

@@ -32,15 +32,12 @@
 //!   unlisted too. Adopting them lists them twice once their own index file lands: readers
 //!   take the union of all index files, so that is harmless.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::index::IndexedPack;
 use crate::format::pack::{BlobType, check_layout};
-use crate::repo::Repository;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
+use crate::repo::{Repository, pool};
 use crate::store::{Kind, ObjectName};
 
 /// No pack is shorter: a sealed header (nonce and tag alone are 28 bytes) and its length.
@@ -116,34 +113,8 @@ pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
 
 /// Reads the headers of `packs`, several at once on a network store.
 fn examine_all(repo: &Repository, packs: &[(Id, u64)]) -> Vec<Result<Examined>> {
-    let results: Vec<Mutex<Option<Result<Examined>>>> =
-        packs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = crate::threads()
-        .max(repo.backend().write_concurrency())
-        .min(packs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Relaxed);
-                    let (Some((id, size)), Some(slot)) = (packs.get(i), results.get(i)) else {
-                        break;
-                    };
-                    let outcome = examine(repo, id, *size);
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(crate::Error::Other("not examined".into())))
-        })
-        .collect()
+    let workers = crate::threads().max(repo.backend().write_concurrency());
+    pool::map(packs, workers, |(id, size)| examine(repo, id, *size))
 }
 
 /// Reads one pack's header and checks that the pack is whole and this repository's.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::File;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ use crate::format::pack::BlobLocation;
 use crate::format::pack::BlobType;
 use crate::format::tree::Node;
 use crate::interrupt;
-use crate::repo::Repository;
+use crate::repo::{Repository, pool};
 
 use super::target::Target;
 
@@ -239,20 +239,12 @@ pub fn write_contents(
     let mut packs: Vec<Vec<Want>> = by_pack.into_values().collect();
     // Biggest first, so that the last pack left to one worker is a small one.
     packs.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(wants) = packs.get(i) else { break };
-                    if stop.reason().is_some() {
-                        break;
-                    }
-                    write_pack(repo, target, files, wants, stop, archived, progress, done);
-                }
-            });
+    pool::for_each(&packs, workers, |wants| {
+        if stop.reason().is_some() {
+            return ControlFlow::Break(());
         }
+        write_pack(repo, target, files, wants, stop, archived, progress, done);
+        ControlFlow::Continue(())
     });
     if stop.reason().is_some() {
         // Files cut short hold part of their content: none may pass for restored.

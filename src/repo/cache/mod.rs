@@ -19,6 +19,7 @@ mod table;
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -372,22 +373,17 @@ impl IndexCache {
             .collect();
         // Index files are decrypted on all cores; their records are sorted into runs here.
         let (tx, rx) = crossbeam_channel::bounded::<(Id, Result<IndexFile>)>(4);
-        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| -> Result<()> {
-            for _ in 0..crate::threads() {
-                let tx = tx.clone();
-                let (next, missing, load) = (&next, &missing, &load);
-                s.spawn(move || {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(id) = missing.get(i) else { break };
-                        if tx.send((*id, load(id))).is_err() {
-                            break;
-                        }
+            let (missing, load) = (&missing, &load);
+            s.spawn(move || {
+                crate::repo::pool::for_each(missing, crate::threads(), |id| {
+                    match tx.send((*id, load(id))) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        // The merge below stopped on an error: load no more.
+                        Err(_) => ControlFlow::Break(()),
                     }
-                });
-            }
-            drop(tx);
+                })
+            });
             let mut run = Run::default();
             for (id, index) in rx {
                 match index {
