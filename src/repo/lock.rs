@@ -265,14 +265,22 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
         let others = others(repo, Some(&own))?;
         // A store that honours `If-None-Match` but not atomically under concurrent
         // writers (s3s-fs) could let a second create replace ours: the object must still
-        // hold our bytes.
-        if atomic && others.is_empty() && backend.read(&own)? != bytes {
-            return match current(repo)?.into_iter().find(|h| h.object == own) {
-                Some(Held { info: Ok(held), .. }) => Err(held_by(&held)),
-                _ => Err(Error::Locked(
-                    "another prune took the lock at the same moment; try again".into(),
-                )),
-            };
+        // hold our bytes. If it is gone, the writer that replaced it has finished and
+        // released it: take another round.
+        if atomic && others.is_empty() {
+            match backend.read(&own) {
+                Ok(read) if read == bytes => {}
+                Ok(_) => {
+                    return match current(repo)?.into_iter().find(|h| h.object == own) {
+                        Some(Held { info: Ok(held), .. }) => Err(held_by(&held)),
+                        _ => Err(Error::Locked(
+                            "another prune took the lock at the same moment; try again".into(),
+                        )),
+                    };
+                }
+                Err(Error::ObjectNotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
         }
         if others.is_empty() {
             return Ok(RepoLock {
@@ -300,4 +308,113 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
     Err(Error::Locked(
         "the lock changed hands several times while taking it; try again".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::format::config::ObjectLockConfig;
+    use crate::repo::InitOptions;
+    use crate::store::memory::MemoryBackend;
+    use crate::store::retry::RetryPolicy;
+    use crate::store::{Kind, Listed};
+
+    const PASSWORD: &[u8] = b"lock test";
+
+    /// A memory store on which, the first time a lock is read back, another prune has
+    /// just replaced it (a store whose `If-None-Match` is not atomic under racing
+    /// writers), finished, and released it: the object is gone.
+    struct ReleasedBeforeReadBack {
+        inner: MemoryBackend,
+        raced: AtomicBool,
+    }
+
+    impl Backend for ReleasedBeforeReadBack {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+        fn atomic_create(&self) -> Result<bool> {
+            self.inner.atomic_create()
+        }
+        fn require_object_lock(&self, repo: Option<&ObjectLockConfig>) -> Result<()> {
+            self.inner.require_object_lock(repo)
+        }
+        fn describe_store(&self) -> Result<Option<String>> {
+            self.inner.describe_store()
+        }
+        fn read(&self, obj: &ObjectName) -> Result<Vec<u8>> {
+            if obj.kind == Kind::Lock && !self.raced.swap(true, Ordering::SeqCst) {
+                self.inner.remove(obj)?;
+            }
+            self.inner.read(obj)
+        }
+        fn read_range(&self, obj: &ObjectName, offset: u64, length: u64) -> Result<Vec<u8>> {
+            self.inner.read_range(obj, offset, length)
+        }
+        fn write(&self, obj: &ObjectName, data: &[u8]) -> Result<()> {
+            self.inner.write(obj, data)
+        }
+        fn list(&self, kind: Kind) -> Result<Vec<Listed>> {
+            self.inner.list(kind)
+        }
+        fn stat(&self, obj: &ObjectName) -> Result<Option<u64>> {
+            self.inner.stat(obj)
+        }
+        fn remove(&self, obj: &ObjectName) -> Result<()> {
+            self.inner.remove(obj)
+        }
+        fn remove_leftovers(&self, age: std::time::Duration) -> Result<u64> {
+            self.inner.remove_leftovers(age)
+        }
+    }
+
+    fn repository(store: Arc<dyn Backend>) -> Repository {
+        let retry = RetryPolicy::default();
+        Repository::init(store.clone(), PASSWORD, &InitOptions::default(), &retry).unwrap();
+        Repository::open(store, PASSWORD, None, &retry).unwrap()
+    }
+
+    #[test]
+    fn a_lock_released_before_its_read_back_is_taken_again() {
+        let store = Arc::new(ReleasedBeforeReadBack {
+            inner: MemoryBackend::new(),
+            raced: AtomicBool::new(false),
+        });
+        let repo = repository(store.clone());
+        let lock = acquire(&repo, "prune").unwrap();
+        assert!(store.raced.load(Ordering::SeqCst));
+        assert_eq!(
+            current(&repo).unwrap().len(),
+            1,
+            "held after a second round"
+        );
+        lock.release().unwrap();
+        assert!(current(&repo).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_taker_is_refused_naming_the_holder_on_either_kind_of_store() {
+        for store in [
+            MemoryBackend::new(),
+            MemoryBackend::new().without_atomic_create(),
+        ] {
+            let repo = repository(Arc::new(store));
+            let held = acquire(&repo, "prune").unwrap();
+            // The holder runs on this host and lives (it is this test), so it is not
+            // taken over.
+            match acquire(&repo, "prune") {
+                Err(Error::Locked(why)) => assert!(why.contains("prune by"), "{why}"),
+                Err(e) => panic!("refused for another reason: {e}"),
+                Ok(_) => panic!("a second taker got the lock"),
+            }
+            held.release().unwrap();
+            acquire(&repo, "prune").unwrap().release().unwrap();
+        }
+    }
 }
