@@ -4,6 +4,7 @@ mod commands;
 mod escape;
 mod output;
 mod password;
+mod progress;
 
 use output::errln;
 
@@ -318,7 +319,7 @@ impl Global {
     }
 
     fn progress(&self) -> bool {
-        cairn::progress::wanted(self.quiet, self.json)
+        progress::bar_wanted(self.quiet, self.json)
     }
 
     /// Prints an informational line on stderr unless quiet or JSON.

@@ -36,6 +36,33 @@ impl Id {
     }
 }
 
+/// What some hex digits given on a command line name among `items`: the one lookup by id
+/// prefix behind snapshot, key and unreadable-snapshot arguments.
+pub enum Prefix<'a, T> {
+    One(&'a T),
+    NotFound,
+    /// More than one id starts with them.
+    Ambiguous,
+    /// Empty, or not hex digits.
+    NotHex,
+}
+
+/// Finds the one item whose id (`id_of`) starts with `wanted`, in either case.
+pub fn by_prefix<'a, T>(items: &'a [T], id_of: impl Fn(&T) -> &Id, wanted: &str) -> Prefix<'a, T> {
+    let wanted = wanted.to_ascii_lowercase();
+    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Prefix::NotHex;
+    }
+    let mut found = items
+        .iter()
+        .filter(|item| id_of(item).to_hex().starts_with(&wanted));
+    match (found.next(), found.next()) {
+        (Some(one), None) => Prefix::One(one),
+        (None, _) => Prefix::NotFound,
+        (Some(_), Some(_)) => Prefix::Ambiguous,
+    }
+}
+
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Id({})", self.short())
@@ -98,5 +125,27 @@ pub mod bytes {
             }
         }
         d.deserialize_byte_buf(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_names_one_id_or_says_why_not() {
+        let ids = [Id([0xab; 32]), Id([0xac; 32]), Id([0x12; 32])];
+        let found = |w: &str| match by_prefix(&ids, |id| id, w) {
+            Prefix::One(id) => format!("one {}", id.short()),
+            Prefix::NotFound => "not found".into(),
+            Prefix::Ambiguous => "ambiguous".into(),
+            Prefix::NotHex => "not hex".into(),
+        };
+        assert_eq!(found("AB"), "one abababab");
+        assert_eq!(found(&ids[2].to_hex()), "one 12121212");
+        assert_eq!(found("a"), "ambiguous");
+        assert_eq!(found("ff"), "not found");
+        assert_eq!(found(""), "not hex");
+        assert_eq!(found("latest"), "not hex");
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, Prefix, by_prefix};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -66,21 +66,15 @@ pub fn resolve<'a>(list: &'a [(Id, Snapshot)], wanted: &str) -> Result<&'a (Id, 
             .max_by_key(|(_, s)| s.time)
             .ok_or_else(|| Error::Invalid("the repository has no snapshots yet".into()));
     }
-    let wanted_lc = wanted.to_ascii_lowercase();
-    if wanted_lc.is_empty() || !wanted_lc.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::Invalid(format!(
+    match by_prefix(list, |(id, _)| id, wanted) {
+        Prefix::One(one) => Ok(one),
+        Prefix::NotHex => Err(Error::Invalid(format!(
             "{wanted:?} is not a snapshot id: give `latest` or hex digits of an id (see `cairn snapshots`)"
-        )));
-    }
-    let mut found = list
-        .iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&wanted_lc));
-    match (found.next(), found.next()) {
-        (Some(one), None) => Ok(one),
-        (None, _) => Err(Error::Invalid(format!(
+        ))),
+        Prefix::NotFound => Err(Error::Invalid(format!(
             "no snapshot with id {wanted} (see `cairn snapshots`)"
         ))),
-        (Some(_), Some(_)) => Err(Error::Invalid(format!(
+        Prefix::Ambiguous => Err(Error::Invalid(format!(
             "snapshot id prefix {wanted} is ambiguous; give more digits"
         ))),
     }

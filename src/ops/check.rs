@@ -25,6 +25,8 @@ use crate::format::pack::BlobLocation;
 use crate::format::pack::{BlobType, PackEntry, decode_header};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
+use crate::progress::Progress;
+use crate::repo::walk::{TreeFold, fold_trees};
 use crate::repo::{Repository, pool};
 use crate::store::{Kind, ObjectName};
 
@@ -127,19 +129,12 @@ struct IndexedInfo {
     marked: bool,
 }
 
-pub fn check(
-    repo: &Repository,
-    data: DataSubset,
-    progress: &indicatif::ProgressBar,
-) -> Result<CheckReport> {
+pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
 
     // Snapshots.
     let mut snapshots: Vec<(Id, Snapshot)> = Vec::new();
-    for l in repo.backend().list(Kind::Snapshot)? {
-        let Ok(id) = Id::from_hex(&l.name) else {
-            continue;
-        };
+    for (id, _) in repo.backend().list_ids(Kind::Snapshot)? {
         match repo.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
             Ok(s) => snapshots.push((id, s)),
             Err(e @ Error::UnknownVersion { .. }) => return Err(e),
@@ -155,10 +150,7 @@ pub fn check(
     // Index files. A pack listed live anywhere is live; the entries of its first listing
     // are the ones compared with its header.
     let mut indexed: BTreeMap<Id, IndexedInfo> = BTreeMap::new();
-    for l in repo.backend().list(Kind::Index)? {
-        let Ok(id) = Id::from_hex(&l.name) else {
-            continue;
-        };
+    for (id, _) in repo.backend().list_ids(Kind::Index)? {
         report.index_files += 1;
         let file: IndexFile = match repo.load_meta(Kind::Index, Aad::Index, &id) {
             Ok(f) => f,
@@ -202,16 +194,14 @@ pub fn check(
 
     // Packs: present, right size, header as indexed, and (chosen ones) every blob sound.
     // Archived ones (S3 GLACIER, DEEP_ARCHIVE) cannot be read before a retrieval.
-    let listing = repo.backend().list(Kind::Pack)?;
+    let listing = repo.backend().list_ids(Kind::Pack)?;
     let archived: HashSet<Id> = listing
         .iter()
-        .filter(|l| l.archived.is_some())
-        .filter_map(|l| Id::from_hex(&l.name).ok())
+        .filter(|(_, l)| l.archived.is_some())
+        .map(|(id, _)| *id)
         .collect();
-    let stored: std::collections::HashMap<Id, u64> = listing
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
-        .collect();
+    let stored: std::collections::HashMap<Id, u64> =
+        listing.into_iter().map(|(id, l)| (id, l.size)).collect();
     let mut unindexed: Vec<String> = stored
         .keys()
         .filter(|id| !indexed.contains_key(id))
@@ -225,8 +215,7 @@ pub fn check(
         .map(|(id, info)| (id, info, stored.get(id).copied(), data.wants(id)))
         .collect();
     report.packs = jobs.len() as u64;
-    progress.set_length(jobs.len() as u64);
-    progress.set_message("packs");
+    progress.start("packs", jobs.len() as u64);
     let outcome = Mutex::new(PackOutcome::default());
     let workers = crate::threads().max(repo.backend().write_concurrency());
     pool::for_each(&jobs, workers, |(id, info, size, read)| {
@@ -234,7 +223,7 @@ pub fn check(
         if let Ok(mut o) = outcome.lock() {
             o.add(**id, result);
         }
-        progress.inc(1);
+        progress.advance(1);
         ControlFlow::Continue(())
     });
     let outcome = outcome
@@ -258,14 +247,11 @@ pub fn check(
     }
 
     // Trees and what they name.
-    progress.set_message("snapshots");
-    progress.set_position(0);
-    progress.set_length(snapshots.len() as u64);
-    let mut walker = Walker {
+    progress.start("snapshots", snapshots.len() as u64);
+    let mut finder = DamagedPaths {
         repo,
         bad_packs: &outcome.bad_packs,
         bad_blobs: &outcome.bad_blobs,
-        memo: HashMap::new(),
         problems: BTreeMap::new(),
         marked_needed: BTreeSet::new(),
         marked: indexed
@@ -274,18 +260,19 @@ pub fn check(
             .map(|(id, _)| *id)
             .collect(),
     };
+    let mut damaged = HashMap::new();
     for (sid, snap) in &snapshots {
-        let damaged = walker.tree(&snap.tree, "/");
-        for path in damaged.iter() {
+        fold_trees(repo, snap.tree, &mut finder, &mut damaged)?;
+        for path in damaged.get(&snap.tree).into_iter().flatten() {
             report.affected.push(Affected {
                 snapshot: sid.short(),
-                path: path.clone(),
+                path: format!("/{path}"),
             });
         }
-        progress.inc(1);
+        progress.advance(1);
     }
-    report.problems.extend(walker.problems.into_values());
-    for pack in walker.marked_needed {
+    report.problems.extend(finder.problems.into_values());
+    for pack in finder.marked_needed {
         report.notes.push(format!(
             "pack {pack} is marked for deletion but a snapshot needs it; the next prune keeps it"
         ));
@@ -444,20 +431,18 @@ fn check_pack(
     r
 }
 
-/// Walks snapshot trees once each, remembering which subtrees hold damage so that every
-/// snapshot sharing them is reported.
-struct Walker<'a> {
+/// Finds the damaged paths of snapshot trees, each distinct tree once (`fold_trees`), so
+/// that every snapshot sharing a damaged subtree is reported.
+struct DamagedPaths<'a> {
     repo: &'a Repository,
     bad_packs: &'a HashSet<Id>,
     bad_blobs: &'a HashSet<(BlobType, Id)>,
-    /// Damaged paths (relative to the tree) of every tree seen; empty for sound ones.
-    memo: HashMap<Id, std::sync::Arc<Vec<String>>>,
     problems: BTreeMap<String, Problem>,
     marked: HashSet<Id>,
     marked_needed: BTreeSet<Id>,
 }
 
-impl Walker<'_> {
+impl DamagedPaths<'_> {
     /// Whether a blob can be read; records why not.
     fn blob_ok(&mut self, kind: BlobType, id: &Id) -> bool {
         let what = match kind {
@@ -492,59 +477,62 @@ impl Walker<'_> {
         }
         !(self.bad_packs.contains(&loc.pack) || self.bad_blobs.contains(&(kind, *id)))
     }
+}
 
-    /// Damaged paths below `tree`, as absolute paths under `prefix`.
-    fn tree(&mut self, id: &Id, prefix: &str) -> std::sync::Arc<Vec<String>> {
-        if let Some(m) = self.memo.get(id) {
-            return prefixed(m, prefix);
+/// A tree's value is its damaged paths, relative to it; empty for a sound tree, `[""]`
+/// for one that cannot be read.
+impl TreeFold for DamagedPaths<'_> {
+    type Value = Vec<String>;
+
+    fn load(&mut self, repo: &Repository, id: &Id) -> Result<Option<Tree>> {
+        if !self.blob_ok(BlobType::Tree, id) {
+            return Ok(None);
         }
-        let mut damaged = Vec::new();
-        let tree: Option<Tree> = if self.blob_ok(BlobType::Tree, id) {
-            match self.repo.load_tree(id) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    let what = format!("tree {id}");
-                    self.problems.entry(what.clone()).or_insert(Problem {
-                        object: what,
-                        error: e.to_string(),
-                    });
-                    None
-                }
+        match repo.load_tree(id) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                let what = format!("tree {id}");
+                self.problems.entry(what.clone()).or_insert(Problem {
+                    object: what,
+                    error: e.to_string(),
+                });
+                Ok(None)
             }
-        } else {
-            None
+        }
+    }
+
+    fn value(
+        &mut self,
+        _: &Id,
+        tree: Option<&Tree>,
+        done: &HashMap<Id, Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let Some(tree) = tree else {
+            return Ok(vec![String::new()]);
         };
-        match tree {
-            None => damaged.push(String::new()),
-            Some(tree) => {
-                for node in &tree.nodes {
-                    let name = String::from_utf8_lossy(&node.name).into_owned();
-                    match node.kind {
-                        NodeKind::Dir => {
-                            if let Some(sub) = &node.subtree {
-                                let below = self.tree(sub, "");
-                                for p in below.iter() {
-                                    damaged.push(join(&name, p));
-                                }
-                            }
-                        }
-                        NodeKind::File => {
-                            let mut ok = true;
-                            for blob in &node.content {
-                                ok &= self.blob_ok(BlobType::Data, blob);
-                            }
-                            if !ok {
-                                damaged.push(name);
-                            }
-                        }
-                        _ => {}
+        let mut damaged = Vec::new();
+        for node in &tree.nodes {
+            let name = String::from_utf8_lossy(&node.name).into_owned();
+            match node.kind {
+                NodeKind::Dir => {
+                    let below = node.subtree.and_then(|sub| done.get(&sub));
+                    for p in below.into_iter().flatten() {
+                        damaged.push(join(&name, p));
                     }
                 }
+                NodeKind::File => {
+                    let mut ok = true;
+                    for blob in &node.content {
+                        ok &= self.blob_ok(BlobType::Data, blob);
+                    }
+                    if !ok {
+                        damaged.push(name);
+                    }
+                }
+                _ => {}
             }
         }
-        let damaged = std::sync::Arc::new(damaged);
-        self.memo.insert(*id, damaged.clone());
-        prefixed(&damaged, prefix)
+        Ok(damaged)
     }
 }
 
@@ -554,13 +542,6 @@ fn join(name: &str, rest: &str) -> String {
     } else {
         format!("{name}/{rest}")
     }
-}
-
-fn prefixed(paths: &std::sync::Arc<Vec<String>>, prefix: &str) -> std::sync::Arc<Vec<String>> {
-    if prefix.is_empty() || paths.is_empty() {
-        return paths.clone();
-    }
-    std::sync::Arc::new(paths.iter().map(|p| format!("{}{p}", prefix)).collect())
 }
 
 #[cfg(test)]

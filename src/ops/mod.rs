@@ -1,11 +1,13 @@
-//! What the commands do: backup, restore, prune, check, forget's retention, diff and
-//! stats. Each takes an open repository and options and returns a report; none parses
+//! What the commands do: backup, restore, prune, check, forget and its retention, key
+//! management, diff and stats. Each takes an open repository and options and returns a report; none parses
 //! arguments or prints (that is the command line's job).
 
 pub mod archiver;
 pub mod check;
 pub mod diff;
+pub mod forget;
 pub mod fsmeta;
+pub mod keys;
 pub mod prune;
 pub mod restorer;
 pub mod retention;

@@ -15,8 +15,10 @@ use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::needed::NeededBlobs;
+use crate::repo::walk::{TreeFold, fold_trees};
 
 /// What one tree holds, all the way down.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,17 +67,56 @@ pub struct Stats {
     pub repository_bytes: u64,
 }
 
-enum Step {
-    Enter(Id),
-    /// All children entered; sum them up.
-    Leave(Id, Tree),
+/// Sums each distinct tree once, and collects the blobs the snapshots need.
+struct Summing<'a> {
+    snapshot: Id,
+    needed: &'a mut NeededBlobs,
+}
+
+impl TreeFold for Summing<'_> {
+    type Value = Totals;
+
+    fn load(&mut self, repo: &Repository, id: &Id) -> Result<Option<Tree>> {
+        let tree = repo.load_tree(id).map_err(|e| {
+            Error::Other(format!(
+                "snapshot {}: cannot read tree {}: {e} (run `cairn check`)",
+                self.snapshot.short(),
+                id.short()
+            ))
+        })?;
+        self.needed.insert_tree(id);
+        for n in &tree.nodes {
+            n.content.iter().for_each(|b| self.needed.insert_data(b));
+        }
+        Ok(Some(tree))
+    }
+
+    fn value(&mut self, _: &Id, tree: Option<&Tree>, done: &HashMap<Id, Totals>) -> Result<Totals> {
+        let mut t = Totals::default();
+        for n in tree.iter().flat_map(|t| &t.nodes) {
+            match n.kind {
+                NodeKind::File => {
+                    t.files += 1;
+                    t.bytes += n.size;
+                }
+                NodeKind::Dir => {
+                    t.dirs += 1;
+                    if let Some(sub) = n.subtree.and_then(|s| done.get(&s)) {
+                        t.add(sub);
+                    }
+                }
+                _ => t.others += 1,
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// Computes the statistics of `snapshots`. `progress` advances once per snapshot.
 pub fn stats(
     repo: &Repository,
     snapshots: &[(Id, Snapshot)],
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<Stats> {
     let mut out = Stats {
         snapshots: snapshots.len() as u64,
@@ -84,58 +125,17 @@ pub fn stats(
     let mut needed = NeededBlobs::default();
     let mut memo: HashMap<Id, Totals> = HashMap::new();
     for (sid, snap) in snapshots {
-        let mut stack = vec![Step::Enter(snap.tree)];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Enter(id) => {
-                    if memo.contains_key(&id) {
-                        continue;
-                    }
-                    let tree = repo.load_tree(&id).map_err(|e| {
-                        Error::Other(format!(
-                            "snapshot {}: cannot read tree {}: {e} (run `cairn check`)",
-                            sid.short(),
-                            id.short()
-                        ))
-                    })?;
-                    needed.insert_tree(&id);
-                    let mut children = Vec::new();
-                    for n in &tree.nodes {
-                        n.content.iter().for_each(|b| needed.insert_data(b));
-                        if let Some(sub) = n.subtree.filter(|s| !memo.contains_key(s)) {
-                            children.push(Step::Enter(sub));
-                        }
-                    }
-                    stack.push(Step::Leave(id, tree));
-                    stack.extend(children);
-                }
-                Step::Leave(id, tree) => {
-                    let mut t = Totals::default();
-                    for n in &tree.nodes {
-                        match n.kind {
-                            NodeKind::File => {
-                                t.files += 1;
-                                t.bytes += n.size;
-                            }
-                            NodeKind::Dir => {
-                                t.dirs += 1;
-                                if let Some(sub) = n.subtree.and_then(|s| memo.get(&s)) {
-                                    t.add(sub);
-                                }
-                            }
-                            _ => t.others += 1,
-                        }
-                    }
-                    memo.insert(id, t);
-                }
-            }
-        }
+        let mut summing = Summing {
+            snapshot: *sid,
+            needed: &mut needed,
+        };
+        fold_trees(repo, snap.tree, &mut summing, &mut memo)?;
         let t = memo.get(&snap.tree).copied().unwrap_or_default();
         out.files += t.files;
         out.dirs += t.dirs;
         out.others += t.others;
         out.logical_bytes += t.bytes;
-        progress.inc(1);
+        progress.advance(1);
     }
     drop(memo);
     needed.freeze();

@@ -232,16 +232,11 @@ impl Repository {
         password: &[u8],
         config_bytes: &[u8],
     ) -> Result<(MasterKey, Config, Id)> {
-        let mut keys = backend.list(Kind::Key)?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
         let mut damaged = Vec::new();
         // A key file the password opens, whose master key does not open the config.
         let mut foreign = None;
-        for listed in keys {
-            let name = ObjectName {
-                kind: Kind::Key,
-                name: listed.name,
-            };
+        for (id, _) in backend.list_ids(Kind::Key)? {
+            let name = ObjectName::new(Kind::Key, &id);
             let bytes = backend.read(&name)?;
             let kf = match KeyFile::decode(&bytes, &name.path()) {
                 Ok(kf) => kf,
@@ -256,10 +251,7 @@ impl Repository {
             };
             tracing::debug!("opened key file {}", name.path());
             match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
-                Ok(config) => {
-                    let id = Id::from_hex(&name.name)?;
-                    return Ok((master, config, id));
-                }
+                Ok(config) => return Ok((master, config, id)),
                 Err(e @ Error::UnknownVersion { .. }) => return Err(e),
                 Err(_) => foreign = Some(name.path()),
             }
@@ -316,14 +308,12 @@ impl Repository {
 
     /// Reads the repository's index files into the cache where it lacks them.
     fn sync_index(&self) -> Result<()> {
-        let listed = self.backend.list(Kind::Index)?;
-        let mut ids = Vec::with_capacity(listed.len());
-        for l in &listed {
-            match Id::from_hex(&l.name) {
-                Ok(id) => ids.push(id),
-                Err(_) => tracing::warn!("ignoring index/{}: not an index name", l.name),
-            }
-        }
+        let ids: Vec<Id> = self
+            .backend
+            .list_ids(Kind::Index)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         self.index.sync(&self.config.id, &ids, |id| {
             self.load_meta(Kind::Index, Aad::Index, id)
         })
@@ -383,11 +373,7 @@ impl Repository {
 
     fn load_snapshots(&self, strict: bool) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        for l in self.backend.list(Kind::Snapshot)? {
-            let id = match Id::from_hex(&l.name) {
-                Ok(id) => id,
-                Err(_) => continue,
-            };
+        for (id, _) in self.backend.list_ids(Kind::Snapshot)? {
             match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if strict => return Err(e),
@@ -409,9 +395,9 @@ impl Repository {
     pub fn stored_packs(&self) -> Result<std::collections::HashMap<Id, u64>> {
         Ok(self
             .backend
-            .list(Kind::Pack)?
+            .list_ids(Kind::Pack)?
             .into_iter()
-            .filter_map(|l| Id::from_hex(&l.name).ok().map(|id| (id, l.size)))
+            .map(|(id, l)| (id, l.size))
             .collect())
     }
 

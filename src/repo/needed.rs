@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::walk::DistinctTrees;
 
@@ -113,7 +114,7 @@ impl NeededBlobs {
 pub fn collect(
     repo: &Repository,
     snapshots: &[(Id, Snapshot)],
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<NeededBlobs> {
     let mut needed = NeededBlobs::default();
     let mut trees = DistinctTrees::default();
@@ -134,7 +135,7 @@ pub fn collect(
             }
             Ok(())
         })?;
-        progress.inc(1);
+        progress.advance(1);
     }
     needed.freeze();
     Ok(needed)

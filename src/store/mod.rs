@@ -236,6 +236,19 @@ pub trait Backend: Send + Sync {
     /// Lists the objects of one kind.
     fn list(&self, kind: Kind) -> Result<Vec<Listed>>;
 
+    /// Lists the objects of one kind that are named by an id, sorted by id: every object
+    /// but the config is. Other names (a folder marker an S3 console made, a stray file)
+    /// are no objects of the repository and are left out.
+    fn list_ids(&self, kind: Kind) -> Result<Vec<(Id, Listed)>> {
+        let mut ids: Vec<(Id, Listed)> = self
+            .list(kind)?
+            .into_iter()
+            .filter_map(|l| Some((Id::from_hex(&l.name).ok()?, l)))
+            .collect();
+        ids.sort_by_key(|(id, _)| *id);
+        Ok(ids)
+    }
+
     /// Size of one object, or `None` if it does not exist.
     fn stat(&self, obj: &ObjectName) -> Result<Option<u64>>;
 

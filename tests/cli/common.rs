@@ -325,7 +325,7 @@ pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupR
             time: None,
             own_dirs: Vec::new(),
         },
-        &indicatif::ProgressBar::hidden(),
+        &cairn::progress::Silent,
     )
 }
 

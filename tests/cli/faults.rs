@@ -83,7 +83,7 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
             includes: Vec::new(),
             verify: true,
         },
-        &indicatif::ProgressBar::hidden(),
+        &cairn::progress::Silent,
     )
     .unwrap();
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
@@ -216,7 +216,7 @@ fn total_failure_stops_clearly_and_changes_nothing() {
             includes: Vec::new(),
             verify: false,
         },
-        &indicatif::ProgressBar::hidden(),
+        &cairn::progress::Silent,
     ) else {
         panic!("a restore from a dead store succeeded");
     };

@@ -270,7 +270,7 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
             },
         };
         let repo = env.open_with(Arc::new(stopping), &format!("cache-stop-{budget}"));
-        let outcome = prune(&repo, &instant, &indicatif::ProgressBar::hidden());
+        let outcome = prune(&repo, &instant, &cairn::progress::Silent);
         drop(repo);
         let check = env.run(&["check", "--json"]);
         assert!(
@@ -396,7 +396,7 @@ fn prune_leaves_objects_under_retention_and_deletes_them_later(env: Env) {
         max_unused: 0.0,
         ..PruneOptions::default()
     };
-    let hidden = indicatif::ProgressBar::hidden();
+    let hidden = cairn::progress::Silent;
     // Two-phase: the first prune marks, the second finds the marks expired but may not
     // delete; the packs stay marked.
     let repo = env.open_with(Arc::new(retaining()), "cache-retained");

@@ -12,6 +12,7 @@ use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use crate::cli::output::{errln, outln, regardless};
+use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
@@ -162,26 +163,27 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         time: args.time.as_deref().map(parse_time).transpose()?,
         own_dirs: g.own_dirs(),
     };
-    let bar = cairn::progress::bytes_bar(g.progress(), "backup");
+    let status_lines = g.json && !g.quiet;
+    let meter = Meter::bytes(g.progress(), status_lines, "backup");
     let result = std::thread::scope(|s| {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        if g.json && !g.quiet {
+        if status_lines {
             // Status lines once a second, as restic does.
-            let bar = bar.clone();
+            let meter = &meter;
             s.spawn(move || {
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stop_rx.recv_timeout(Duration::from_secs(1))
                 {
                     let _ = print_json(&serde_json::json!({
                         "message_type": "status",
-                        "bytes_done": bar.position(),
-                        "total_bytes": bar.length(),
-                        "seconds_elapsed": bar.elapsed().as_secs(),
+                        "bytes_done": meter.done(),
+                        "total_bytes": meter.total_so_far(),
+                        "seconds_elapsed": meter.elapsed().as_secs(),
                     }));
                 }
             });
         }
-        let r = backup(&repo, &opts, &bar);
+        let r = backup(&repo, &opts, &meter);
         drop(stop_tx);
         r
     })?;

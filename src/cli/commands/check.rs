@@ -6,7 +6,9 @@ use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use crate::cli::output::{errln, outln, regardless};
+use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
+use cairn::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,9 +28,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         (None, false) => DataSubset::None,
     };
     let repo = g.open()?;
-    let bar = cairn::progress::count_bar(g.progress(), "check");
-    let report = check(&repo, subset, &bar)?;
-    bar.finish_and_clear();
+    let meter = Meter::items(g.progress(), "check");
+    let report = check(&repo, subset, &meter)?;
+    meter.finish();
     // The verdict is in the exit code and on stderr, whoever still reads stdout.
     regardless(print_summary(g, &report, subset))?;
     if !g.json {

@@ -4,9 +4,9 @@
 use cairn::Result;
 use cairn::error::{EXIT_FATAL, EXIT_OK, Error};
 use cairn::format::id::Id;
-use cairn::format::snapshot::{Snapshot, resolve};
+use cairn::format::snapshot::Snapshot;
+use cairn::ops::forget::{self, Named, Removal};
 use cairn::ops::retention::{self, Count, GroupBy, GroupKey, Policy, Span, Verdict};
-use cairn::store::{Kind, ObjectName};
 
 use super::SnapshotFilter;
 use crate::cli::output::{errln, outln, regardless};
@@ -156,30 +156,19 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let mut doomed: Vec<Id> = Vec::new();
     let mut report = Vec::new();
     if !args.snapshots.is_empty() {
-        let mut unreadable = None;
-        for wanted in &args.snapshots {
-            let (id, s) = match resolve(&all, wanted) {
-                Ok(found) => found,
-                Err(e) => {
-                    // A snapshot that cannot be read is not listed, but its id still
-                    // names it: removing it is how a damaged one is got rid of.
-                    let unreadable = match &unreadable {
-                        Some(u) => u,
-                        None => unreadable.insert(unreadable_snapshots(&repo, &all)?),
-                    };
-                    let id = unreadable_match(unreadable, wanted).ok_or(e)?;
-                    if !doomed.contains(&id) {
-                        doomed.push(id);
-                        report.push(serde_json::json!({"remove": [{"id": id.to_hex(), "unreadable": true}]}));
-                        g.info(format!("remove unreadable snapshot {}", id.short()));
-                    }
-                    continue;
+        for named in forget::named(&repo, &all, &args.snapshots)? {
+            doomed.push(named.id());
+            match named {
+                Named::Readable(id, s) => {
+                    report.push(serde_json::json!({"remove": [snapshot_json(id, s, &[])]}));
+                    g.info(format!("remove snapshot {}", id.short()));
                 }
-            };
-            if !doomed.contains(id) {
-                doomed.push(*id);
-                report.push(serde_json::json!({"remove": [snapshot_json(id, s, &[])]}));
-                g.info(format!("remove snapshot {}", id.short()));
+                Named::Unreadable(id) => {
+                    report.push(
+                        serde_json::json!({"remove": [{"id": id.to_hex(), "unreadable": true}]}),
+                    );
+                    g.info(format!("remove unreadable snapshot {}", id.short()));
+                }
             }
         }
     } else {
@@ -216,17 +205,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             }
         }
     }
-    let mut removed = Vec::new();
-    let mut retained = Vec::new();
-    if !args.dry_run {
-        for id in &doomed {
-            match repo.backend().remove(&ObjectName::new(Kind::Snapshot, id)) {
-                Ok(()) => removed.push(*id),
-                Err(Error::Retained { until, .. }) => retained.push((*id, until)),
-                Err(e) => return Err(e),
-            }
-        }
-    }
+    let Removal { removed, retained } = if args.dry_run {
+        Removal::default()
+    } else {
+        forget::remove(&repo, &doomed)?
+    };
     for (id, until) in &retained {
         errln!(
             "warning: snapshot {} is under object-lock retention until {until}; it stays until then",
@@ -261,30 +244,4 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         return Ok(EXIT_FATAL);
     }
     Ok(pruned)
-}
-
-/// Snapshot objects in the store that `all` (the readable ones) leaves out.
-fn unreadable_snapshots(repo: &cairn::repo::Repository, all: &[(Id, Snapshot)]) -> Result<Vec<Id>> {
-    Ok(repo
-        .backend()
-        .list(Kind::Snapshot)?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name).ok())
-        .filter(|id| !all.iter().any(|(a, _)| a == id))
-        .collect())
-}
-
-/// The one unreadable snapshot whose id starts with `wanted` (hex digits), if exactly one.
-fn unreadable_match(unreadable: &[Id], wanted: &str) -> Option<Id> {
-    let wanted = wanted.to_ascii_lowercase();
-    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut found = unreadable
-        .iter()
-        .filter(|id| id.to_hex().starts_with(&wanted));
-    match (found.next(), found.next()) {
-        (Some(id), None) => Some(*id),
-        _ => None,
-    }
 }

@@ -1,13 +1,10 @@
-//! `cairn key`: several passwords for one repository. Each key file wraps the same master
-//! key under its own password; adding or removing one never touches the data.
+//! `cairn key`: list, add and remove the repository's passwords (the rules are
+//! `ops::keys`').
 
 use std::path::PathBuf;
 
 use cairn::error::EXIT_OK;
-use cairn::format::id::Id;
-use cairn::format::keyfile::KeyFile;
-use cairn::repo::Repository;
-use cairn::store::{Kind, ObjectName};
+use cairn::ops::keys;
 use cairn::{Error, Result};
 use zeroize::Zeroizing;
 
@@ -64,53 +61,11 @@ impl NewPassword {
     }
 }
 
-struct KeyEntry {
-    id: Id,
-    file: Option<KeyFile>,
-}
-
-fn keys(repo: &Repository) -> Result<Vec<KeyEntry>> {
-    let mut out = Vec::new();
-    for l in repo.backend().list(Kind::Key)? {
-        let Ok(id) = Id::from_hex(&l.name) else {
-            continue;
-        };
-        let name = ObjectName::new(Kind::Key, &id);
-        let file = repo
-            .backend()
-            .read(&name)
-            .and_then(|b| KeyFile::decode(&b, &name.path()))
-            .ok();
-        out.push(KeyEntry { id, file });
-    }
-    out.sort_by_key(|k| k.file.as_ref().map(|f| f.created));
-    Ok(out)
-}
-
-fn add_key(g: &Global, repo: &Repository, password: &[u8]) -> Result<Id> {
-    let (id, bytes) = KeyFile::create(repo.key(), password)?.encode();
-    repo.backend()
-        .write(&ObjectName::new(Kind::Key, &id), &bytes)?;
-    g.info(format!("added key {}", id.short()));
-    Ok(id)
-}
-
-fn remove_key(g: &Global, repo: &Repository, all: &[KeyEntry], id: &Id) -> Result<()> {
-    if all.len() <= 1 {
-        return Err(Error::Invalid(
-            "this is the repository's only key; without it nobody could open the repository".into(),
-        ));
-    }
-    repo.backend().remove(&ObjectName::new(Kind::Key, id))?;
-    g.info(format!("removed key {}", id.short()));
-    Ok(())
-}
-
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     match &args.action {
         Action::List => {
-            let all = keys(&repo)?;
+            let all = keys::list(&repo)?;
             if g.json {
                 let items: Vec<_> = all
                     .iter()
@@ -150,49 +105,27 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         }
         Action::Add(new) => {
             let pw = new.get()?;
-            let id = add_key(g, &repo, &pw)?;
+            let id = keys::add(&repo, &pw)?;
+            g.info(format!("added key {}", id.short()));
             if g.json {
                 regardless(print_json(&serde_json::json!({"added": id.to_hex()})))?;
             }
         }
         Action::Remove { id } => {
-            let all = keys(&repo)?;
-            let wanted = id.to_ascii_lowercase();
-            let matches: Vec<&KeyEntry> = all
-                .iter()
-                .filter(|k| !wanted.is_empty() && k.id.to_hex().starts_with(&wanted))
-                .collect();
-            let key = match matches.as_slice() {
-                [one] => one.id,
-                [] => {
-                    return Err(Error::Invalid(format!(
-                        "no key with id {id} (see `cairn key list`)"
-                    )));
-                }
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "key id prefix {id} is ambiguous; give more digits"
-                    )));
-                }
-            };
-            if key == *repo.key_file() {
-                return Err(Error::Invalid(
-                    "that is the key in use; open the repository with another password to remove it, or use `cairn key passwd`".into(),
-                ));
-            }
-            remove_key(g, &repo, &all, &key)?;
+            let key = keys::remove(&repo, id)?;
+            g.info(format!("removed key {}", key.short()));
             if g.json {
                 regardless(print_json(&serde_json::json!({"removed": key.to_hex()})))?;
             }
         }
         Action::Passwd(new) => {
             let pw = new.get()?;
-            let added = add_key(g, &repo, &pw)?;
-            let all = keys(&repo)?;
-            remove_key(g, &repo, &all, repo.key_file())?;
+            let (added, removed) = keys::change_password(&repo, &pw)?;
+            g.info(format!("added key {}", added.short()));
+            g.info(format!("removed key {}", removed.short()));
             if g.json {
                 regardless(print_json(
-                    &serde_json::json!({"added": added.to_hex(), "removed": repo.key_file().to_hex()}),
+                    &serde_json::json!({"added": added.to_hex(), "removed": removed.to_hex()}),
                 ))?;
             }
         }

@@ -8,7 +8,9 @@ use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use crate::cli::output::{errln, outln, regardless};
+use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
+use cairn::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,9 +105,9 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
     } else {
         Some(cairn::repo::lock::acquire(repo, "prune")?)
     };
-    let bar = cairn::progress::count_bar(g.progress(), "prune");
-    let mut stats = prune(repo, opts, &bar)?;
-    bar.finish_and_clear();
+    let meter = Meter::items(g.progress(), "prune");
+    let mut stats = prune(repo, opts, &meter)?;
+    meter.finish();
     if let Some(lock) = lock {
         lock.release()?;
         // The release is a request of this run too.

@@ -9,7 +9,9 @@ use indicatif::HumanBytes;
 
 use super::{pick_snapshot, snapshot_path};
 use crate::cli::output::{errln, regardless};
+use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
+use cairn::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -104,11 +106,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             ));
         }
     }
-    let bar = cairn::progress::bytes_bar(g.progress(), "restoring");
+    let meter = Meter::bytes(g.progress(), false, "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
     {
-        cairn::progress::total_known(&bar, s.total_bytes_processed);
+        meter.total(s.total_bytes_processed);
     }
     g.info(format!(
         "restoring snapshot {} to {}",
@@ -123,7 +125,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         includes,
         verify: args.verify,
     };
-    let summary = restore(&repo, snap.tree, &opts, &bar)?;
+    let summary = restore(&repo, snap.tree, &opts, &meter)?;
     for (path, err) in &summary.errors {
         errln!("error: {}: {err}", path.display());
         if g.json {

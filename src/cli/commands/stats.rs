@@ -6,7 +6,9 @@ use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use crate::cli::output::{errln, outln, regardless};
+use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
+use cairn::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,11 +33,10 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             }
         }
     }
-    let bar = cairn::progress::count_bar(g.progress(), "stats");
-    bar.set_length(chosen.len() as u64);
-    bar.set_message("snapshots");
-    let s = stats(&repo, &chosen, &bar)?;
-    bar.finish_and_clear();
+    let meter = Meter::items(g.progress(), "stats");
+    meter.start("snapshots", chosen.len() as u64);
+    let s = stats(&repo, &chosen, &meter)?;
+    meter.finish();
     // The warning below matters more than whether anyone still reads stdout.
     regardless(print_report(g, &s))?;
     if s.missing_blobs > 0 {

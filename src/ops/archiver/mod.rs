@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::{Snapshot, Summary};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::counting::RequestStats;
@@ -199,7 +200,7 @@ const JOB_QUEUE: usize = 64;
 pub fn backup(
     repo: &Repository,
     opts: &BackupOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<BackupResult> {
     check_paths(&opts.paths)?;
     let started = Instant::now();
@@ -231,10 +232,9 @@ pub fn backup(
     let walk_result = std::thread::scope(|s| {
         // However this ends, the tree loaders must stop for the scope to end.
         let _stop_loaders = CloseOnDrop(&parent_trees);
-        if !progress.is_hidden() {
-            let bar = progress.clone();
+        if progress.watched() {
             let (trie, leave_out) = (&trie, &leave_out);
-            s.spawn(move || walk::scan_totals(trie, leave_out, opts.one_file_system, &bar));
+            s.spawn(move || walk::scan_totals(trie, leave_out, opts.one_file_system, progress));
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
@@ -305,7 +305,7 @@ pub fn backup(
     }
     let outcome = walk_result?;
     index.finish()?;
-    progress.finish_and_clear();
+    progress.finish();
 
     let mut summary = outcome.summary;
     walk::counters_summary(&counters, &mut summary);

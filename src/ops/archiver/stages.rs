@@ -25,6 +25,7 @@ use crate::format::blob::BlobSealer;
 use crate::format::chunker::{ChunkError, Chunker};
 use crate::format::id::Id;
 use crate::format::pack::{BlobType, FinishedPack, PackBuilder};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::cache::IndexCache;
 use crate::repo::writer::{self, IndexWriter, PackFiller};
@@ -157,7 +158,7 @@ pub struct FileWorker<'a> {
     pub known: &'a Known<'a>,
     pub counters: &'a Counters,
     pub packer: &'a Packer<'a>,
-    pub progress: &'a indicatif::ProgressBar,
+    pub progress: &'a dyn Progress,
     /// Chunks that other workers offer while this one is idle.
     pub handoffs: Receiver<Handoff>,
 }
@@ -306,7 +307,7 @@ impl FileWorker<'_> {
             let len = data.len() as u64;
             st.size += len;
             self.counters.bytes_read.fetch_add(len, Relaxed);
-            self.progress.inc(len);
+            self.progress.advance(len);
             // With files queued, every worker has one of its own: nobody to hand to. Small
             // chunks are not worth the copy.
             if jobs.is_empty() && data.len() >= HANDOFF_MIN {

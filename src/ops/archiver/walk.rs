@@ -22,6 +22,7 @@ use crate::format::pack::BlobType;
 use crate::format::snapshot::Summary;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::ops::fsmeta::{node_from_metadata, unchanged};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::sysinfo::NameCache;
 
@@ -145,7 +146,7 @@ pub struct Walker<'a> {
     pub one_file_system: bool,
     pub known: &'a Known<'a>,
     pub counters: &'a Counters,
-    pub progress: &'a indicatif::ProgressBar,
+    pub progress: &'a dyn Progress,
     /// The parent snapshot's trees, loaded ahead.
     trees: &'a ParentTrees,
     pub jobs: Sender<FileJob>,
@@ -177,7 +178,7 @@ impl<'a> Walker<'a> {
         one_file_system: bool,
         known: &'a Known<'a>,
         counters: &'a Counters,
-        progress: &'a indicatif::ProgressBar,
+        progress: &'a dyn Progress,
         trees: &'a ParentTrees,
         jobs: Sender<FileJob>,
         results: Receiver<FileResult>,
@@ -410,11 +411,10 @@ impl<'a> Walker<'a> {
             NodeKind::File => {
                 self.summary.total_files_processed += 1;
                 self.summary.total_bytes_processed += node.size;
-                if self.summary.total_files_processed.is_multiple_of(256)
-                    && !self.progress.is_hidden()
+                if self.summary.total_files_processed.is_multiple_of(256) && self.progress.watched()
                 {
                     self.progress
-                        .set_message(format!("{} files", self.summary.total_files_processed));
+                        .message(&format!("{} files", self.summary.total_files_processed));
                 }
                 if let Some(p) = previous
                     && unchanged(&node, p)
@@ -422,7 +422,7 @@ impl<'a> Walker<'a> {
                 {
                     node.content = p.content.clone();
                     self.summary.files_unmodified += 1;
-                    self.progress.inc(node.size);
+                    self.progress.advance(node.size);
                     self.dir(key).nodes.push(node);
                     return Ok(());
                 }
@@ -592,13 +592,13 @@ fn subtrees(parent: Option<&Tree>, wanted: impl Fn(&[u8]) -> bool) -> Vec<Id> {
 }
 
 /// Counts the bytes under the paths, for the progress bar's total and ETA, leaving out
-/// what the walk leaves out. Runs beside the backup only when a bar is shown; the total is
-/// shown once the count is complete.
+/// what the walk leaves out. Runs beside the backup only when someone watches its progress
+/// (a bar, or `--json` status lines); the total is told once the count is complete.
 pub fn scan_totals(
     trie: &PathTrie,
     leave_out: &LeaveOut,
     one_file_system: bool,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) {
     let mut scan = Scan {
         leave_out,
@@ -607,7 +607,7 @@ pub fn scan_totals(
         total: 0,
     };
     scan.trie(Path::new("/"), trie);
-    crate::progress::total_known(bar, scan.total);
+    progress.total(scan.total);
 }
 
 struct Scan<'a> {

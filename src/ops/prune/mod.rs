@@ -25,6 +25,7 @@ use crate::format::crypto::Aad;
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexedPack, MarkedPack};
 use crate::format::pack::{BlobLocation, BlobType, PackBuilder};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::writer::{self, FlushPolicy, IndexWriter, PackFiller};
 use crate::store::counting::RequestStats;
@@ -111,7 +112,7 @@ fn now_nanos() -> i64 {
 pub fn prune(
     repo: &Repository,
     opts: &PruneOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<PruneStats> {
     let started = std::time::Instant::now();
 
@@ -124,8 +125,7 @@ pub fn prune(
              `cairn forget ID`"
         ))
     })?;
-    progress.set_length(snapshots.len() as u64);
-    progress.set_message("reading snapshots");
+    progress.start("reading snapshots", snapshots.len() as u64);
     let needed = crate::repo::needed::collect(repo, &snapshots, progress)?;
     tracing::info!(
         "{} blobs needed by {} snapshots ({} KiB in memory)",
@@ -135,13 +135,12 @@ pub fn prune(
     );
 
     // 2. Where the index files say they are, and what the store holds.
-    let mut index_ids: Vec<Id> = repo
+    let index_ids: Vec<Id> = repo
         .backend()
-        .list(Kind::Index)?
+        .list_ids(Kind::Index)?
         .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name).ok())
+        .map(|(id, _)| id)
         .collect();
-    index_ids.sort();
     let index_files = index_ids.iter().map(|id| {
         repo.load_meta::<IndexFile>(Kind::Index, Aad::Index, id)
             .map(|file| (*id, file))
@@ -170,14 +169,14 @@ fn execute(
     repo: &Repository,
     plan: &mut PrunePlan,
     grace: std::time::Duration,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<()> {
     // 4. Repack.
-    progress.set_message("repacking");
+    progress.message("repacking");
     let new_packs = repack(repo, &plan.packs, &mut plan.stats)?;
 
     // 5. Delete expired marked packs (never listed live anywhere).
-    progress.set_message("deleting packs");
+    progress.message("deleting packs");
     let expired: Vec<(Id, u64)> = plan
         .packs
         .iter()
@@ -194,7 +193,7 @@ fn execute(
     // 6. New index files for the files that change, then remove those files. Each is
     // read again rather than kept from the planning: all index files at once could take
     // more memory than the index cache is built to spare.
-    progress.set_message("writing the index");
+    progress.message("writing the index");
     let writer = IndexWriter::new(repo, FlushPolicy::by_blobs());
     let mut emitted: HashSet<Id> = HashSet::new();
     let rewrite: Vec<Id> = plan.rewritten().copied().collect();
@@ -258,7 +257,7 @@ fn execute(
 
     // 7. Without a grace period, what was marked goes now that no index lists it.
     if plan.instant {
-        progress.set_message("deleting packs");
+        progress.message("deleting packs");
         let marked: Vec<Id> = plan
             .packs
             .iter()
@@ -450,7 +449,7 @@ mod tests {
             keep_delete: chrono::Duration::hours(keep_delete_hours),
             ..PruneOptions::default()
         };
-        prune(repo, &opts, &indicatif::ProgressBar::hidden()).unwrap()
+        prune(repo, &opts, &crate::progress::Silent).unwrap()
     }
 
     fn count(repo: &Repository, kind: Kind) -> usize {

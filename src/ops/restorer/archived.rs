@@ -91,11 +91,8 @@ pub fn prepare(
 ) -> Result<Preparation> {
     let needed = needed_packs(repo, root, includes)?;
     let mut found = Preparation::default();
-    for listed in repo.backend().list(Kind::Pack)? {
+    for (id, listed) in repo.backend().list_ids(Kind::Pack)? {
         let Some(class) = listed.archived else {
-            continue;
-        };
-        let Ok(id) = Id::from_hex(&listed.name) else {
             continue;
         };
         if !needed.contains(&id) {

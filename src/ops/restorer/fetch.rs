@@ -22,6 +22,7 @@ use crate::format::pack::BlobLocation;
 use crate::format::pack::BlobType;
 use crate::format::tree::Node;
 use crate::interrupt;
+use crate::progress::Progress;
 use crate::repo::{Repository, pool};
 
 use super::target::Target;
@@ -204,7 +205,7 @@ pub fn write_contents(
     workers: usize,
     stop: &Stop,
     archived: &ArchivedPacks,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     done: &Done<'_>,
 ) {
     let mut by_pack: HashMap<Id, Vec<Want>> = HashMap::new();
@@ -265,7 +266,7 @@ fn write_pack(
     wants: &[Want],
     stop: &Stop,
     archived: &ArchivedPacks,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     done: &Done<'_>,
 ) {
     let mut order: Vec<&Want> = wants.iter().collect();
@@ -326,7 +327,7 @@ struct RunWriter<'a> {
     target: &'a Target,
     files: &'a [FileTarget],
     stop: &'a Stop,
-    progress: &'a indicatif::ProgressBar,
+    progress: &'a dyn Progress,
     done: &'a Done<'a>,
     /// The file last written, kept open: neighbouring blobs usually belong to one file.
     open: Option<(usize, File)>,
@@ -350,7 +351,7 @@ impl RunWriter<'_> {
                         stop.note(&e);
                         f.fail(e);
                     }
-                    progress.inc(data.len() as u64);
+                    progress.advance(data.len() as u64);
                 }
                 Err(e) => f.fail(e),
             }

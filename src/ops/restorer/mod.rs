@@ -24,6 +24,7 @@ use crate::format::pack::BlobType;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::interrupt;
 use crate::ops::fsmeta::{apply_file_metadata, apply_metadata_at};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::walk::{find_node, root_node, safe_name};
 use fetch::FileTarget;
@@ -135,7 +136,7 @@ pub fn restore(
     repo: &Repository,
     root: Id,
     opts: &RestoreOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
     for inc in &opts.includes {
         find_node(repo, root, inc)?;
@@ -272,7 +273,7 @@ pub fn restore(
     });
     if let Some(reason) = stop.reason() {
         let s = summary.lock().unwrap_or_else(|p| p.into_inner());
-        progress.finish_and_clear();
+        progress.finish();
         if interrupt::requested() {
             return Err(Error::Interrupted(format!(
                 "restore into {} interrupted; {} files ({} bytes) were restored before it, \
@@ -313,7 +314,7 @@ pub fn restore(
             Err(e) => summary.errors.push((dest, e.to_string())),
         }
     }
-    progress.finish_and_clear();
+    progress.finish();
     Ok(summary)
 }
 
