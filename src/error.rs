@@ -132,8 +132,64 @@ pub enum Error {
     #[error("standard output was closed")]
     OutputClosed,
 
+    /// What was being done when `source` happened, and what that means for the
+    /// operation ("prune deletes nothing …"). Exits as `source` does.
+    #[error("{doing}{source}{consequence}")]
+    During {
+        /// Ends with the separator before the source (`"repacking pack P: "`), or is empty.
+        doing: String,
+        source: Box<Error>,
+        /// Starts with its separator, or is empty.
+        consequence: String,
+    },
+
+    /// An operation refused to go on because going on could lose data; the message says
+    /// why and what to do.
     #[error("{0}")]
-    Other(String),
+    Unsafe(String),
+
+    /// A restore stopped part way; the message says what was done and what to do.
+    #[error("{0}")]
+    Incomplete(String),
+
+    /// `restore --verify` read back a file that differs from the snapshot.
+    #[error("{}: verification failed: restored content differs from the snapshot", .0.display())]
+    VerifyFailed(PathBuf),
+
+    /// A file of the local index cache is damaged; the repository is not, and the cache
+    /// is rebuilt from it (the message says when).
+    #[error("{0}")]
+    CacheDamaged(String),
+
+    /// The store answered in a way no other kind covers.
+    #[error("{0}")]
+    Store(String),
+
+    /// The store does not implement something a request uses (HTTP 501, NotImplemented).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// No credentials for the store could be found.
+    #[error("{0}")]
+    NoCredentials(String),
+
+    /// Standard output could not be written (other than closed by its reader).
+    #[error("{0}")]
+    Output(String),
+
+    /// The operating system refused something cairn needs: a thread, its random
+    /// generator, a signal handler.
+    #[error("{0}")]
+    System(String),
+
+    /// A stage of a pipeline stopped because another failed or the user stopped it: the
+    /// error that stopped it is what gets reported.
+    #[error("{0} stopped")]
+    Stopped(&'static str),
+
+    /// cairn itself went wrong (a worker panicked, an invariant broke): a bug to report.
+    #[error("internal error: {0} (a bug in cairn; please report it)")]
+    Internal(String),
 }
 
 impl Error {
@@ -145,6 +201,7 @@ impl Error {
             Error::Locked(_) => EXIT_LOCKED,
             Error::Interrupted(_) => EXIT_INTERRUPTED,
             Error::OutputClosed => EXIT_OK,
+            Error::During { source, .. } => source.exit_code(),
             _ => EXIT_FATAL,
         }
     }
@@ -158,6 +215,15 @@ impl Error {
 
     pub fn corrupt(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
         Error::Corrupt(what.into(), why.to_string())
+    }
+
+    /// This error, said in the terms of what was being done and what it means.
+    pub fn during(self, doing: impl Into<String>, consequence: impl Into<String>) -> Self {
+        Error::During {
+            doing: doing.into(),
+            source: Box::new(self),
+            consequence: consequence.into(),
+        }
     }
 }
 

@@ -350,7 +350,8 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     out.push(("tree", cbor::encode(&Tree::new(vec![file, dir]))));
 
     let text = b"the same words, the same words, the same words again".repeat(4);
-    let frame = zstd::bulk::compress(&text, 3).map_err(|e| crate::Error::Other(e.to_string()))?;
+    let frame =
+        zstd::bulk::compress(&text, 3).map_err(|e| crate::Error::Internal(e.to_string()))?;
     let raw_len = (text.len() as u32).to_le_bytes();
     out.push(("blob", [&raw_len[..], &[1], &frame].concat()));
     out.push(("blob", [&raw_len[..], &[0], &text].concat()));

@@ -30,7 +30,7 @@ fn failed(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Error::OutputClosed
     } else {
-        Error::Other(format!("cannot write to standard output: {e}"))
+        Error::Output(format!("cannot write to standard output: {e}"))
     }
 }
 
@@ -41,7 +41,7 @@ pub fn closed() -> bool {
 
 /// Prints a JSON value on one line of stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let s = serde_json::to_string(value).map_err(|e| Error::Other(format!("JSON: {e}")))?;
+    let s = serde_json::to_string(value).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
     line(format_args!("{s}"))
 }
 

@@ -72,9 +72,9 @@ fn run_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
         .stdin(Stdio::inherit())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| Error::Other(format!("cannot run the password command: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("cannot run the password command: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Other(format!(
+        return Err(Error::Invalid(format!(
             "the password command failed ({})",
             out.status
         )));
@@ -84,7 +84,7 @@ fn run_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
 
 pub fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
     let typed = rpassword::prompt_password(text)
-        .map_err(|e| Error::Other(format!("cannot read the password: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("cannot read the password: {e}")))?;
     Ok(Zeroizing::new(Zeroizing::new(typed).as_bytes().to_vec()))
 }
 

@@ -27,7 +27,7 @@ impl BlobSealer {
         Ok(BlobSealer {
             sealer: key.sealer(),
             zstd: zstd::bulk::Compressor::new(zstd_level)
-                .map_err(|e| Error::Other(format!("zstd: {e}")))?,
+                .map_err(|e| Error::Internal(format!("zstd: {e}")))?,
         })
     }
 
@@ -54,7 +54,7 @@ impl BlobSealer {
         out: &mut Vec<u8>,
     ) -> Result<(u32, Compression)> {
         let raw_length = u32::try_from(plaintext.len())
-            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
+            .map_err(|_| Error::Internal("a blob larger than 4 GiB".into()))?;
         let mut compression = Compression::Zstd;
         let zstd = &mut self.zstd;
         self.sealer
@@ -65,7 +65,7 @@ impl BlobSealer {
                 tail.set_position(at as u64);
                 let n = zstd
                     .compress_to_buffer(plaintext, &mut tail)
-                    .map_err(|e| Error::Other(format!("zstd: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("zstd: {e}")))?;
                 if n >= plaintext.len() {
                     // Incompressible: store the plaintext rather than a larger frame.
                     out.truncate(at);

@@ -57,7 +57,7 @@ impl Aad {
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| Error::Other(format!("the OS random generator failed: {e}")))
+    getrandom::fill(buf).map_err(|e| Error::System(format!("the OS random generator failed: {e}")))
 }
 
 /// The repository's secret material.
@@ -206,7 +206,7 @@ fn seal_appending(
         let body = &mut out[start + NONCE_LEN..];
         let tag = cipher
             .encrypt_inout_detached(&Nonce::from(nonce), &aad.bytes(), body.into())
-            .map_err(|_| Error::Other("encryption failed".into()))?;
+            .map_err(|_| Error::Internal("encryption failed".into()))?;
         out.extend_from_slice(tag.as_slice());
         Ok(())
     })();

@@ -182,9 +182,9 @@ impl PackBuilder {
         sealed: &[u8],
     ) -> Result<()> {
         let offset = u32::try_from(self.buf.len())
-            .map_err(|_| Error::Other("pack grew beyond 4 GiB".into()))?;
+            .map_err(|_| Error::Internal("a pack grew beyond 4 GiB".into()))?;
         let length = u32::try_from(sealed.len())
-            .map_err(|_| Error::Other("blob larger than 4 GiB".into()))?;
+            .map_err(|_| Error::Internal("a blob larger than 4 GiB".into()))?;
         self.buf.extend_from_slice(sealed);
         self.entries.push(PackEntry {
             kind,

@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::crypto::Aad;
 use crate::format::id::Id;
 use crate::format::index::IndexFile;
 use crate::format::pack::BlobLocation;
@@ -135,7 +134,7 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
     // Snapshots.
     let mut snapshots: Vec<(Id, Snapshot)> = Vec::new();
     for (id, _) in repo.backend().list_ids(Kind::Snapshot)? {
-        match repo.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
+        match repo.load_meta::<Snapshot>(&id) {
             Ok(s) => snapshots.push((id, s)),
             Err(e @ Error::UnknownVersion { .. }) => return Err(e),
             Err(e) => report.problems.push(Problem {
@@ -152,7 +151,7 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
     let mut indexed: BTreeMap<Id, IndexedInfo> = BTreeMap::new();
     for (id, _) in repo.backend().list_ids(Kind::Index)? {
         report.index_files += 1;
-        let file: IndexFile = match repo.load_meta(Kind::Index, Aad::Index, &id) {
+        let file: IndexFile = match repo.load_meta(&id) {
             Ok(f) => f,
             Err(e @ Error::UnknownVersion { .. }) => return Err(e),
             Err(e) => {
@@ -209,26 +208,36 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
         .collect();
     unindexed.sort();
     report.unindexed_packs = unindexed;
-    let jobs: Vec<(&Id, &IndexedInfo, Option<u64>, bool)> = indexed
+    let jobs: Vec<PackJob> = indexed
         .iter()
         .filter(|(id, info)| !info.marked || stored.contains_key(id))
-        .map(|(id, info)| (id, info, stored.get(id).copied(), data.wants(id)))
+        .map(|(id, info)| PackJob {
+            id,
+            info,
+            stored_size: stored.get(id).copied(),
+            depth: if data.wants(id) {
+                Depth::Contents
+            } else {
+                Depth::Header
+            },
+            archived: archived.contains(id),
+        })
         .collect();
     report.packs = jobs.len() as u64;
     progress.start("packs", jobs.len() as u64);
     let outcome = Mutex::new(PackOutcome::default());
     let workers = crate::threads().max(repo.backend().write_concurrency());
-    pool::for_each(&jobs, workers, |(id, info, size, read)| {
-        let result = check_pack(repo, id, info, *size, *read, archived.contains(id));
+    pool::for_each(&jobs, workers, |job| {
+        let result = check_pack(repo, job);
         if let Ok(mut o) = outcome.lock() {
-            o.add(**id, result);
+            o.add(*job.id, result);
         }
         progress.advance(1);
         ControlFlow::Continue(())
     });
     let outcome = outcome
         .into_inner()
-        .map_err(|_| Error::Other("a check worker panicked".into()))?;
+        .map_err(|_| Error::Internal("a check worker panicked".into()))?;
     report.packs_read = outcome.packs_read;
     report.bytes_read = outcome.bytes_read;
     report.blobs_checked = outcome.blobs_checked;
@@ -296,10 +305,35 @@ struct PackOutcome {
     bad_blobs: HashSet<(BlobType, Id)>,
 }
 
+/// One pack to check, and how deeply.
+struct PackJob<'a> {
+    id: &'a Id,
+    info: &'a IndexedInfo,
+    /// Its size in the store's listing; `None` when it is not there.
+    stored_size: Option<u64>,
+    depth: Depth,
+    /// In an archive storage class (the listing says).
+    archived: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Its header, read from the pack's end (or, archived, its listed size only).
+    Header,
+    /// Every byte: the whole pack is read and each blob opened.
+    Contents,
+}
+
+/// What was left unchecked of an archived pack.
+enum ArchivedPack {
+    /// Its size was checked from the listing; it was not to be read.
+    SizeOnly,
+    /// It was to be read and is not retrieved: unchecked, not damaged.
+    NotRetrieved,
+}
+
 struct PackResult {
-    /// An archived pack: its size was checked, its contents not (`Some(true)`: it was to
-    /// be read and could not be).
-    archived: Option<bool>,
+    archived: Option<ArchivedPack>,
     read: Option<u64>,
     blobs_checked: u64,
     /// (problem, whole pack unusable)
@@ -310,8 +344,8 @@ struct PackResult {
 impl PackOutcome {
     fn add(&mut self, id: Id, r: PackResult) {
         match r.archived {
-            Some(true) => self.archived_unreadable += 1,
-            Some(false) => self.archived_size_only += 1,
+            Some(ArchivedPack::NotRetrieved) => self.archived_unreadable += 1,
+            Some(ArchivedPack::SizeOnly) => self.archived_size_only += 1,
             None => {}
         }
         if let Some(bytes) = r.read {
@@ -341,14 +375,9 @@ fn same_entries(a: &[PackEntry], b: &[PackEntry]) -> bool {
     a == b
 }
 
-fn check_pack(
-    repo: &Repository,
-    id: &Id,
-    info: &IndexedInfo,
-    stored: Option<u64>,
-    read_data: bool,
-    archived: bool,
-) -> PackResult {
+fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
+    let (id, info) = (job.id, job.info);
+    let read_data = job.depth == Depth::Contents;
     let mut r = PackResult {
         archived: None,
         read: None,
@@ -357,7 +386,7 @@ fn check_pack(
         bad_blobs: Vec::new(),
     };
     let name = ObjectName::new(Kind::Pack, id);
-    let Some(size) = stored else {
+    let Some(size) = job.stored_size else {
         r.problems
             .push(("is missing from the store".to_string(), true));
         return r;
@@ -369,15 +398,15 @@ fn check_pack(
         ));
         return r;
     }
-    if archived && !read_data {
-        r.archived = Some(false);
+    if job.archived && !read_data {
+        r.archived = Some(ArchivedPack::SizeOnly);
         return r;
     }
     let header = if read_data {
         let bytes = match repo.backend().read(&name) {
             Ok(b) => b,
             Err(Error::Archived { .. }) => {
-                r.archived = Some(true);
+                r.archived = Some(ArchivedPack::NotRetrieved);
                 return r;
             }
             Err(e) => {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
@@ -78,11 +78,14 @@ impl TreeFold for Summing<'_> {
 
     fn load(&mut self, repo: &Repository, id: &Id) -> Result<Option<Tree>> {
         let tree = repo.load_tree(id).map_err(|e| {
-            Error::Other(format!(
-                "snapshot {}: cannot read tree {}: {e} (run `cairn check`)",
-                self.snapshot.short(),
-                id.short()
-            ))
+            e.during(
+                format!(
+                    "snapshot {}: cannot read tree {}: ",
+                    self.snapshot.short(),
+                    id.short()
+                ),
+                " (run `cairn check`)",
+            )
         })?;
         self.needed.insert_tree(id);
         for n in &tree.nodes {

@@ -45,6 +45,11 @@ pub struct LockInfo {
 
 crate::format::cbor::versioned!(LockInfo, "lock", 1);
 
+impl crate::repo::RepoFile for LockInfo {
+    const KIND: Kind = Kind::Lock;
+    const AAD: Aad = Aad::Lock;
+}
+
 impl LockInfo {
     fn age(&self) -> chrono::Duration {
         chrono::Utc::now() - chrono::DateTime::from_timestamp_nanos(self.time)
@@ -150,7 +155,7 @@ fn others(repo: &Repository, own: Option<&ObjectName>) -> Result<Vec<Held>> {
     for name in names {
         let object = lock_object(&name);
         let info = match repo.backend().read(&object) {
-            Ok(bytes) => repo.open_meta(Aad::Lock, &bytes, &object.path()),
+            Ok(bytes) => repo.open_meta(&bytes, &object.path()),
             // Released between the listing and the read.
             Err(Error::ObjectNotFound(_)) => continue,
             Err(e) => Err(e),
@@ -230,7 +235,7 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
         pid: std::process::id(),
         time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
     };
-    let (_, bytes) = repo.seal_meta(Aad::Lock, &info)?;
+    let (_, bytes) = repo.seal_meta(&info)?;
     let backend = repo.backend();
     let atomic = backend.atomic_create_now()?;
     let own = lock_object(&if atomic {

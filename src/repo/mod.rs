@@ -35,11 +35,32 @@ use crate::store::counting::{Counting, RequestStats};
 use crate::store::retry::{RetryPolicy, Retrying};
 use crate::store::{Backend, Kind, ObjectName};
 
-/// Receives the sealed bytes of each blob of a run (or why they could not be cut out).
-pub type SealedBlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a;
-/// Receives each opened blob of a run with its position: the plaintext, or why it did not
-/// open. The plaintext is lent for the call only (its buffer is reused for the next blob).
-pub type BlobSink<'a> = SealedBlobSink<'a>;
+/// Receives each blob of a run with its position in the run: its bytes (the plaintext
+/// from `read_run`, the sealed bytes from `read_run_sealed`), or why they could not be
+/// had. The bytes are lent for the call only (their buffer is reused for the next blob).
+pub type BlobSink<'a> = dyn FnMut(usize, Result<&[u8]>) -> Result<()> + 'a;
+
+/// A metadata object of the repository: the folder it is stored in and the associated
+/// data it is sealed with belong to its type, so no caller can pair them wrongly.
+pub trait RepoFile: Serialize + DeserializeOwned + Versioned {
+    const KIND: Kind;
+    const AAD: Aad;
+}
+
+impl RepoFile for Config {
+    const KIND: Kind = Kind::Config;
+    const AAD: Aad = Aad::Config;
+}
+
+impl RepoFile for IndexFile {
+    const KIND: Kind = Kind::Index;
+    const AAD: Aad = Aad::Index;
+}
+
+impl RepoFile for Snapshot {
+    const KIND: Kind = Kind::Snapshot;
+    const AAD: Aad = Aad::Snapshot;
+}
 
 /// Pack header bytes fetched in one read; larger headers take a second.
 const HEADER_TAIL: u64 = 64 * 1024;
@@ -99,7 +120,7 @@ pub(crate) fn seal_meta_bytes<T: Serialize>(
     let mut body = Vec::with_capacity(cbor.len() / 2 + 1);
     body.push(META_ZSTD);
     body.extend_from_slice(
-        &zstd::bulk::compress(&cbor, level).map_err(|e| Error::Other(format!("zstd: {e}")))?,
+        &zstd::bulk::compress(&cbor, level).map_err(|e| Error::Internal(format!("zstd: {e}")))?,
     );
     key.seal(aad, &body)
 }
@@ -314,24 +335,20 @@ impl Repository {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        self.index.sync(&self.config.id, &ids, |id| {
-            self.load_meta(Kind::Index, Aad::Index, id)
-        })
+        self.index
+            .sync(&self.config.id, &ids, |id| self.load_meta(id))
     }
 
     /// Seals a metadata object and returns its name and bytes without writing it.
-    pub fn seal_meta<T: Serialize>(&self, aad: Aad, value: &T) -> Result<(Id, Vec<u8>)> {
-        let sealed = seal_meta_bytes(&self.key, aad, value, self.config.zstd_level)?;
+    pub fn seal_meta<T: RepoFile>(&self, value: &T) -> Result<(Id, Vec<u8>)> {
+        let sealed = seal_meta_bytes(&self.key, T::AAD, value, self.config.zstd_level)?;
         Ok((Id::of_stored(&sealed), sealed))
     }
 
-    pub fn load_meta<T: DeserializeOwned + Versioned>(
-        &self,
-        kind: Kind,
-        aad: Aad,
-        id: &Id,
-    ) -> Result<T> {
-        let name = ObjectName::new(kind, id);
+    /// Reads and opens the metadata object `id` of type `T`, checking that its bytes
+    /// match its name.
+    pub fn load_meta<T: RepoFile>(&self, id: &Id) -> Result<T> {
+        let name = ObjectName::new(T::KIND, id);
         let bytes = self.backend.read(&name)?;
         if Id::of_stored(&bytes) != *id {
             return Err(Error::corrupt(
@@ -339,12 +356,12 @@ impl Repository {
                 "its bytes do not match its name",
             ));
         }
-        open_meta(&self.key, aad, &bytes, &name.path())
+        open_meta(&self.key, T::AAD, &bytes, &name.path())
     }
 
     /// Writes an index file and records its blobs in the cache.
     pub fn save_index(&self, index: &IndexFile) -> Result<Id> {
-        let (id, bytes) = self.seal_meta(Aad::Index, index)?;
+        let (id, bytes) = self.seal_meta(index)?;
         self.backend
             .write(&ObjectName::new(Kind::Index, &id), &bytes)?;
         self.index()?.add_index(&id, index)?;
@@ -352,7 +369,7 @@ impl Repository {
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        let (id, bytes) = self.seal_meta(Aad::Snapshot, snap)?;
+        let (id, bytes) = self.seal_meta(snap)?;
         self.backend
             .write(&ObjectName::new(Kind::Snapshot, &id), &bytes)?;
         Ok(id)
@@ -374,7 +391,7 @@ impl Repository {
     fn load_snapshots(&self, strict: bool) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
         for (id, _) in self.backend.list_ids(Kind::Snapshot)? {
-            match self.load_meta::<Snapshot>(Kind::Snapshot, Aad::Snapshot, &id) {
+            match self.load_meta::<Snapshot>(&id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if strict => return Err(e),
                 // A damaged snapshot or one of a newer cairn is skipped (and named), one a
@@ -471,11 +488,7 @@ impl Repository {
 
     /// Like `read_run`, but hands over each blob's sealed bytes unopened (prune copies
     /// them into new packs as they are).
-    pub fn read_run_sealed(
-        &self,
-        locs: &[BlobLocation],
-        each: &mut SealedBlobSink<'_>,
-    ) -> Result<()> {
+    pub fn read_run_sealed(&self, locs: &[BlobLocation], each: &mut BlobSink<'_>) -> Result<()> {
         let Some(first) = locs.first() else {
             return Ok(());
         };
@@ -496,7 +509,7 @@ impl Repository {
                 .map(|from| from as usize)
                 .and_then(|from| bytes.get(from..from + loc.entry.length as usize))
                 .ok_or_else(|| {
-                    Error::Other(format!("blobs of pack {} asked for out of order", loc.pack))
+                    Error::Internal(format!("blobs of pack {} asked for out of order", loc.pack))
                 });
             each(i, sealed)?;
         }
@@ -525,13 +538,8 @@ impl Repository {
     }
 
     /// Opens a sealed metadata object read by the caller.
-    pub fn open_meta<T: DeserializeOwned + Versioned>(
-        &self,
-        aad: Aad,
-        sealed: &[u8],
-        name: &str,
-    ) -> Result<T> {
-        open_meta(&self.key, aad, sealed, name)
+    pub fn open_meta<T: RepoFile>(&self, sealed: &[u8], name: &str) -> Result<T> {
+        open_meta(&self.key, T::AAD, sealed, name)
     }
 
     /// A tree blob from the local copy of its pack, fetching the whole pack on a miss.

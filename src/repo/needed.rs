@@ -120,11 +120,14 @@ pub fn collect(
     let mut trees = DistinctTrees::default();
     for (sid, snap) in snapshots {
         let failed = |tree_id: &Id, e: Error| {
-            Error::Other(format!(
-                "snapshot {}: cannot read tree {}: {e}; prune deletes nothing while a snapshot is damaged (run `cairn check`)",
-                sid.short(),
-                tree_id.short()
-            ))
+            e.during(
+                format!(
+                    "snapshot {}: cannot read tree {}: ",
+                    sid.short(),
+                    tree_id.short()
+                ),
+                "; prune deletes nothing while a snapshot is damaged (run `cairn check`)",
+            )
         };
         trees.walk(repo, snap.tree, &failed, &mut |tree_id, tree| {
             needed.insert_tree(tree_id);

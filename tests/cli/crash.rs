@@ -337,7 +337,7 @@ fn adopted_tree_packs_are_kept_in_the_local_pack_cache() {
     let no_index = Intercept {
         inner: env.backend(),
         before: |change: Change, obj: &ObjectName| match (change, obj.kind) {
-            (Change::Write, Kind::Index) => Err(cairn::Error::Other("no index".into())),
+            (Change::Write, Kind::Index) => Err(cairn::Error::Store("no index".into())),
             _ => Ok(()),
         },
     };

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cairn::format::crypto::Aad;
 use cairn::format::id::Id;
 use cairn::format::index::IndexFile;
 use cairn::repo::walk::find_node;
@@ -123,7 +122,7 @@ fn unknown_format_versions_say_to_upgrade() {
     // A snapshot from a newer cairn: listed as such, the others still work.
     let (_, mut newer) = repo.snapshots().unwrap().into_iter().next().unwrap();
     newer.v = 7;
-    let (id, bytes) = repo.seal_meta(Aad::Snapshot, &newer).unwrap();
+    let (id, bytes) = repo.seal_meta(&newer).unwrap();
     repo.backend()
         .write(&ObjectName::new(Kind::Snapshot, &id), &bytes)
         .unwrap();
@@ -155,7 +154,7 @@ fn unknown_format_versions_say_to_upgrade() {
     // A repository from a newer cairn: refused with what to do.
     let mut config = repo.config().clone();
     config.v = 99;
-    let (_, bytes) = repo.seal_meta(Aad::Config, &config).unwrap();
+    let (_, bytes) = repo.seal_meta(&config).unwrap();
     drop(repo);
     std::fs::write(env.repo_dir().join("config"), bytes).unwrap();
     let out = env.run(&["snapshots"]);
@@ -203,7 +202,7 @@ fn index_entry_outside_its_pack_fails_that_file_only() {
     let blob = victim.content[0];
     let index_path = only_object(&env.repo_dir().join("index"));
     let old_id = Id::from_hex(&name_of(&index_path)).unwrap();
-    let mut index: IndexFile = repo.load_meta(Kind::Index, Aad::Index, &old_id).unwrap();
+    let mut index: IndexFile = repo.load_meta(&old_id).unwrap();
     let mut pack_id = None;
     for pack in &mut index.packs {
         for e in &mut pack.blobs {
@@ -214,7 +213,7 @@ fn index_entry_outside_its_pack_fails_that_file_only() {
         }
     }
     let pack_id = pack_id.expect("the victim's blob is indexed");
-    let (new_id, bytes) = repo.seal_meta(Aad::Index, &index).unwrap();
+    let (new_id, bytes) = repo.seal_meta(&index).unwrap();
     repo.backend()
         .write(&ObjectName::new(Kind::Index, &new_id), &bytes)
         .unwrap();

@@ -264,7 +264,7 @@ fn prune_stopped_at_every_step_leaves_a_sound_repository(env: Env) {
             inner: env.backend(),
             before: move |_, obj: &ObjectName| {
                 if left.fetch_sub(1, Ordering::SeqCst) <= 0 {
-                    return Err(cairn::Error::Other(format!("stopped before {obj}")));
+                    return Err(cairn::Error::Store(format!("stopped before {obj}")));
                 }
                 Ok(())
             },
@@ -466,9 +466,7 @@ fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
         pid: 4_000_000_000,
         time: chrono::Utc::now().timestamp_nanos_opt().unwrap(),
     };
-    let (_, bytes) = repo
-        .seal_meta(cairn::format::crypto::Aad::Lock, &dead)
-        .unwrap();
+    let (_, bytes) = repo.seal_meta(&dead).unwrap();
     let name = ObjectName {
         kind: Kind::Lock,
         name: "exclusive".into(),

@@ -45,7 +45,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
 
 fn print_summary(g: &Global, report: &CheckReport, subset: DataSubset) -> Result<()> {
     if g.json {
-        let mut v = serde_json::to_value(report).map_err(|e| Error::Other(e.to_string()))?;
+        let mut v = serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("message_type".into(), "summary".into());
             o.insert("clean".into(), report.is_clean().into());

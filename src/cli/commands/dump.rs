@@ -29,7 +29,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, Raw(stdout.lock()));
     let written = write_content(&repo, &node, &mut out).and_then(|_| {
         out.flush()
-            .map_err(|e| Error::Other(format!("writing output: {e}")))
+            .map_err(|e| Error::Output(format!("writing output: {e}")))
     });
     match written {
         // `dump … | head -c 100`: the reader has what it wanted.

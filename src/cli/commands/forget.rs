@@ -180,7 +180,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                     .iter()
                     .find(|(i, _)| i == id)
                     .map(|(_, s)| *s)
-                    .ok_or_else(|| Error::Other("snapshot vanished from its group".into()))
+                    .ok_or_else(|| Error::Internal("a snapshot vanished from its group".into()))
             };
             let mut keep = Vec::new();
             let mut remove = Vec::new();

@@ -122,7 +122,7 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
 
 fn print_report(g: &Global, s: &PruneStats, opts: &PruneOptions) -> Result<()> {
     if g.json {
-        let mut v = serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))?;
+        let mut v = serde_json::to_value(s).map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("message_type".into(), "summary".into());
         }

@@ -119,7 +119,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     ));
     // A restore removes the files it had not finished when interrupted (exit code 130).
     cairn::interrupt::install()
-        .map_err(|e| cairn::Error::Other(format!("cannot handle Ctrl-C: {e}")))?;
+        .map_err(|e| cairn::Error::System(format!("cannot handle Ctrl-C: {e}")))?;
     let opts = RestoreOptions {
         target: args.target.clone(),
         includes,

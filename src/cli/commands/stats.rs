@@ -50,7 +50,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
 
 fn print_report(g: &Global, s: &Stats) -> Result<()> {
     if g.json {
-        let mut v = serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))?;
+        let mut v = serde_json::to_value(s).map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("message_type".into(), "summary".into());
         }

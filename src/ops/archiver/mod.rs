@@ -294,9 +294,9 @@ pub fn backup(
         std::thread::Builder::new()
             .stack_size(256 * 1024 * 1024)
             .spawn_scoped(s, walk)
-            .map_err(|e| Error::Other(format!("cannot start the walker thread: {e}")))?
+            .map_err(|e| Error::System(format!("cannot start the walker thread: {e}")))?
             .join()
-            .map_err(|_| Error::Other("the walker thread panicked".into()))?
+            .map_err(|_| Error::Internal("the walker thread panicked".into()))?
     });
     // All stages have stopped here (the scope joined them). A stage's error explains a
     // walker that merely saw its queue close, so it comes first.

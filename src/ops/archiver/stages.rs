@@ -475,7 +475,7 @@ impl<'a> Packer<'a> {
             Some(Ok(())) => Ok(()),
             _ => {
                 self.closed.store(true, Relaxed);
-                Err(Error::Other("pack upload stopped".into()))
+                Err(Error::Stopped("pack upload"))
             }
         }
     }

@@ -167,7 +167,7 @@ pub struct Walker<'a> {
 }
 
 fn stopped() -> Error {
-    Error::Other("backup pipeline stopped".into())
+    Error::Stopped("the backup pipeline")
 }
 
 impl<'a> Walker<'a> {

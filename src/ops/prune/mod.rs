@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::crypto::Aad;
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexedPack, MarkedPack};
 use crate::format::pack::{BlobLocation, BlobType, PackBuilder};
@@ -118,12 +117,13 @@ pub fn prune(
 
     // 1. What the snapshots need.
     let snapshots = repo.every_snapshot().map_err(|e| {
-        Error::Other(format!(
-            "{e}. Prune deletes nothing while a snapshot cannot be read, because the data \
+        e.during(
+            "",
+            ". Prune deletes nothing while a snapshot cannot be read, because the data \
              only it needs would look unused: run it again after a network failure, upgrade \
              cairn for a newer format, and remove a snapshot damaged beyond repair with \
-             `cairn forget ID`"
-        ))
+             `cairn forget ID`",
+        )
     })?;
     progress.start("reading snapshots", snapshots.len() as u64);
     let needed = crate::repo::needed::collect(repo, &snapshots, progress)?;
@@ -141,10 +141,9 @@ pub fn prune(
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    let index_files = index_ids.iter().map(|id| {
-        repo.load_meta::<IndexFile>(Kind::Index, Aad::Index, id)
-            .map(|file| (*id, file))
-    });
+    let index_files = index_ids
+        .iter()
+        .map(|id| repo.load_meta::<IndexFile>(id).map(|file| (*id, file)));
     let stored = repo.stored_packs()?;
 
     // 3. Decide.
@@ -198,7 +197,7 @@ fn execute(
     let mut emitted: HashSet<Id> = HashSet::new();
     let rewrite: Vec<Id> = plan.rewritten().copied().collect();
     for index_id in &rewrite {
-        let file: IndexFile = repo.load_meta(Kind::Index, Aad::Index, index_id)?;
+        let file: IndexFile = repo.load_meta(index_id)?;
         for p in file.packs {
             match plan.emit_live(&p.id, &mut emitted) {
                 Emit::Live => writer.live(p)?,
@@ -337,9 +336,10 @@ fn repack(
                 Ok(())
             })?;
             if let Some(e) = failed {
-                return Err(Error::Other(format!(
-                    "repacking pack {id}: {e}; nothing was deleted (run `cairn check --read-data`)"
-                )));
+                return Err(e.during(
+                    format!("repacking pack {id}: "),
+                    "; nothing was deleted (run `cairn check --read-data`)",
+                ));
             }
         }
         if let Some(last) = filler.take() {

@@ -234,7 +234,7 @@ impl PrunePlan {
                         .join(", ")
                 )
             };
-            return Err(Error::Other(format!(
+            return Err(Error::Unsafe(format!(
                 "{lost} blobs that snapshots need are in no pack{packs_note}; prune deletes nothing while the repository is damaged (run `cairn check` to see which snapshots are affected)"
             )));
         }

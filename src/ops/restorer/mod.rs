@@ -42,7 +42,7 @@ pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Res
         repo.read_run(&locs[run], &mut |_, plain| {
             let data = plain?;
             out.write_all(data)
-                .map_err(|e| Error::Other(format!("writing output: {e}")))?;
+                .map_err(|e| Error::Output(format!("writing output: {e}")))?;
             written += data.len() as u64;
             Ok(())
         })?;
@@ -192,10 +192,10 @@ pub fn restore(
         let mut limit = BatchLimit {
             files: FIRST_BATCH_FILES,
         };
-        let stopped = || Error::Other("restore stopped: the writers are gone".into());
+        let stopped = || Error::Stopped("the restore (its writers are gone)");
         let mut each = |v: Visit<'_>| -> Result<bool> {
             if stop.reason().is_some() {
-                return Err(Error::Other("restore stopped".into()));
+                return Err(Error::Stopped("the restore"));
             }
             let dest = target.display(v.rel);
             // Failures of one entry are recorded and the restore goes on; a failure of the
@@ -258,7 +258,7 @@ pub fn restore(
         let planner = std::thread::Builder::new()
             .stack_size(256 * 1024 * 1024)
             .spawn_scoped(s, plan)
-            .map_err(|e| Error::Other(format!("cannot start the restore planner: {e}")))?;
+            .map_err(|e| Error::System(format!("cannot start the restore planner: {e}")))?;
         for batch in planned {
             // Once stopped, batches are only drained until the planner sees it.
             if stop.reason().is_none() {
@@ -269,7 +269,7 @@ pub fn restore(
         }
         planner
             .join()
-            .map_err(|_| Error::Other("the restore planner panicked".into()))?
+            .map_err(|_| Error::Internal("the restore planner panicked".into()))?
     });
     if let Some(reason) = stop.reason() {
         let s = summary.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,7 +285,7 @@ pub fn restore(
                 s.bytes
             )));
         }
-        return Err(Error::Other(format!(
+        return Err(Error::Incomplete(format!(
             "restore into {} stopped: {reason}. {} files ({} bytes) were restored before it; \
              files it was writing were removed, and directories keep the default mode and \
              times. Free space, make the target writable or check the network and the \
@@ -412,10 +412,7 @@ fn finish_file(
         }
     };
     if verify && !same_content(repo, file, &f.dest, &f.node)? {
-        return Err(Error::Other(format!(
-            "{}: verification failed: restored content differs from the snapshot",
-            f.dest.display()
-        )));
+        return Err(Error::VerifyFailed(f.dest.clone()));
     }
     apply_file_metadata(file, &f.dest, &f.node)?;
     let (dir, name) = target.parent(&f.rel)?;

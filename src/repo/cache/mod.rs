@@ -401,7 +401,7 @@ impl IndexCache {
             }
             self.add_run(&mut run)
         })?;
-        self.merge_tables(false)
+        self.merge_tables(Merge::AsPlanned)
     }
 
     /// Writes the records of `run` as a new table and records it with its index files.
@@ -469,13 +469,14 @@ impl IndexCache {
         run.add(id, index);
         self.add_run(&mut run)?;
         if self.read().parts.len() > MAX_TABLES {
-            self.merge_tables(true)?;
+            self.merge_tables(Merge::AtLeastTwo)?;
         }
         Ok(())
     }
 
-    /// Merges tables as [`plan`] says. `force` merges at least the two smallest.
-    fn merge_tables(&self, force: bool) -> Result<()> {
+    /// Merges tables as [`plan`] says.
+    fn merge_tables(&self, how: Merge) -> Result<()> {
+        let force = matches!(how, Merge::AtLeastTwo);
         let _one = self.merging.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let parts = self.read().parts.clone();
@@ -593,7 +594,7 @@ impl IndexCache {
 
     /// Merges the tables a run added, so the next run looks up in few.
     pub fn flush(&self) -> Result<()> {
-        self.merge_tables(false)
+        self.merge_tables(Merge::AsPlanned)
     }
 }
 
@@ -622,6 +623,15 @@ impl Run {
         }
         self.indexes.push(*id);
     }
+}
+
+/// How far `merge_tables` goes.
+#[derive(Clone, Copy)]
+enum Merge {
+    /// What [`plan`] finds worth merging, perhaps nothing.
+    AsPlanned,
+    /// At least the two smallest tables, while there are more than [`MAX_TABLES`].
+    AtLeastTwo,
 }
 
 /// Which tables to merge, given their record counts: the smallest ones, together with

@@ -34,7 +34,7 @@ pub fn write(path: &Path, mut packs: Vec<Id>) -> Result<()> {
 pub fn read(path: &Path) -> Result<Vec<Id>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let damaged = || {
-        Error::Other(format!(
+        Error::CacheDamaged(format!(
             "index cache file {} is damaged; the next run rebuilds the cache from the repository",
             path.display()
         ))

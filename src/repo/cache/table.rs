@@ -122,7 +122,7 @@ fn footer_hash(fences: &[u8], count: u64, blocks: u64) -> [u8; 32] {
 }
 
 fn damaged(path: &Path, why: impl std::fmt::Display) -> Error {
-    Error::Other(format!(
+    Error::CacheDamaged(format!(
         "index cache file {} is damaged ({why}); delete it and cairn rebuilds the cache \
          from the repository",
         path.display()
@@ -163,8 +163,8 @@ impl TableWriter {
         if let Some(last) = &self.last
             && last.key() >= r.key()
         {
-            return Err(Error::Other(
-                "index cache: table records out of order (a bug in cairn)".into(),
+            return Err(Error::Internal(
+                "index cache: table records out of order".into(),
             ));
         }
         if self.in_block == 0 {

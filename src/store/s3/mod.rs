@@ -243,10 +243,10 @@ impl Failure {
     fn into_error(self, loc: &S3Location, op: &str, what: &str) -> Error {
         match self {
             Failure::NotFound => Error::ObjectNotFound(what.to_string()),
-            Failure::Exists => Error::Other(format!(
+            Failure::Exists => Error::Store(format!(
                 "{loc}: {op} {what}: unexpected answer 412 Precondition Failed"
             )),
-            Failure::Refused(detail) => Error::Other(format!(
+            Failure::Refused(detail) => Error::Unsupported(format!(
                 "{loc}: {op} {what}: the store does not implement something this request uses ({detail}); \
                  README's \"S3 stores\" section lists what each store needs"
             )),
@@ -256,7 +256,7 @@ impl Failure {
                 message: format!("the store found the upload damaged ({detail})"),
             },
             Failure::InvalidRequest(detail) => {
-                Error::Other(format!("{loc} {op} {what}: {detail} (HTTP 400)"))
+                Error::Store(format!("{loc} {op} {what}: {detail} (HTTP 400)"))
             }
             Failure::Other(e) => e,
         }
@@ -270,7 +270,7 @@ impl S3Backend {
             .thread_name("cairn-s3")
             .enable_all()
             .build()
-            .map_err(|e| Error::Other(format!("cannot start the S3 client runtime: {e}")))?;
+            .map_err(|e| Error::System(format!("cannot start the S3 client runtime: {e}")))?;
         // AWS_REGION, then the profile, then us-east-1. The default chain's last step asks
         // the EC2 instance metadata service, which off EC2 costs seconds and a warning;
         // on EC2, set AWS_REGION.
@@ -370,7 +370,7 @@ impl S3Backend {
                     // line; the first line says what matters.
                     let why = why.to_string();
                     let why = why.lines().next().unwrap_or_default();
-                    return Failure::Other(Error::Other(format!(
+                    return Failure::Other(Error::NoCredentials(format!(
                         "no usable AWS credentials for {}: set AWS_ACCESS_KEY_ID and \
                          AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials ({why})",
                         self.loc
@@ -381,7 +381,7 @@ impl S3Backend {
                 if !d.is_user() {
                     return transient(format!("cannot reach {}: {cause}", self.endpoint));
                 }
-                return Failure::Other(Error::Other(format!(
+                return Failure::Other(Error::Store(format!(
                     "{op} {what} on {}: {cause}",
                     self.endpoint
                 )));
@@ -421,7 +421,7 @@ impl S3Backend {
             | (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => {
                 transient(detail)
             }
-            _ => Failure::Other(Error::Other(format!(
+            _ => Failure::Other(Error::Store(format!(
                 "{} {op} {what}: {detail}{}",
                 self.loc,
                 status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
@@ -511,7 +511,7 @@ impl Backend for S3Backend {
         *self
             .capabilities
             .lock()
-            .map_err(|_| Error::Other("S3 capability state poisoned".into()))? = Some(Ok(caps));
+            .map_err(|_| Error::Internal("S3 capability state poisoned".into()))? = Some(Ok(caps));
         Ok(caps.atomic_create())
     }
 
@@ -530,7 +530,7 @@ impl Backend for S3Backend {
         *self
             .retention
             .lock()
-            .map_err(|_| Error::Other("S3 retention state poisoned".into()))? = Some(effective);
+            .map_err(|_| Error::Internal("S3 retention state poisoned".into()))? = Some(effective);
         Ok(())
     }
 
@@ -677,7 +677,7 @@ impl Backend for S3Backend {
         let job = GlacierJobParameters::builder()
             .tier(tier)
             .build()
-            .map_err(|e| Error::Other(format!("RestoreObject {what}: {e}")))?;
+            .map_err(|e| Error::Internal(format!("RestoreObject {what}: {e}")))?;
         let request = RestoreRequest::builder()
             .days(i32::try_from(days).unwrap_or(i32::MAX))
             .glacier_job_parameters(job)
@@ -830,10 +830,10 @@ impl S3Backend {
         let mut known = self
             .capabilities
             .lock()
-            .map_err(|_| Error::Other("S3 capability state poisoned".into()))?;
+            .map_err(|_| Error::Internal("S3 capability state poisoned".into()))?;
         match &*known {
             Some(Ok(c)) => return Ok(*c),
-            Some(Err(e)) => return Err(Error::Other(e.clone())),
+            Some(Err(e)) => return Err(Error::Store(e.clone())),
             None => {}
         }
         let overrides = self.opts.overrides;
@@ -952,7 +952,7 @@ impl S3Backend {
                 tracing::debug!("could not remove the probe object {full}: {}", causes(&e));
             }
         }
-        result.map_err(|e| Error::Other(format!("probing what the S3 store supports: {e}")))
+        result.map_err(|e| e.during("probing what the S3 store supports: ", ""))
     }
 
     /// One probe PUT of `key` (below the prefix): the store's answer, or an error once a
@@ -1048,7 +1048,7 @@ impl S3Backend {
         } else {
             self.retention
                 .lock()
-                .map_err(|_| Error::Other("S3 retention state poisoned".into()))?
+                .map_err(|_| Error::Internal("S3 retention state poisoned".into()))?
                 .clone()
         };
         let form = PutForm {
@@ -1063,7 +1063,7 @@ impl S3Backend {
             Err(Failure::Exists) => return super::write_over_existing(self, obj, data),
             Err(Failure::NotFound) => return Err(Error::BucketNotFound(self.loc.bucket.clone())),
             Err(Failure::Refused(detail)) => {
-                return Err(Error::Other(format!(
+                return Err(Error::Unsupported(format!(
                     "{}: PUT {what}: the store does not implement something this request uses \
                      ({detail}); cairn sent {}; {}",
                     self.loc,
@@ -1073,7 +1073,7 @@ impl S3Backend {
             }
             // Retention asked of a bucket created without object lock.
             Err(Failure::InvalidRequest(detail)) if form.retention.is_some() => {
-                return Err(Error::Other(format!(
+                return Err(Error::Store(format!(
                     "{}: PUT {what} with object-lock retention: {detail}; if the bucket {} has \
                      no object lock (it can only be enabled when a bucket is created), use a \
                      new bucket: `cairn init --s3-object-lock-days N` creates it with object \
