@@ -12,6 +12,11 @@
 //! - `ops`: what commands do (backup, restore, prune, check, retention, diff, stats).
 //! - `cli` (in the binary): arguments in, text or JSON out.
 //!
+//! Each layer shows what the binary, the tests and the benches use; the machinery inside
+//! it (CBOR, the key file, the counting store, the archiver's walker and stages, the
+//! restorer's fetcher and target, the pack writer, the worker pool, the pack cache) is
+//! private to the crate, so it can change without touching a caller.
+//!
 //! Beneath them all: `error`, `interrupt` (the Ctrl-C flag), `progress` and `sysinfo`
 //! (host and user names).
 

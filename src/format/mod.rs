@@ -2,13 +2,13 @@
 //! out. Nothing here touches a store, a cache or the file system being backed up.
 
 pub mod blob;
-pub mod cbor;
+pub(crate) mod cbor;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod id;
 pub mod index;
-pub mod keyfile;
+pub(crate) mod keyfile;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

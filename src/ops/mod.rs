@@ -6,7 +6,7 @@ pub mod archiver;
 pub mod check;
 pub mod diff;
 pub mod forget;
-pub mod fsmeta;
+pub(crate) mod fsmeta;
 pub mod keys;
 pub mod prune;
 pub mod restorer;

@@ -3,11 +3,11 @@
 
 pub mod cache;
 pub mod lock;
-pub mod needed;
-pub mod pack_cache;
-pub mod pool;
+pub(crate) mod needed;
+pub(crate) mod pack_cache;
+pub(crate) mod pool;
 pub mod walk;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

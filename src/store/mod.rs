@@ -4,7 +4,7 @@
 //! layout (which name lives under which path) is fixed here so that every backend uses the
 //! same one, and no object path is ever a prefix of another.
 
-pub mod counting;
+pub(crate) mod counting;
 pub mod faulty;
 pub mod local;
 pub mod memory;

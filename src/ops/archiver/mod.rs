@@ -5,11 +5,11 @@
 //! at missing data. Packs an interrupted run uploaded but did not index are adopted by the
 //! next backup (see [`adopt`]), so their blobs are not uploaded again.
 
-pub mod adopt;
+pub(crate) mod adopt;
 pub mod exclude;
 mod parent_trees;
-pub mod stages;
-pub mod walk;
+pub(crate) mod stages;
+pub(crate) mod walk;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -271,7 +271,6 @@ pub fn backup(
                 leave_out,
                 opts.one_file_system,
                 known,
-                counters,
                 progress,
                 trees,
                 job_tx,

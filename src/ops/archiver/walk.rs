@@ -145,7 +145,6 @@ pub struct Walker<'a> {
     pub leave_out: &'a LeaveOut<'a>,
     pub one_file_system: bool,
     pub known: &'a Known<'a>,
-    pub counters: &'a Counters,
     pub progress: &'a dyn Progress,
     /// The parent snapshot's trees, loaded ahead.
     trees: &'a ParentTrees,
@@ -177,7 +176,6 @@ impl<'a> Walker<'a> {
         leave_out: &'a LeaveOut<'a>,
         one_file_system: bool,
         known: &'a Known<'a>,
-        counters: &'a Counters,
         progress: &'a dyn Progress,
         trees: &'a ParentTrees,
         jobs: Sender<FileJob>,
@@ -189,7 +187,6 @@ impl<'a> Walker<'a> {
             leave_out,
             one_file_system,
             known,
-            counters,
             progress,
             trees,
             jobs,

@@ -6,8 +6,8 @@
 //! mtimes. Every blob is checked against its id before a byte of it is written.
 
 pub mod archived;
-pub mod fetch;
-pub mod target;
+pub(crate) mod fetch;
+pub(crate) mod target;
 
 use std::ffi::OsStr;
 use std::fs::File;
