@@ -6,6 +6,8 @@ pub mod lock;
 pub(crate) mod needed;
 pub(crate) mod pack_cache;
 pub(crate) mod pool;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod walk;
 pub(crate) mod writer;
 

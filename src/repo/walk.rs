@@ -224,11 +224,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::format::blob::BlobSealer;
     use crate::format::cbor;
-    use crate::format::index::{IndexFile, IndexedPack};
-    use crate::format::pack::{BlobType, PackBuilder};
+    use crate::format::pack::BlobType;
     use crate::repo::InitOptions;
+    use crate::repo::testing::store_packs;
     use crate::store::memory::MemoryBackend;
     use crate::store::retry::RetryPolicy;
 
@@ -242,27 +241,8 @@ mod tests {
 
     /// Stores `trees` in one pack and one index file; returns their ids.
     fn store_trees(repo: &Repository, trees: &[Tree]) -> Vec<Id> {
-        let mut sealer = BlobSealer::new(repo.key(), 3).unwrap();
-        let mut builder = PackBuilder::new(1 << 20);
-        let mut ids = Vec::new();
-        for tree in trees {
-            let bytes = cbor::encode(tree);
-            let id = repo.key().blob_id(&bytes);
-            builder
-                .add(sealer.seal(BlobType::Tree, id, &bytes).unwrap())
-                .unwrap();
-            ids.push(id);
-        }
-        let pack = builder.finish(repo.key()).unwrap();
-        repo.upload_pack(&pack).unwrap();
-        let mut index = IndexFile::new();
-        index.packs.push(IndexedPack {
-            id: pack.id,
-            size: pack.bytes.len() as u64,
-            blobs: pack.entries,
-        });
-        repo.save_index(&index).unwrap();
-        ids
+        let plains: Vec<Vec<u8>> = trees.iter().map(cbor::encode).collect();
+        store_packs(repo, BlobType::Tree, &[plains])
     }
 
     /// Counts the files below each tree; a tree that cannot be read counts none.

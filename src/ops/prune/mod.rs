@@ -401,9 +401,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::format::blob::BlobSealer;
     use crate::format::config::{ObjectLockConfig, RetentionMode};
     use crate::repo::InitOptions;
+    use crate::repo::testing::store_packs;
     use crate::store::Backend;
     use crate::store::memory::MemoryBackend;
     use crate::store::retry::RetryPolicy;
@@ -423,24 +423,8 @@ mod tests {
         let retry = RetryPolicy::default();
         Repository::init(store.clone(), PASSWORD, &opts, &retry).unwrap();
         let repo = Repository::open(store, PASSWORD, None, &retry).unwrap();
-        let mut sealer = BlobSealer::new(repo.key(), 3).unwrap();
-        let mut index = IndexFile::new();
-        for n in 0..packs {
-            let plain = vec![n; 1000];
-            let id = repo.key().blob_id(&plain);
-            let mut builder = PackBuilder::new(4096);
-            builder
-                .add(sealer.seal(BlobType::Data, id, &plain).unwrap())
-                .unwrap();
-            let pack = builder.finish(repo.key()).unwrap();
-            repo.upload_pack(&pack).unwrap();
-            index.packs.push(IndexedPack {
-                id: pack.id,
-                size: pack.bytes.len() as u64,
-                blobs: pack.entries,
-            });
-        }
-        repo.save_index(&index).unwrap();
+        let plains: Vec<Vec<Vec<u8>>> = (0..packs).map(|n| vec![vec![n; 1000]]).collect();
+        store_packs(&repo, BlobType::Data, &plains);
         repo
     }
 
