@@ -187,6 +187,15 @@ pub enum Error {
     #[error("{0} stopped")]
     Stopped(&'static str),
 
+    /// The stream to back up (standard input, a command's output) could not be read or
+    /// the command not run.
+    #[error("{0}")]
+    Input(String),
+
+    /// The command whose output was to be backed up failed: no snapshot was saved.
+    #[error("{0}")]
+    CommandFailed(String),
+
     /// cairn itself went wrong (a worker panicked, an invariant broke): a bug to report.
     #[error("internal error: {0} (a bug in cairn; please report it)")]
     Internal(String),

@@ -23,3 +23,4 @@ mod s3;
 mod security;
 mod single_file;
 mod store_contract;
+mod streams;

@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -5,7 +6,8 @@ use cairn::error::{EXIT_OK, EXIT_PARTIAL};
 use cairn::format::snapshot::resolve;
 use cairn::ops::archiver::exclude::Excludes;
 use cairn::ops::archiver::{
-    BackupOptions, BackupResult, SourcePath, backup, check_paths, find_parent,
+    BackupOptions, BackupResult, SourcePath, StreamOptions, StreamSource, backup, backup_stream,
+    check_paths, find_parent, stream_path,
 };
 use cairn::repo::Repository;
 use cairn::{Error, Result};
@@ -51,13 +53,33 @@ pub struct Args {
     /// Do not cross into other file systems (mount points are kept as empty folders)
     #[arg(short = 'x', long)]
     one_file_system: bool,
+    /// Back up standard input as one file (named by --stdin-filename)
+    #[arg(long, conflicts_with_all = FILES_ONLY)]
+    stdin: bool,
+    /// Back up the standard output of the command given after `--` (run without a
+    /// shell); if it exits with another status than 0, no snapshot is saved
+    #[arg(long, conflicts_with_all = FILES_ONLY, conflicts_with = "stdin")]
+    stdin_from_command: bool,
+    /// The stream's path in the snapshot, with --stdin or --stdin-from-command
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    stdin_filename: String,
     #[command(flatten)]
     init_options: super::init::NewRepoArgs,
     /// Files and directories to back up, recorded by the names given (a symlink given
-    /// with a trailing slash is followed to the directory it points to)
-    #[arg(required = true)]
+    /// with a trailing slash is followed to the directory it points to); with
+    /// --stdin-from-command, the command and its arguments
+    #[arg(required_unless_present = "stdin", value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
+
+/// Options that choose among files, which a stream does not have.
+const FILES_ONLY: [&str; 5] = [
+    "excludes",
+    "exclude_files",
+    "exclude_if_present",
+    "one_file_system",
+    "force",
+];
 
 /// Opens the repository, or with `--init` creates it; asks for the password once, and a
 /// second time only to confirm it for a new repository.
@@ -125,6 +147,9 @@ fn parse_time(s: &str) -> Result<i64> {
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    if args.stdin || args.stdin_from_command {
+        return run_stream(g, args);
+    }
     let paths = args
         .paths
         .iter()
@@ -163,9 +188,66 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         time: args.time.as_deref().map(parse_time).transpose()?,
         own_dirs: g.own_dirs(),
     };
+    let result = with_status_lines(g, |meter| backup(&repo, &opts, meter))?;
+    report(g, args, &result)
+}
+
+/// `--stdin`, `--stdin-from-command`: one stream as one file.
+fn run_stream(g: &Global, args: &Args) -> Result<i32> {
+    stream_path(&args.stdin_filename)?;
+    let source = if args.stdin_from_command {
+        if args.paths.is_empty() {
+            return Err(Error::Invalid(
+                "--stdin-from-command: give the command after `--`, as in `cairn backup --stdin-from-command -- mysqldump mydb`".into(),
+            ));
+        }
+        StreamSource::Command(
+            args.paths
+                .iter()
+                .map(|p| p.clone().into_os_string())
+                .collect(),
+        )
+    } else {
+        if !args.paths.is_empty() {
+            return Err(Error::Invalid(
+                "--stdin backs up standard input only: leave out the paths, or back them up in another run".into(),
+            ));
+        }
+        if std::io::stdin().is_terminal() {
+            return Err(Error::Invalid(
+                "--stdin: standard input is a terminal; pipe the data in, as in `pg_dump mydb | cairn backup --stdin --stdin-filename mydb.sql`".into(),
+            ));
+        }
+        StreamSource::Stdin
+    };
+    let repo = open_or_init(g, args)?;
+    let hostname = args.host.clone().unwrap_or_else(cairn::sysinfo::hostname);
+    let recorded = format!("/{}", stream_path(&args.stdin_filename)?.join("/"));
+    let snapshots = repo.snapshots()?;
+    let parent = match &args.parent {
+        Some(wanted) => Some(resolve(&snapshots, wanted)?.clone()),
+        None => find_parent(&snapshots, &hostname, &[SourcePath::as_given(&recorded)]),
+    };
+    let opts = StreamOptions {
+        name: args.stdin_filename.clone(),
+        tags: args.tags.clone(),
+        hostname,
+        parent,
+        dry_run: args.dry_run,
+        time: args.time.as_deref().map(parse_time).transpose()?,
+    };
+    let result = with_status_lines(g, |meter| backup_stream(&repo, &opts, source, meter))?;
+    report(g, args, &result)
+}
+
+/// Runs a backup with its meter, printing a JSON status line a second with `--json`.
+fn with_status_lines(
+    g: &Global,
+    run: impl FnOnce(&Meter) -> Result<BackupResult>,
+) -> Result<BackupResult> {
     let status_lines = g.json && !g.quiet;
     let meter = Meter::bytes(g.progress(), status_lines, "backup");
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         if status_lines {
             // Status lines once a second, as restic does.
@@ -183,10 +265,23 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 }
             });
         }
-        let r = backup(&repo, &opts, &meter);
+        let r = run(&meter);
         drop(stop_tx);
         r
-    })?;
+    })
+}
+
+/// Prints what the backup did; the exit code says whether everything was read.
+fn report(g: &Global, args: &Args, result: &BackupResult) -> Result<i32> {
+    for note in &result.notes {
+        if g.json {
+            regardless(print_json(
+                &serde_json::json!({"message_type": "note", "message": note}),
+            ))?;
+        } else if !g.quiet {
+            errln!("note: {note}");
+        }
+    }
     if !result.left_out.is_empty() {
         let names: Vec<_> = result
             .left_out
@@ -202,7 +297,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         errln!("error: {}: {err} ({})", path.display(), fate(path));
     }
     // The snapshot is saved: its exit code must not depend on whether anyone reads.
-    regardless(print_result(g, args, &result))?;
+    regardless(print_result(g, args, result))?;
     if result.failed.is_empty() {
         Ok(EXIT_OK)
     } else {

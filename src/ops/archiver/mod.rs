@@ -9,6 +9,7 @@ pub(crate) mod adopt;
 pub mod exclude;
 mod parent_trees;
 pub(crate) mod stages;
+mod stream;
 pub(crate) mod walk;
 
 use std::os::unix::ffi::OsStrExt;
@@ -29,6 +30,8 @@ use exclude::Excludes;
 use parent_trees::ParentTrees;
 use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer};
 use walk::{LeaveOut, PathTrie, Walker};
+
+pub use stream::{StreamOptions, StreamSource, backup_stream, stream_path};
 
 pub struct BackupOptions {
     pub paths: Vec<SourcePath>,
@@ -58,6 +61,9 @@ pub struct BackupResult {
     /// Folders of cairn's own that the walk met and left out.
     #[serde(skip)]
     pub left_out: Vec<PathBuf>,
+    /// What else the user should hear (a command's messages on its standard error).
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// A path to back up, absolute and lexically clean, as the snapshot records it.
@@ -308,28 +314,15 @@ pub fn backup(
 
     let mut summary = outcome.summary;
     walk::counters_summary(&counters, &mut summary);
-    summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
-    summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let snapshot = Snapshot {
-        v: 1,
-        time: opts.time.unwrap_or(summary.backup_start),
-        tree: outcome.root,
+    let record = SnapshotRecord {
         paths: recorded_paths(&opts.paths),
-        hostname: opts.hostname.clone(),
-        username: crate::sysinfo::username(),
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        tags: opts.tags.clone(),
+        tags: &opts.tags,
+        hostname: &opts.hostname,
         parent: opts.parent.as_ref().map(|(id, _)| *id),
-        summary: Some(summary.clone()),
-        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        time: opts.time,
+        dry_run: opts.dry_run,
     };
-    let snapshot_id = if opts.dry_run {
-        None
-    } else {
-        Some(repo.save_snapshot(&snapshot)?)
-    };
-    repo.index()?.flush()?;
+    let snapshot_id = save_snapshot(repo, record, outcome.root, &mut summary, start_time)?;
     Ok(BackupResult {
         snapshot_id,
         summary,
@@ -337,7 +330,53 @@ pub fn backup(
         requests: repo.request_stats(),
         failed: outcome.failed,
         left_out: outcome.left_out,
+        notes: Vec::new(),
     })
+}
+
+/// What a snapshot records besides its tree and figures, whatever the source.
+struct SnapshotRecord<'a> {
+    paths: Vec<String>,
+    tags: &'a [String],
+    hostname: &'a str,
+    parent: Option<Id>,
+    /// When not now (nanoseconds since the Unix epoch).
+    time: Option<i64>,
+    dry_run: bool,
+}
+
+/// Writes the snapshot once every blob it names is indexed (the caller finished the index
+/// writer); `None` on a dry run.
+fn save_snapshot(
+    repo: &Repository,
+    record: SnapshotRecord,
+    root: Id,
+    summary: &mut Summary,
+    start_time: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Id>> {
+    summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
+    summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let snapshot = Snapshot {
+        v: 1,
+        time: record.time.unwrap_or(summary.backup_start),
+        tree: root,
+        paths: record.paths,
+        hostname: record.hostname.to_string(),
+        username: crate::sysinfo::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        tags: record.tags.to_vec(),
+        parent: record.parent,
+        summary: Some(summary.clone()),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let snapshot_id = if record.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot)?)
+    };
+    repo.index()?.flush()?;
+    Ok(snapshot_id)
 }
 
 struct CloseOnDrop<'a>(&'a ParentTrees);
