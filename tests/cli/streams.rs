@@ -15,9 +15,13 @@ fn run_with_input(env: &Env, args: &[&str], input: &[u8]) -> Output {
     let mut stdin = child.stdin.take().expect("stdin");
     let input = input.to_vec();
     // Written beside the reading of the output: a full pipe must not stall either side.
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    // A cairn that refuses its options exits unread (the write then fails); one that
+    // reads everything is checked by what it stored.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
     let out = child.wait_with_output().expect("cairn output");
-    writer.join().expect("writer").expect("write stdin");
+    writer.join().expect("writer");
     out
 }
 
@@ -227,5 +231,90 @@ fn wrong_stream_options_are_refused_before_anything_is_read() {
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    assert_eq!(snapshot_count(&env), 0);
+}
+
+/// A store that fails while a command's output streams in: the backup stops with the
+/// store's error (not the command's), the command is stopped rather than left writing
+/// into a pipe nobody reads, and no snapshot is saved.
+#[test]
+fn a_dead_store_stops_the_command_and_saves_nothing() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use cairn::ops::archiver::{StreamOptions, StreamSource, backup_stream};
+    use cairn::repo::Repository;
+    use cairn::store::Backend;
+    use cairn::store::faulty::Faulty;
+    use cairn::store::retry::RetryPolicy;
+    use cairn::store::s3::S3Options;
+
+    let env = Env::s3();
+    env.init();
+    let faulty = Arc::new(Faulty::new(
+        Arc::new(s3_backend(&env, S3Options::default())),
+        0.0,
+        Duration::ZERO,
+        0xdead,
+    ));
+    let policy = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(4),
+        ..RetryPolicy::default()
+    };
+    let backend: Arc<dyn Backend> = faulty.clone();
+    let repo = Repository::open(
+        backend,
+        PASSWORD.as_bytes(),
+        Some(&env.path("cache-dead")),
+        &policy,
+    )
+    .unwrap();
+    let pid_file = env.path("writer.pid");
+    // The store dies once the command runs.
+    let killer = {
+        let (faulty, pid_file) = (faulty.clone(), pid_file.clone());
+        std::thread::spawn(move || {
+            while !pid_file.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            faulty.set_fail_share(1.0);
+        })
+    };
+    // Writes without end: only being stopped ends it.
+    let script = format!("echo $$ > '{}'; exec cat /dev/urandom", pid_file.display());
+    let started = Instant::now();
+    let result = backup_stream(
+        &repo,
+        &StreamOptions {
+            name: "endless".into(),
+            tags: Vec::new(),
+            hostname: "test".into(),
+            parent: None,
+            dry_run: false,
+            time: None,
+        },
+        StreamSource::Command(vec!["sh".into(), "-c".into(), script.into()]),
+        &cairn::progress::Silent,
+    );
+    killer.join().unwrap();
+    let Err(err) = result else {
+        panic!("a backup into a dead store succeeded");
+    };
+    assert!(
+        err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Reaped: no such process any more (a zombie would still answer signal 0).
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(!alive, "the command is stopped and reaped");
+    drop(repo);
     assert_eq!(snapshot_count(&env), 0);
 }

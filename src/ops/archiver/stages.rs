@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -34,6 +35,8 @@ pub struct FileJob {
     pub dir: u64,
     pub idx: usize,
     pub path: PathBuf,
+    /// A stream to read instead of the file at `path` (`backup --stdin`).
+    pub stream: Option<Box<dyn Read + Send>>,
 }
 
 pub enum FileOutcome {
@@ -236,7 +239,15 @@ impl FileWorker<'_> {
                     continue;
                 }
             };
-            let worked = self.process(&mut chunker, &mut store, &mut spare, &jobs, &handoff, &job);
+            let mut job = job;
+            let worked = self.process(
+                &mut chunker,
+                &mut store,
+                &mut spare,
+                &jobs,
+                &handoff,
+                &mut job,
+            );
             let outcome = match worked {
                 Ok((content, size)) => FileOutcome::Done { content, size },
                 Err(ChunkError::Io(e)) => FileOutcome::Failed(e.to_string()),
@@ -293,9 +304,12 @@ impl FileWorker<'_> {
         spare: &mut Vec<Vec<u8>>,
         jobs: &Receiver<FileJob>,
         handoff: &Sender<Handoff>,
-        job: &FileJob,
+        job: &mut FileJob,
     ) -> Result<(Vec<Id>, u64), ChunkError> {
-        let file = open_regular(&job.path).map_err(ChunkError::Io)?;
+        let file: Box<dyn Read + Send> = match job.stream.take() {
+            Some(stream) => stream,
+            None => Box::new(open_regular(&job.path).map_err(ChunkError::Io)?),
+        };
         let mut st = FileState {
             content: Vec::new(),
             size: 0,

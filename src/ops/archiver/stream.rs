@@ -12,12 +12,10 @@ use std::ffi::OsString;
 use std::io::{BufRead, Read};
 use std::path::{Component, Path};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::cbor;
-use crate::format::chunker::{ChunkError, Chunker};
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::{Snapshot, Summary};
@@ -28,7 +26,9 @@ use crate::repo::walk::find_node;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::sysinfo::NameCache;
 
-use super::stages::{self, BlobStore, Counters, Failure, Known, Packer};
+use super::stages::{
+    self, BlobStore, Counters, Failure, FileJob, FileOutcome, FileResult, FileWorker, Known, Packer,
+};
 use super::{BackupResult, SnapshotRecord, adopt, save_snapshot, walk};
 
 /// Where the bytes come from.
@@ -87,7 +87,7 @@ pub fn backup_stream(
         adopt::adopt_unlisted_packs(repo)?;
     }
     let mut input = match &source {
-        StreamSource::Stdin => Input::Stdin(StdinReader),
+        StreamSource::Stdin => Input::Stdin,
         StreamSource::Command(argv) => Input::Command(RunningCommand::start(argv)?),
     };
     let known = Known::new(repo.index()?);
@@ -100,6 +100,7 @@ pub fn backup_stream(
 
     // No total: a stream's length is known once it ends.
     progress.message(&recorded);
+    let threads = crate::threads();
     let stored = std::thread::scope(|s| {
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
@@ -107,19 +108,40 @@ pub fn backup_stream(
             s.spawn(move || stages::run_uploader(packer, rx, index, opts.dry_run, failure));
         }
         drop(pack_rx);
-        let mut store = BlobStore::new(&packer, &counters)?;
-        let stored = store_stream(
-            repo,
-            &mut store,
-            &known,
-            &counters,
-            progress,
-            input.reader(),
-            &recorded,
-        );
-        let stored = stored.and_then(|content| {
-            let size = counters.bytes_read.load(Relaxed);
+        // The stream is one file to the file workers: one reads and cuts it, and hands
+        // chunks to the others, so hashing and sealing run on every core.
+        let (job_tx, job_rx) = crossbeam_channel::bounded(1);
+        let (res_tx, res_rx) = crossbeam_channel::unbounded();
+        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
+        for _ in 0..threads {
+            let (jobs, results) = (job_rx.clone(), res_tx.clone());
+            let worker = FileWorker {
+                known: &known,
+                counters: &counters,
+                packer: &packer,
+                progress,
+                handoffs: handoff_rx.clone(),
+            };
+            let (failure, handoff) = (&failure, handoff_tx.clone());
+            s.spawn(move || worker.run(jobs, handoff, results, failure));
+        }
+        drop((job_rx, res_tx, handoff_tx, handoff_rx));
+        let job = FileJob {
+            dir: 0,
+            idx: 0,
+            path: recorded.clone().into(),
+            stream: Some(input.take_reader()),
+        };
+        let content = match job_tx.send(job) {
+            Ok(()) => {
+                drop(job_tx);
+                stream_content(res_rx.recv(), &recorded)
+            }
+            Err(_) => Err(Error::Stopped("the file workers")),
+        };
+        let stored = content.and_then(|(content, size)| {
             let file = stream_node(parts.last().map_or("", String::as_str), size, content);
+            let mut store = BlobStore::new(&packer, &counters)?;
             store_path(repo, &mut store, &known, &parts, file)
         });
         match stored {
@@ -168,33 +190,16 @@ pub fn backup_stream(
     })
 }
 
-/// Chunks `reader` and stores the chunks the repository lacks; returns the content list.
-fn store_stream(
-    repo: &Repository,
-    store: &mut BlobStore,
-    known: &Known,
-    counters: &Counters,
-    progress: &dyn Progress,
-    reader: &mut dyn Read,
+/// The stream's content list and size from the worker's result.
+fn stream_content(
+    result: std::result::Result<FileResult, crossbeam_channel::RecvError>,
     what: &str,
-) -> Result<Vec<Id>> {
-    let mut chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed);
-    let mut content = Vec::new();
-    let cut = chunker.chunks(reader, |data: &[u8]| -> Result<()> {
-        let len = data.len() as u64;
-        counters.bytes_read.fetch_add(len, Relaxed);
-        progress.advance(len);
-        let id = repo.key().blob_id(data);
-        if known.claim(BlobType::Data, &id)? {
-            store.store(BlobType::Data, id, data)?;
-        }
-        content.push(id);
-        Ok(())
-    });
-    match cut {
-        Ok(()) => Ok(content),
-        Err(ChunkError::Io(e)) => Err(Error::Input(format!("reading {what}: {e}"))),
-        Err(ChunkError::Sink(e)) => Err(e),
+) -> Result<(Vec<Id>, u64)> {
+    match result.map(|r| r.outcome) {
+        Ok(FileOutcome::Done { content, size }) => Ok((content, size)),
+        Ok(FileOutcome::Failed(e)) => Err(Error::Input(format!("reading {what}: {e}"))),
+        // The workers stopped: the failure they recorded says why.
+        Err(_) => Err(Error::Stopped("the file workers")),
     }
 }
 
@@ -290,22 +295,26 @@ fn count_against_parent(
 }
 
 enum Input {
-    Stdin(StdinReader),
+    Stdin,
     Command(RunningCommand),
 }
 
 impl Input {
-    fn reader(&mut self) -> &mut dyn Read {
+    /// The bytes to back up, for a file worker to read.
+    fn take_reader(&mut self) -> Box<dyn Read + Send> {
         match self {
-            Input::Stdin(r) => r,
-            Input::Command(c) => &mut c.stdout,
+            Input::Stdin => Box::new(StdinReader),
+            Input::Command(c) => match c.stdout.take() {
+                Some(out) => Box::new(out),
+                None => Box::new(std::io::empty()),
+            },
         }
     }
 
     /// Waits for the command; an error when it did not exit with status 0.
     fn finish(&mut self) -> Result<()> {
         match self {
-            Input::Stdin(_) => Ok(()),
+            Input::Stdin => Ok(()),
             Input::Command(c) => c.wait(),
         }
     }
@@ -342,7 +351,8 @@ impl Read for StdinReader {
 /// kept.
 struct RunningCommand {
     child: Child,
-    stdout: std::process::ChildStdout,
+    /// Until a worker takes it.
+    stdout: Option<std::process::ChildStdout>,
     /// The command as the user would type it, for messages.
     shown: String,
     stderr: Option<std::thread::JoinHandle<VecDeque<String>>>,
@@ -385,7 +395,7 @@ impl RunningCommand {
         });
         Ok(RunningCommand {
             child,
-            stdout,
+            stdout: Some(stdout),
             shown,
             stderr: Some(stderr),
             tail: VecDeque::new(),

@@ -434,6 +434,7 @@ impl<'a> Walker<'a> {
                     dir: key,
                     idx,
                     path: path.to_path_buf(),
+                    stream: None,
                 })?;
             }
             NodeKind::Dir => {
