@@ -28,7 +28,7 @@ use crate::format::pack::BlobLocation;
 use crate::format::pack::{BlobType, Compression, PackEntry, PackHeader, decode_header};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
-use crate::ops::archiver::exclude::Excludes;
+use crate::ops::archiver::exclude::{ExcludeRules, Excludes};
 use crate::repo::walk::{root_node, safe_name};
 use crate::repo::{META_RAW, decode_meta};
 use crate::store::Location;
@@ -205,7 +205,12 @@ pub fn repository_url(data: &[u8]) -> bool {
 pub fn exclude_patterns(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
     let patterns: Vec<String> = text.lines().map(str::to_string).collect();
-    let Ok(excludes) = Excludes::new(&patterns, &[], &[]) else {
+    let rules = ExcludeRules {
+        patterns: patterns.clone(),
+        ipatterns: patterns.clone(),
+        ..ExcludeRules::default()
+    };
+    let Ok(excludes) = Excludes::new(&rules) else {
         return false;
     };
     for path in ["/", "/home/me/x.tmp", "/a/b/c/d", "/.cache"] {

@@ -70,6 +70,103 @@ fn excludes_leave_paths_out() {
 }
 
 #[test]
+fn case_blind_patterns_caches_large_files_and_path_lists() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for d in ["keep", "Downloads", "build-cache", "fake-cache", "nul"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    std::fs::write(src.join("keep/small"), vec![1u8; 1000]).unwrap();
+    std::fs::write(src.join("keep/big"), vec![2u8; 3000]).unwrap();
+    std::fs::write(src.join("keep/DISK.ISO"), b"iso").unwrap();
+    std::fs::write(src.join("Downloads/x"), b"x").unwrap();
+    std::fs::write(
+        src.join("build-cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("build-cache/obj"), b"o").unwrap();
+    std::fs::write(src.join("fake-cache/CACHEDIR.TAG"), b"no signature").unwrap();
+    std::fs::write(src.join("nul/line\nbreak"), b"n").unwrap();
+    env.backup_json(
+        &[&src],
+        &[
+            "--iexclude",
+            "*.iso",
+            "--iexclude",
+            "downloads/",
+            "--exclude-caches",
+            "--exclude-larger-than",
+            "2k",
+        ],
+    );
+    let out = env.ok(&["ls", "latest", src.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("keep/small"), "{listing}");
+    assert!(
+        !listing.contains("keep/big"),
+        "larger than 2 KiB: {listing}"
+    );
+    assert!(!listing.contains("DISK.ISO"), "{listing}");
+    assert!(!listing.contains("Downloads"), "{listing}");
+    assert!(!listing.contains("build-cache"), "{listing}");
+    assert!(
+        listing.contains("fake-cache/CACHEDIR.TAG"),
+        "unsigned: {listing}"
+    );
+    let out = env.run(&[
+        "backup",
+        "--exclude-larger-than",
+        "lots",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a bad size is a usage error");
+
+    // Path lists: lines (comments and blank lines skipped) and NUL-separated names, which
+    // may hold newlines.
+    let list = env.path("list");
+    std::fs::write(
+        &list,
+        format!("# what to keep\n\n{}\n", src.join("keep/small").display()),
+    )
+    .unwrap();
+    let raw = env.path("raw");
+    let mut bytes = src
+        .join("nul/line\nbreak")
+        .into_os_string()
+        .into_encoded_bytes();
+    bytes.push(0);
+    bytes.extend_from_slice(src.join("Downloads").as_os_str().as_encoded_bytes());
+    bytes.push(0);
+    std::fs::write(&raw, bytes).unwrap();
+    env.ok(&[
+        "backup",
+        "--files-from",
+        list.to_str().unwrap(),
+        "--files-from-raw",
+        raw.to_str().unwrap(),
+    ]);
+    let out = env.ok(&["snapshots", "--json"]);
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let newest = snaps.as_array().unwrap().last().unwrap();
+    let paths = newest["paths"].as_array().unwrap().clone();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    let dumped = env.ok(&[
+        "dump",
+        "latest",
+        src.join("nul/line\nbreak").to_str().unwrap(),
+    ]);
+    assert_eq!(dumped.stdout, b"n");
+
+    let empty = env.path("empty-list");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    let out = env.run(&["backup", "--files-from", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name no path"));
+}
+
+#[test]
 fn dry_run_writes_nothing() {
     let env = Env::new();
     env.init();

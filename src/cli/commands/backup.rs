@@ -1,10 +1,11 @@
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn::error::{EXIT_OK, EXIT_PARTIAL};
 use cairn::format::snapshot::resolve;
-use cairn::ops::archiver::exclude::Excludes;
+use cairn::ops::archiver::exclude::{ExcludeRules, Excludes, parse_size};
 use cairn::ops::archiver::{
     BackupOptions, BackupResult, SourcePath, StreamOptions, StreamSource, backup, backup_stream,
     check_paths, find_parent, stream_path,
@@ -50,6 +51,26 @@ pub struct Args {
     /// Leave out directories that contain a file of this name (repeatable)
     #[arg(long = "exclude-if-present")]
     exclude_if_present: Vec<String>,
+    /// Like --exclude, without regard to case (repeatable)
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    iexcludes: Vec<String>,
+    /// Like --exclude-file, without regard to case (repeatable)
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    iexclude_files: Vec<PathBuf>,
+    /// Leave out directories that hold a valid CACHEDIR.TAG file
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Leave out files larger than SIZE (bytes, or with k, M, G, T)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    exclude_larger_than: Option<u64>,
+    /// Back up the paths listed in FILE, one per line (empty lines and lines starting
+    /// with # are skipped; `-` reads standard input) (repeatable)
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+    /// Back up the paths listed in FILE, separated by NUL bytes, as `find -print0`
+    /// writes them (repeatable)
+    #[arg(long = "files-from-raw", value_name = "FILE")]
+    files_from_raw: Vec<PathBuf>,
     /// Do not cross into other file systems (mount points are kept as empty folders)
     #[arg(short = 'x', long)]
     one_file_system: bool,
@@ -68,18 +89,71 @@ pub struct Args {
     /// Files and directories to back up, recorded by the names given (a symlink given
     /// with a trailing slash is followed to the directory it points to); with
     /// --stdin-from-command, the command and its arguments
-    #[arg(required_unless_present = "stdin", value_name = "PATH")]
+    #[arg(
+        required_unless_present_any = ["stdin", "files_from", "files_from_raw"],
+        value_name = "PATH"
+    )]
     paths: Vec<PathBuf>,
 }
 
 /// Options that choose among files, which a stream does not have.
-const FILES_ONLY: [&str; 5] = [
+const FILES_ONLY: [&str; 11] = [
     "excludes",
     "exclude_files",
     "exclude_if_present",
+    "iexcludes",
+    "iexclude_files",
+    "exclude_caches",
+    "exclude_larger_than",
+    "files_from",
+    "files_from_raw",
     "one_file_system",
     "force",
 ];
+
+fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// The paths of `--files-from` (lines) and `--files-from-raw` (NUL-separated) lists.
+fn listed_paths(args: &Args) -> Result<Vec<PathBuf>> {
+    let read = |f: &Path| -> Result<Vec<u8>> {
+        if f == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(|e| {
+                Error::Input(format!("reading the path list from standard input: {e}"))
+            })?;
+            Ok(bytes)
+        } else {
+            std::fs::read(f).map_err(|e| Error::io(f, e))
+        }
+    };
+    let mut paths = Vec::new();
+    for f in &args.files_from {
+        let bytes = read(f)?;
+        for line in bytes.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() || line.starts_with(b"#") {
+                continue;
+            }
+            paths.push(PathBuf::from(std::ffi::OsStr::from_bytes(line)));
+        }
+    }
+    for f in &args.files_from_raw {
+        let bytes = read(f)?;
+        for name in bytes.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            paths.push(PathBuf::from(std::ffi::OsStr::from_bytes(name)));
+        }
+    }
+    let lists = args.files_from.len() + args.files_from_raw.len();
+    if lists > 0 && paths.is_empty() && args.paths.is_empty() {
+        return Err(Error::Invalid(
+            "the --files-from lists name no path: nothing to back up, no snapshot was written"
+                .into(),
+        ));
+    }
+    Ok(paths)
+}
 
 /// Opens the repository, or with `--init` creates it; asks for the password once, and a
 /// second time only to confirm it for a new repository.
@@ -153,15 +227,21 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let paths = args
         .paths
         .iter()
-        .map(|p| SourcePath::new(p))
+        .cloned()
+        .chain(listed_paths(args)?)
+        .map(|p| SourcePath::new(&p))
         .collect::<Result<Vec<_>>>()?;
     // Before the repository is opened (or created): with nothing to read, nothing is done.
     check_paths(&paths)?;
-    let excludes = Excludes::new(
-        &args.excludes,
-        &args.exclude_files,
-        &args.exclude_if_present,
-    )?;
+    let excludes = Excludes::new(&ExcludeRules {
+        patterns: args.excludes.clone(),
+        pattern_files: args.exclude_files.clone(),
+        ipatterns: args.iexcludes.clone(),
+        ipattern_files: args.iexclude_files.clone(),
+        if_present: args.exclude_if_present.clone(),
+        caches: args.exclude_caches,
+        larger_than: args.exclude_larger_than,
+    })?;
     let repo = open_or_init(g, args)?;
     let hostname = args.host.clone().unwrap_or_else(cairn::sysinfo::hostname);
     let parent = if args.force {

@@ -102,10 +102,9 @@ impl<'a> LeaveOut<'a> {
 
     /// The verdict on an entry met inside a backup path.
     fn judge(&self, path: &Path, meta: &std::fs::Metadata) -> Verdict {
-        let is_dir = meta.is_dir();
         if self.is_own(meta) {
             Verdict::Own
-        } else if self.excludes.matches(path, is_dir) || (is_dir && self.excludes.marked(path)) {
+        } else if self.excludes.leaves_out(path, meta) {
             Verdict::Excluded
         } else {
             Verdict::Keep
