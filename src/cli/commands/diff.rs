@@ -20,6 +20,8 @@ pub struct Args {
     /// (`U`); they are always counted
     #[arg(long)]
     metadata: bool,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
 }
 
 fn shown_path(c: &Change) -> String {
@@ -37,8 +39,8 @@ fn shown_path(c: &Change) -> String {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (id_a, a) = pick_snapshot(&repo, &args.first)?;
-    let (id_b, b) = pick_snapshot(&repo, &args.second)?;
+    let (id_a, a) = pick_snapshot(&repo, &args.first, &args.filter)?;
+    let (id_b, b) = pick_snapshot(&repo, &args.second, &args.filter)?;
     if !g.json && !g.quiet {
         outln!(
             "comparing snapshot {} ({}) to {} ({}):",

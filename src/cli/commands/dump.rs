@@ -13,16 +13,19 @@ use crate::cli::output::{self, Raw};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot: `latest` or an id prefix
+    /// Snapshot: `latest` (the newest that passes --host, --tag, --path) or an id prefix;
+    /// `SNAPSHOT:PATH` takes a folder inside it as the root
     snapshot: String,
     /// Path of a file inside the snapshot (as typed, or escaped as `ls` prints it; a
     /// relative one is taken from the working directory, as backup takes it)
     path: PathBuf,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
+    let (_, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
     let (path, node) = find_path(&repo, snap.tree, &args.path)?;
     only_files(&path, &node)?;
     let stdout = std::io::stdout();

@@ -12,7 +12,8 @@ use crate::cli::{Global, print_json};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot: `latest` or an id prefix
+    /// Snapshot: `latest` (the newest that passes --host, --tag, --path) or an id prefix;
+    /// `SNAPSHOT:PATH` takes a folder inside it as the root
     snapshot: String,
     /// Path inside the snapshot to list (default: everything; a relative one is taken
     /// from the working directory, as backup takes it)
@@ -20,6 +21,8 @@ pub struct Args {
     /// Show mode, owner, size and mtime
     #[arg(short, long)]
     long: bool,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
 }
 
 fn mode_string(node: &Node) -> String {
@@ -55,7 +58,7 @@ fn mtime(node: &Node) -> chrono::DateTime<chrono::Local> {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (_, snap) = pick_snapshot(&repo, &args.snapshot)?;
+    let (_, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
     let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
     let (start, node) = find_path(&repo, snap.tree, &start)?;
     let with_self = start != Path::new("/");

@@ -16,20 +16,56 @@ pub mod unlock;
 
 use std::path::{Path, PathBuf};
 
-use cairn::Result;
 use cairn::format::id::Id;
 use cairn::format::snapshot::{Snapshot, resolve};
-use cairn::format::tree::Node;
+use cairn::format::tree::{Node, NodeKind};
 use cairn::ops::archiver::absolute_path;
 use cairn::repo::Repository;
 use cairn::repo::walk::find_node;
+use cairn::{Error, Result};
 
 use crate::cli::escape::unescaped_path;
 
-/// Loads the snapshots and picks one by `latest` or id prefix.
-pub fn pick_snapshot(repo: &Repository, wanted: &str) -> Result<(Id, Snapshot)> {
-    let list = repo.snapshots()?;
-    resolve(&list, wanted).cloned()
+/// Loads the snapshots and picks one: `latest` (the newest that passes `filter`) or an id
+/// prefix (among those that pass), optionally followed by `:PATH`, a folder inside it that
+/// then stands as the snapshot's root (restic's `SNAPSHOT:PATH`).
+pub fn pick_snapshot(
+    repo: &Repository,
+    wanted: &str,
+    filter: &SnapshotFilter,
+) -> Result<(Id, Snapshot)> {
+    let (which, folder) = match wanted.split_once(':') {
+        Some((which, folder)) => (which, Some(folder)),
+        None => (wanted, None),
+    };
+    let all = repo.snapshots()?;
+    let list = filter.select(&all)?;
+    if list.is_empty() && !all.is_empty() {
+        return Err(Error::Invalid(
+            "no snapshot passes the --host, --tag and --path given (`cairn snapshots` with the same options lists what does)".into(),
+        ));
+    }
+    let (id, mut snap) = resolve(&list, which)?.clone();
+    if let Some(folder) = folder {
+        if folder.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{wanted:?}: give a folder after the colon, as in {which}:/home/me"
+            )));
+        }
+        let (path, node) = find_path(repo, snap.tree, Path::new(folder))?;
+        match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(tree)) => snap.tree = tree,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{wanted:?}: {} is a {} in snapshot {}, not a folder",
+                    path.display(),
+                    node.kind.as_str(),
+                    id.short()
+                )));
+            }
+        }
+    }
+    Ok((id, snap))
 }
 
 /// The snapshot path a command-line argument names: made absolute as backup makes its

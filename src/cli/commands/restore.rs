@@ -15,7 +15,8 @@ use cairn::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot: `latest` or an id prefix
+    /// Snapshot: `latest` (the newest that passes --host, --tag, --path) or an id prefix;
+    /// `SNAPSHOT:PATH` takes a folder inside it as the root
     snapshot: String,
     /// Directory to restore into; snapshot paths are kept below it
     #[arg(short, long)]
@@ -39,6 +40,8 @@ pub struct Args {
     /// Days the retrieved copies stay readable (and are charged for) with --retrieve-cold
     #[arg(long, default_value_t = 2, requires = "retrieve_cold", value_parser = clap::value_parser!(u32).range(1..=365))]
     retrieve_days: u32,
+    #[command(flatten)]
+    filter: super::SnapshotFilter,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -54,7 +57,7 @@ fn total(packs: &[ArchivedPack]) -> HumanBytes {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (id, snap) = pick_snapshot(&repo, &args.snapshot)?;
+    let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
     let includes = args
         .includes
         .iter()
