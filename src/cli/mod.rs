@@ -232,6 +232,8 @@ enum Command {
     Diff(commands::diff::Args),
     /// Show sizes before and after deduplication and compression
     Stats(commands::stats::Args),
+    /// List the files and folders of a matching name in every snapshot
+    Find(commands::find::Args),
 }
 
 impl Global {
@@ -375,6 +377,7 @@ pub fn main() -> i32 {
         Command::Key(a) => commands::key::run(g, a),
         Command::Diff(a) => commands::diff::run(g, a),
         Command::Stats(a) => commands::stats::run(g, a),
+        Command::Find(a) => commands::find::run(g, a),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 pub mod archiver;
 pub mod check;
 pub mod diff;
+pub mod find;
 pub mod forget;
 pub(crate) mod fsmeta;
 pub mod keys;

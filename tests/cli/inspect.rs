@@ -340,3 +340,76 @@ on_both_backends!(
     diff_lists_every_change_and_the_data_it_cost,
     stats_count_logical_deduplicated_and_stored_sizes
 );
+
+/// `find` lists, newest snapshot first, the entries whose names match, with type, size
+/// and time; snapshots that share trees are all reported; filters and times narrow it.
+#[test]
+fn find_names_across_snapshots_that_share_trees() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc/nginx")).unwrap();
+    std::fs::create_dir_all(src.join("shared")).unwrap();
+    std::fs::write(src.join("etc/nginx/nginx.conf"), b"worker_processes 2;\n").unwrap();
+    std::fs::write(src.join("shared/Report.PDF"), b"pdf").unwrap();
+    std::fs::write(src.join("shared/line\nbreak.conf"), b"x").unwrap();
+    set_mtime(&src.join("shared/Report.PDF"), 1_600_000_000, 0);
+    let first = env.backup_json(&[&src], &["--host", "one"]);
+    std::fs::write(src.join("etc/late.conf"), b"late\n").unwrap();
+    let second = env.backup_json(&[&src], &["--host", "two"]);
+
+    let out = env.ok(&["find", "--json", "*.conf"]);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0]["snapshot"], second["snapshot_id"], "newest first");
+    assert_eq!(found[1]["snapshot"], first["snapshot_id"]);
+    let names = |i: usize| -> Vec<String> {
+        found[i]["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let under = |rel: &str| format!("{}/{rel}", src.display());
+    assert_eq!(
+        names(0),
+        vec![
+            under("etc/late.conf"),
+            under("etc/nginx/nginx.conf"),
+            under("shared/line\nbreak.conf")
+        ]
+    );
+    assert_eq!(names(1).len(), 2, "the shared trees are found in both");
+    let nginx = &found[1]["matches"][0];
+    assert_eq!(nginx["type"], "file");
+    assert_eq!(nginx["size"], 20);
+
+    // Case, folders, host filter, modification times.
+    let out = env.ok(&["find", "--json", "-i", "report.pdf", "--host", "one"]);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let out = env.ok(&["find", "--json", "report.pdf"]);
+    assert_eq!(out.stdout, b"[]\n", "case counts without -i");
+    let out = env.ok(&["find", "--json", "ngin?", "--host", "two"]);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found[0]["matches"][0]["type"], "dir");
+    let out = env.ok(&["find", "--json", "*.PDF", "--newest", "2021-01-01"]);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 2, "modified in 2020");
+    let out = env.ok(&["find", "--json", "*.PDF", "--oldest", "2021-01-01"]);
+    assert_eq!(out.stdout, b"[]\n");
+
+    // Text: names escaped as `ls` escapes them, one snapshot header each.
+    let out = env.ok(&["find", "*.conf"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("snapshot ").count(), 2, "{text}");
+    assert!(text.contains("line\\nbreak.conf"), "{text}");
+
+    let out = env.run(&["find", "etc/*.conf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches names, not paths"));
+    let out = env.run(&["find", "x", "--oldest", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--oldest"));
+}

@@ -76,7 +76,7 @@ fn latest_follows_the_filters_and_a_snapshot_path_names_a_folder() {
         let out = env.ok(&["dump", "latest", &site, filter[0], filter[1]]);
         assert_eq!(out.stdout, b"listen 80\n", "{filter:?}");
     }
-    let listing = env.ok(&["ls", "latest", "--host", "db1"]);
+    let listing = env.ok(&["ls", "latest", "--host", "db1", "--path", db_s]);
     assert!(String::from_utf8_lossy(&listing.stdout).contains("dump.sql"));
 
     // A folder as the root: restored into the target itself, listed and dumped from it.

@@ -14,6 +14,7 @@ use cairn::repo::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
+use super::parse_time;
 use crate::cli::output::{errln, outln, regardless};
 use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
@@ -125,7 +126,12 @@ fn listed_paths(args: &Args) -> Result<Vec<PathBuf>> {
             })?;
             Ok(bytes)
         } else {
-            std::fs::read(f).map_err(|e| Error::io(f, e))
+            std::fs::read(f).map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot read the path list {}: {e}; nothing was backed up",
+                    f.display()
+                ))
+            })
         }
     };
     let mut paths = Vec::new();
@@ -188,38 +194,6 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD`) in local time, as nanoseconds since the epoch.
-fn parse_time(s: &str) -> Result<i64> {
-    use chrono::format::ParseErrorKind::{Impossible, OutOfRange};
-    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
-    let with_time = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S");
-    let date_only = NaiveDate::parse_from_str(s, "%Y-%m-%d");
-    let naive = match (with_time, date_only) {
-        (Ok(t), _) => t,
-        (_, Ok(d)) => d.and_time(chrono::NaiveTime::MIN),
-        // In the right format, but no such day or time (February 30th, 25 o'clock).
-        (Err(e), _) | (_, Err(e)) if matches!(e.kind(), OutOfRange | Impossible) => {
-            return Err(Error::Invalid(format!(
-                "--time {s:?} is not a valid date and time: check the day of the month and the hours, minutes and seconds"
-            )));
-        }
-        _ => {
-            return Err(Error::Invalid(format!(
-                "--time {s:?}: write it as \"YYYY-MM-DD HH:MM:SS\" (local time)"
-            )));
-        }
-    };
-    chrono::Local
-        .from_local_datetime(&naive)
-        .earliest()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "--time {s:?} does not exist in the local time zone"
-            ))
-        })
-}
-
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     if args.stdin || args.stdin_from_command {
         return run_stream(g, args);
@@ -265,7 +239,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         excludes,
         one_file_system: args.one_file_system,
         dry_run: args.dry_run,
-        time: args.time.as_deref().map(parse_time).transpose()?,
+        time: args
+            .time
+            .as_deref()
+            .map(|t| parse_time("--time", t))
+            .transpose()?,
         own_dirs: g.own_dirs(),
     };
     let result = with_status_lines(g, |meter| backup(&repo, &opts, meter))?;
@@ -314,7 +292,11 @@ fn run_stream(g: &Global, args: &Args) -> Result<i32> {
         hostname,
         parent,
         dry_run: args.dry_run,
-        time: args.time.as_deref().map(parse_time).transpose()?,
+        time: args
+            .time
+            .as_deref()
+            .map(|t| parse_time("--time", t))
+            .transpose()?,
     };
     let result = with_status_lines(g, |meter| backup_stream(&repo, &opts, source, meter))?;
     report(g, args, &result)

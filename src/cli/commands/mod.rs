@@ -4,6 +4,7 @@ pub mod backup;
 pub mod check;
 pub mod diff;
 pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
@@ -132,4 +133,36 @@ impl SnapshotFilter {
             .cloned()
             .collect())
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD`) in local time, as nanoseconds since the epoch.
+pub fn parse_time(option: &str, s: &str) -> Result<i64> {
+    use chrono::format::ParseErrorKind::{Impossible, OutOfRange};
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let with_time = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S");
+    let date_only = NaiveDate::parse_from_str(s, "%Y-%m-%d");
+    let naive = match (with_time, date_only) {
+        (Ok(t), _) => t,
+        (_, Ok(d)) => d.and_time(chrono::NaiveTime::MIN),
+        // In the right format, but no such day or time (February 30th, 25 o'clock).
+        (Err(e), _) | (_, Err(e)) if matches!(e.kind(), OutOfRange | Impossible) => {
+            return Err(Error::Invalid(format!(
+                "{option} {s:?} is not a valid date and time: check the day of the month and the hours, minutes and seconds"
+            )));
+        }
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{option} {s:?}: write it as \"YYYY-MM-DD HH:MM:SS\" (local time)"
+            )));
+        }
+    };
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{option} {s:?} does not exist in the local time zone"
+            ))
+        })
 }
