@@ -682,3 +682,29 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The S3 repository of `env` opened through a fault injector that fails nothing yet
+/// (`set_fail_share(1.0)` makes it a dead store), with short retries: 3 attempts.
+pub fn failing_later(env: &Env) -> (Arc<cairn::store::faulty::Faulty>, Repository) {
+    let faulty = Arc::new(cairn::store::faulty::Faulty::new(
+        Arc::new(s3_backend(env, S3Options::default())),
+        0.0,
+        std::time::Duration::ZERO,
+        0xdead,
+    ));
+    let policy = RetryPolicy {
+        attempts: 3,
+        base_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(4),
+        ..RetryPolicy::default()
+    };
+    let backend: Arc<dyn Backend> = faulty.clone();
+    let repo = Repository::open(
+        backend,
+        PASSWORD.as_bytes(),
+        Some(&env.path("cache-dead")),
+        &policy,
+    )
+    .expect("open through the fault injector");
+    (faulty, repo)
+}

@@ -177,26 +177,7 @@ fn total_failure_stops_clearly_and_changes_nothing() {
     let extra = env.path("extra");
     random_tree(&extra, 44);
 
-    let faulty = Arc::new(Faulty::new(
-        Arc::new(s3_backend(&env, S3Options::default())),
-        0.0,
-        Duration::ZERO,
-        0xdead,
-    ));
-    let policy = RetryPolicy {
-        attempts: 3,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(4),
-        ..RetryPolicy::default()
-    };
-    let backend: Arc<dyn Backend> = faulty.clone();
-    let repo = Repository::open(
-        backend,
-        PASSWORD.as_bytes(),
-        Some(&env.path("cache-dead")),
-        &policy,
-    )
-    .unwrap();
+    let (faulty, repo) = failing_later(&env);
     let (_, snap) = repo.snapshots().unwrap().into_iter().next().unwrap();
     faulty.set_fail_share(1.0);
 

@@ -239,38 +239,13 @@ fn wrong_stream_options_are_refused_before_anything_is_read() {
 /// into a pipe nobody reads, and no snapshot is saved.
 #[test]
 fn a_dead_store_stops_the_command_and_saves_nothing() {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use cairn::ops::archiver::{StreamOptions, StreamSource, backup_stream};
-    use cairn::repo::Repository;
-    use cairn::store::Backend;
-    use cairn::store::faulty::Faulty;
-    use cairn::store::retry::RetryPolicy;
-    use cairn::store::s3::S3Options;
 
     let env = Env::s3();
     env.init();
-    let faulty = Arc::new(Faulty::new(
-        Arc::new(s3_backend(&env, S3Options::default())),
-        0.0,
-        Duration::ZERO,
-        0xdead,
-    ));
-    let policy = RetryPolicy {
-        attempts: 3,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(4),
-        ..RetryPolicy::default()
-    };
-    let backend: Arc<dyn Backend> = faulty.clone();
-    let repo = Repository::open(
-        backend,
-        PASSWORD.as_bytes(),
-        Some(&env.path("cache-dead")),
-        &policy,
-    )
-    .unwrap();
+    let (faulty, repo) = failing_later(&env);
     let pid_file = env.path("writer.pid");
     // The store dies once the command runs.
     let killer = {

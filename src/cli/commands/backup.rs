@@ -239,11 +239,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         excludes,
         one_file_system: args.one_file_system,
         dry_run: args.dry_run,
-        time: args
-            .time
-            .as_deref()
-            .map(|t| parse_time("--time", t))
-            .transpose()?,
+        time: snapshot_time(args)?,
         own_dirs: g.own_dirs(),
     };
     let result = with_status_lines(g, |meter| backup(&repo, &opts, meter))?;
@@ -292,11 +288,7 @@ fn run_stream(g: &Global, args: &Args) -> Result<i32> {
         hostname,
         parent,
         dry_run: args.dry_run,
-        time: args
-            .time
-            .as_deref()
-            .map(|t| parse_time("--time", t))
-            .transpose()?,
+        time: snapshot_time(args)?,
     };
     let result = with_status_lines(g, |meter| backup_stream(&repo, &opts, source, meter))?;
     report(g, args, &result)
@@ -331,6 +323,14 @@ fn with_status_lines(
         drop(stop_tx);
         r
     })
+}
+
+/// `--time`, when given.
+fn snapshot_time(args: &Args) -> Result<Option<i64>> {
+    args.time
+        .as_deref()
+        .map(|t| parse_time("--time", t))
+        .transpose()
 }
 
 /// Prints what the backup did; the exit code says whether everything was read.

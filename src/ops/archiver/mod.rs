@@ -28,7 +28,7 @@ use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::counting::RequestStats;
 use exclude::Excludes;
 use parent_trees::ParentTrees;
-use stages::{BlobStore, Counters, Failure, FileWorker, Known, Packer};
+use stages::{BlobStore, Counters, Failure, Known, Packer};
 use walk::{LeaveOut, PathTrie, Walker};
 
 pub use stream::{StreamOptions, StreamSource, backup_stream, stream_path};
@@ -227,8 +227,6 @@ pub fn backup(
     let leave_out = LeaveOut::new(&opts.excludes, &own_dirs);
     let uploaders = repo.backend().write_concurrency().max(1);
 
-    let (job_tx, job_rx) = crossbeam_channel::bounded(JOB_QUEUE);
-    let (res_tx, res_rx) = crossbeam_channel::unbounded();
     // Rendezvous: a finished pack waits in the thread that filled it until an uploader
     // takes it, so at most one pack per uploader plus the open ones are held in memory.
     let (pack_tx, pack_rx) = crossbeam_channel::bounded(0);
@@ -254,21 +252,9 @@ pub fn backup(
                 s.spawn(move || trees.run_loader(repo));
             }
         }
-        // One chunk may wait for an idle worker (see `stages::Handoff`).
-        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
-        for _ in 0..threads {
-            let (jobs, results) = (job_rx.clone(), res_tx.clone());
-            let worker = FileWorker {
-                known: &known,
-                counters: &counters,
-                packer: &packer,
-                progress,
-                handoffs: handoff_rx.clone(),
-            };
-            let (failure, handoff) = (&failure, handoff_tx.clone());
-            s.spawn(move || worker.run(jobs, handoff, results, failure));
-        }
-        drop((job_rx, res_tx, handoff_tx, handoff_rx));
+        let (job_tx, res_rx) = stages::spawn_file_workers(
+            s, threads, JOB_QUEUE, &known, &counters, &packer, progress, &failure,
+        );
         let (packer, known, counters, trees) = (&packer, &known, &counters, &parent_trees);
         let (trie, leave_out) = (&trie, &leave_out);
         let walk = move || -> Result<walk::WalkOutcome> {

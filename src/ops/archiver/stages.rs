@@ -166,6 +166,39 @@ pub struct FileWorker<'a> {
     pub handoffs: Receiver<Handoff>,
 }
 
+/// Starts `threads` file workers in scope `s`; returns where to send them files (a queue
+/// of `queue`) and where their results come back. The workers stop once the sender is
+/// dropped and every file is done; a stage's fatal error goes to `failure`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_file_workers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    threads: usize,
+    queue: usize,
+    known: &'env Known<'env>,
+    counters: &'env Counters,
+    packer: &'env Packer<'env>,
+    progress: &'env dyn Progress,
+    failure: &'env Failure,
+) -> (Sender<FileJob>, Receiver<FileResult>) {
+    let (job_tx, job_rx) = crossbeam_channel::bounded(queue);
+    let (res_tx, res_rx) = crossbeam_channel::unbounded();
+    // One chunk may wait for an idle worker (see `Handoff`).
+    let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
+    for _ in 0..threads {
+        let (jobs, results) = (job_rx.clone(), res_tx.clone());
+        let worker = FileWorker {
+            known,
+            counters,
+            packer,
+            progress,
+            handoffs: handoff_rx.clone(),
+        };
+        let handoff = handoff_tx.clone();
+        s.spawn(move || worker.run(jobs, handoff, results, failure));
+    }
+    (job_tx, res_rx)
+}
+
 /// A chunk of a file that one worker cuts and another, idle one stores: hashing and
 /// sealing, nearly all of the work, then run on every core even when one big file is
 /// left. The chunk is copied once for this (a memcpy against milliseconds of zstd). The

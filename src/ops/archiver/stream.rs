@@ -27,7 +27,7 @@ use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::sysinfo::NameCache;
 
 use super::stages::{
-    self, BlobStore, Counters, Failure, FileJob, FileOutcome, FileResult, FileWorker, Known, Packer,
+    self, BlobStore, Counters, Failure, FileJob, FileOutcome, FileResult, Known, Packer,
 };
 use super::{BackupResult, SnapshotRecord, adopt, save_snapshot, walk};
 
@@ -110,22 +110,9 @@ pub fn backup_stream(
         drop(pack_rx);
         // The stream is one file to the file workers: one reads and cuts it, and hands
         // chunks to the others, so hashing and sealing run on every core.
-        let (job_tx, job_rx) = crossbeam_channel::bounded(1);
-        let (res_tx, res_rx) = crossbeam_channel::unbounded();
-        let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(1);
-        for _ in 0..threads {
-            let (jobs, results) = (job_rx.clone(), res_tx.clone());
-            let worker = FileWorker {
-                known: &known,
-                counters: &counters,
-                packer: &packer,
-                progress,
-                handoffs: handoff_rx.clone(),
-            };
-            let (failure, handoff) = (&failure, handoff_tx.clone());
-            s.spawn(move || worker.run(jobs, handoff, results, failure));
-        }
-        drop((job_rx, res_tx, handoff_tx, handoff_rx));
+        let (job_tx, res_rx) = stages::spawn_file_workers(
+            s, threads, 1, &known, &counters, &packer, progress, &failure,
+        );
         let job = FileJob {
             dir: 0,
             idx: 0,
