@@ -9,10 +9,11 @@ use crate::format::id::Id;
 
 /// Repository format version written by this build. Bumped with every change to
 /// format-spec.md.
-pub const REPO_VERSION: u64 = 3;
-/// Version 1 repositories differ only in having no prune marks in their index files, and
-/// version 2 ones in having no object-lock setting in their config, so they are read as
-/// they are.
+pub const REPO_VERSION: u64 = 4;
+/// Version 1 repositories differ only in having no prune marks in their index files,
+/// version 2 ones in having no object-lock setting in their config, and version 3 ones in
+/// having only version 1 trees (no hard-link device, extended attributes or holes), so
+/// they are read as they are.
 pub const OLDEST_REPO_VERSION: u64 = 1;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -64,6 +64,9 @@ pub fn root_node(tree: Id) -> Node {
         subtree: Some(tree),
         target: Vec::new(),
         rdev: 0,
+        dev: None,
+        xattrs: Vec::new(),
+        holes: Vec::new(),
     }
 }
 

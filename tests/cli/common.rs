@@ -321,6 +321,7 @@ pub fn back_up(repo: &Repository, src: &Path) -> cairn::Result<archiver::BackupR
             parent: None,
             excludes: Default::default(),
             one_file_system: false,
+            xattrs: true,
             dry_run: false,
             time: None,
             own_dirs: Vec::new(),
@@ -480,6 +481,21 @@ pub struct Entry {
     mode: u32,
     mtime: (i64, i64),
     content: Vec<u8>,
+    /// Extended attributes (ACLs among them), sorted by name.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The extended attributes of `p` (not following a symlink), sorted by name.
+pub fn xattrs_of(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<_> = xattr::list(p)
+        .expect("list xattrs")
+        .map(|n| {
+            let v = xattr::get(p, &n).expect("get xattr").unwrap_or_default();
+            (n.as_bytes().to_vec(), v)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Every entry below `root` (root itself excluded), with content bytes (files), link
@@ -526,6 +542,7 @@ pub fn tree_state(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
                     mode,
                     mtime: (m.mtime(), m.mtime_nsec()),
                     content,
+                    xattrs: xattrs_of(&p),
                 },
             );
         }
@@ -547,6 +564,7 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         assert_eq!(v.mode, other.mode, "{name}: mode");
         assert!(v.content == other.content, "{name}: content differs");
         assert_eq!(v.mtime, other.mtime, "{name}: mtime");
+        assert_eq!(v.xattrs, other.xattrs, "{name}: extended attributes");
     }
     for k in b.keys() {
         assert!(
@@ -560,13 +578,18 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
 /// Makes `cmd` run without the capabilities that let root read any file, so that a
 /// mode-000 file is unreadable for it as for anyone else.
 pub fn drop_read_override(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
     const CAP_DAC_OVERRIDE: nix::libc::c_ulong = 1;
     const CAP_DAC_READ_SEARCH: nix::libc::c_ulong = 2;
+    drop_capabilities(cmd, &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH]);
+}
+
+/// Makes `cmd` run without these capabilities (taken out of its bounding set before exec).
+pub fn drop_capabilities(cmd: &mut Command, caps: &'static [nix::libc::c_ulong]) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            for cap in [CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH] {
+        cmd.pre_exec(move || {
+            for &cap in caps {
                 if nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -576,8 +599,6 @@ pub fn drop_read_override(cmd: &mut Command) {
     }
 }
 
-/// A tmpfs mounted for a test, unmounted on drop so that a failing assertion leaves no
-/// mount behind.
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {

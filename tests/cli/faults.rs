@@ -82,6 +82,8 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
             target: target.clone(),
             includes: Vec::new(),
             verify: true,
+            xattrs: true,
+            sparse: false,
         },
         &cairn::progress::Silent,
     )
@@ -196,6 +198,8 @@ fn total_failure_stops_clearly_and_changes_nothing() {
             target: env.path("restored"),
             includes: Vec::new(),
             verify: false,
+            xattrs: true,
+            sparse: false,
         },
         &cairn::progress::Silent,
     ) else {

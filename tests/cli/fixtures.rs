@@ -82,3 +82,102 @@ fn version_2_repository_is_read_restored_checked_and_extended() {
     );
     assert_same_tree(&src, &again.join(src.strip_prefix("/").unwrap()));
 }
+
+#[test]
+fn version_3_repository_is_read_restored_checked_and_extended() {
+    use std::os::unix::fs::MetadataExt as _;
+    let env = Env::new();
+    copy_dir(&fixture("repo-v3"), std::path::Path::new(&env.repo));
+    let pw = "fixture-v3";
+    let ls = run_ok(&env, pw, &["ls", "--json", "latest"]);
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("/tmp/fx3/src/data/sparse.img"), "{ls}");
+    run_ok(&env, pw, &["check", "--read-data"]);
+
+    let target = env.path("restore");
+    run_ok(
+        &env,
+        pw,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let data = target.join("tmp/fx3/src/data");
+    assert_eq!(
+        std::fs::read(data.join("hello.txt")).unwrap(),
+        b"hello from a version 3 repository\n"
+    );
+    let meta = std::fs::metadata(data.join("hello.txt")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(meta.mtime(), 1_780_272_000, "2026-06-01 00:00:00 UTC");
+    assert_eq!(
+        std::fs::read_link(data.join("link")).unwrap(),
+        PathBuf::from("hello.txt")
+    );
+    // Version 3 recorded no device: the two names come back as two copies.
+    let (a, b) = (data.join("hard/a.txt"), data.join("sub/b.txt"));
+    assert_eq!(std::fs::read(&a).unwrap(), b"one inode, two names\n");
+    assert_eq!(std::fs::read(&b).unwrap(), b"one inode, two names\n");
+    assert_ne!(
+        std::fs::metadata(&a).unwrap().ino(),
+        std::fs::metadata(&b).unwrap().ino()
+    );
+    let pattern: Vec<u8> = (0..300_000u64)
+        .map(|i| {
+            if (8192..200_000).contains(&i) {
+                0
+            } else {
+                ((i * 7919) % 251) as u8
+            }
+        })
+        .collect();
+    assert_eq!(std::fs::read(data.join("sparse.img")).unwrap(), pattern);
+
+    // Its zeros were stored as data; --sparse makes them holes again.
+    let sparse = env.path("sparse");
+    run_ok(
+        &env,
+        pw,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            sparse.to_str().unwrap(),
+            "--sparse",
+            "--verify",
+        ],
+    );
+    let img = sparse.join("tmp/fx3/src/data/sparse.img");
+    assert_eq!(std::fs::read(&img).unwrap(), pattern);
+    let allocated = std::fs::metadata(&img).unwrap().blocks() * 512;
+    assert!(allocated < 200_000, "{allocated} bytes allocated");
+
+    // This cairn writes version 2 trees into it beside the old ones; all stay readable.
+    let src = env.path("src");
+    random_tree(&src, 62);
+    let first_file = all_files(&src)
+        .into_iter()
+        .find(|p| p.symlink_metadata().unwrap().is_file())
+        .unwrap();
+    std::fs::hard_link(&first_file, src.join("second-name")).unwrap();
+    run_ok(&env, pw, &["backup", src.to_str().unwrap()]);
+    run_ok(&env, pw, &["check", "--read-data"]);
+    let again = env.path("again");
+    run_ok(
+        &env,
+        pw,
+        &["restore", "latest", "--target", again.to_str().unwrap()],
+    );
+    assert_same_tree(&src, &again.join(src.strip_prefix("/").unwrap()));
+    let old = env.path("old");
+    let snaps = run_ok(&env, pw, &["snapshots", "--json"]);
+    let snaps: serde_json::Value = serde_json::from_slice(&snaps.stdout).unwrap();
+    let first = snaps[0]["id"].as_str().unwrap().to_string();
+    run_ok(
+        &env,
+        pw,
+        &["restore", &first, "--target", old.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(old.join("tmp/fx3/src/data/sparse.img")).unwrap(),
+        pattern
+    );
+}

@@ -13,6 +13,7 @@ mod fixtures;
 mod hostile;
 mod inspect;
 mod keys;
+mod metadata;
 mod paths;
 mod pipes;
 mod providers;

@@ -75,6 +75,10 @@ pub struct Args {
     /// Do not cross into other file systems (mount points are kept as empty folders)
     #[arg(short = 'x', long)]
     one_file_system: bool,
+    /// Do not store extended attributes and POSIX ACLs (stored by default: every
+    /// namespace the running user can read)
+    #[arg(long)]
+    no_xattrs: bool,
     /// Back up standard input as one file (named by --stdin-filename)
     #[arg(long, conflicts_with_all = FILES_ONLY)]
     stdin: bool,
@@ -98,7 +102,7 @@ pub struct Args {
 }
 
 /// Options that choose among files, which a stream does not have.
-const FILES_ONLY: [&str; 11] = [
+const FILES_ONLY: [&str; 12] = [
     "excludes",
     "exclude_files",
     "exclude_if_present",
@@ -109,6 +113,7 @@ const FILES_ONLY: [&str; 11] = [
     "files_from",
     "files_from_raw",
     "one_file_system",
+    "no_xattrs",
     "force",
 ];
 
@@ -238,6 +243,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         parent,
         excludes,
         one_file_system: args.one_file_system,
+        xattrs: !args.no_xattrs,
         dry_run: args.dry_run,
         time: snapshot_time(args)?,
         own_dirs: g.own_dirs(),

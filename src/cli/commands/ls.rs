@@ -18,7 +18,8 @@ pub struct Args {
     /// Path inside the snapshot to list (default: everything; a relative one is taken
     /// from the working directory, as backup takes it)
     path: Option<PathBuf>,
-    /// Show mode, owner, size and mtime
+    /// Show mode (followed by `@` when the entry has extended attributes or ACLs), owner,
+    /// size and mtime
     #[arg(short, long)]
     long: bool,
     #[command(flatten)]
@@ -77,6 +78,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 "size": node.size,
                 "mtime": mtime(node).to_rfc3339(),
                 "inode": node.inode,
+                "links": node.links,
+                "xattrs": node.xattrs.iter().map(|x| display_bytes(&x.name)).collect::<Vec<_>>(),
+                "sparse": !node.holes.is_empty(),
                 "link_target": (node.kind == NodeKind::Symlink).then(|| display_bytes(&node.target)),
             }))?;
         } else if args.long {
@@ -87,9 +91,13 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             } else {
                 String::new()
             };
+            // `@` after the mode marks extended attributes (ACLs among them), as macOS's
+            // `ls -l` does.
+            let marked = if node.xattrs.is_empty() { " " } else { "@" };
             outln!(
-                "{} {:>8} {:>8} {:>12} {} {}{}",
+                "{}{} {:>8} {:>8} {:>12} {} {}{}",
                 mode_string(node),
+                marked,
                 owner,
                 group,
                 node.size,

@@ -28,6 +28,13 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     verify: bool,
+    /// Do not restore extended attributes and POSIX ACLs
+    #[arg(long)]
+    no_xattrs: bool,
+    /// Leave every aligned 4 KiB block of zeros as a hole, not only the holes files had
+    /// when they were backed up (which are always made)
+    #[arg(long)]
+    sparse: bool,
     /// Request the retrieval of the data packs this restore needs that are in an archive
     /// storage class (S3 GLACIER, DEEP_ARCHIVE), then restore once they all are readable;
     /// until then it exits with code 4 and says how many are waiting
@@ -127,8 +134,29 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         target: args.target.clone(),
         includes,
         verify: args.verify,
+        xattrs: !args.no_xattrs,
+        sparse: args.sparse,
     };
     let summary = restore(&repo, snap.tree, &opts, &meter)?;
+    for r in &summary.xattrs_refused {
+        errln!(
+            "warning: {} extended attributes of kind {} were not restored ({}; first at {}){}",
+            r.count,
+            r.kind,
+            r.reason,
+            r.first.display(),
+            match r.kind.as_str() {
+                "trusted" | "security" => "; restoring them needs root",
+                _ => "; the target's file system may not support them",
+            }
+        );
+        if g.json {
+            regardless(print_json(&serde_json::json!({
+                "message_type": "warning",
+                "xattrs_refused": r,
+            })))?;
+        }
+    }
     for (path, err) in &summary.errors {
         errln!("error: {}: {err}", path.display());
         if g.json {
@@ -145,6 +173,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "dirs_restored": summary.dirs,
             "other_restored": summary.other,
             "files_unchanged": summary.files_unchanged,
+            "hard_links": summary.hard_links,
             "skipped": summary.skipped,
             "bytes_restored": summary.bytes,
             "files_verified": summary.verified_files,
@@ -158,6 +187,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "restored {} files, {} dirs, {} other, {} bytes",
             summary.files, summary.dirs, summary.other, summary.bytes
         );
+        if summary.hard_links > 0 {
+            line += &format!(", {} hard links", summary.hard_links);
+        }
         if args.verify {
             line += &format!(", verified {} files", summary.verified_files);
         }

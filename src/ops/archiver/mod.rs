@@ -8,6 +8,7 @@
 pub(crate) mod adopt;
 pub mod exclude;
 mod parent_trees;
+mod sparse;
 pub(crate) mod stages;
 mod stream;
 pub(crate) mod walk;
@@ -41,6 +42,8 @@ pub struct BackupOptions {
     pub parent: Option<(Id, Snapshot)>,
     pub excludes: Excludes,
     pub one_file_system: bool,
+    /// Store extended attributes and POSIX ACLs (`--no-xattrs` turns it off).
+    pub xattrs: bool,
     pub dry_run: bool,
     /// The snapshot's time, when not now (nanoseconds since the Unix epoch).
     pub time: Option<i64>,
@@ -261,7 +264,10 @@ pub fn backup(
             let walker = Walker::new(
                 repo,
                 leave_out,
-                opts.one_file_system,
+                walk::WalkRules {
+                    one_file_system: opts.one_file_system,
+                    xattrs: opts.xattrs,
+                },
                 known,
                 progress,
                 trees,

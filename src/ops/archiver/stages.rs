@@ -26,10 +26,13 @@ use crate::format::blob::BlobSealer;
 use crate::format::chunker::{ChunkError, Chunker};
 use crate::format::id::Id;
 use crate::format::pack::{BlobType, FinishedPack, PackBuilder};
+use crate::format::tree::Hole;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::cache::IndexCache;
 use crate::repo::writer::{self, IndexWriter, PackFiller};
+
+use super::sparse::{self, SparseReader};
 
 pub struct FileJob {
     pub dir: u64,
@@ -40,7 +43,11 @@ pub struct FileJob {
 }
 
 pub enum FileOutcome {
-    Done { content: Vec<Id>, size: u64 },
+    Done {
+        content: Vec<Id>,
+        holes: Vec<Hole>,
+        size: u64,
+    },
     Failed(String),
 }
 
@@ -282,7 +289,11 @@ impl FileWorker<'_> {
                 &mut job,
             );
             let outcome = match worked {
-                Ok((content, size)) => FileOutcome::Done { content, size },
+                Ok((content, holes, size)) => FileOutcome::Done {
+                    content,
+                    holes,
+                    size,
+                },
                 Err(ChunkError::Io(e)) => FileOutcome::Failed(e.to_string()),
                 Err(ChunkError::Sink(e)) => {
                     // When the packs' way out is closed, this error only echoes the one
@@ -338,10 +349,19 @@ impl FileWorker<'_> {
         jobs: &Receiver<FileJob>,
         handoff: &Sender<Handoff>,
         job: &mut FileJob,
-    ) -> Result<(Vec<Id>, u64), ChunkError> {
-        let file: Box<dyn Read + Send> = match job.stream.take() {
+    ) -> Result<(Vec<Id>, Vec<Hole>, u64), ChunkError> {
+        // A sparse file is read by its data regions; the reader then knows its holes.
+        let (mut stream, mut plain, mut sparse) = (job.stream.take(), None, None);
+        let file: &mut dyn Read = match &mut stream {
             Some(stream) => stream,
-            None => Box::new(open_regular(&job.path).map_err(ChunkError::Io)?),
+            None => {
+                let (file, meta) = open_regular(&job.path).map_err(ChunkError::Io)?;
+                if sparse::may_have_holes(&meta) {
+                    sparse.insert(SparseReader::new(file, meta.len()))
+                } else {
+                    plain.insert(file)
+                }
+            }
         };
         let mut st = FileState {
             content: Vec::new(),
@@ -395,7 +415,10 @@ impl FileWorker<'_> {
         st.spare.truncate(crate::threads());
         cut?;
         settled.map_err(ChunkError::Sink)?;
-        Ok((st.content, st.size))
+        let holes = sparse.map_or_else(Vec::new, |r| r.holes().to_vec());
+        let hole_bytes: u64 = holes.iter().map(|h| h.length).sum();
+        self.progress.advance(hole_bytes);
+        Ok((st.content, holes, st.size + hole_bytes))
     }
 
     /// Waits until every chunk this file handed off is stored. A chunk may still wait in
@@ -442,7 +465,7 @@ pub struct Packer<'a> {
 /// anything that is no longer a regular file is refused rather than read, so that a
 /// device or a pipe swapped in during the backup can neither hang it nor feed it endless
 /// bytes.
-fn open_regular(path: &std::path::Path) -> std::io::Result<File> {
+fn open_regular(path: &std::path::Path) -> std::io::Result<(File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -454,12 +477,13 @@ fn open_regular(path: &std::path::Path) -> std::io::Result<File> {
             }
             _ => e,
         })?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::other(
             "no longer a regular file (replaced during the backup); left out",
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -183,7 +183,7 @@ fn stream_content(
     what: &str,
 ) -> Result<(Vec<Id>, u64)> {
     match result.map(|r| r.outcome) {
-        Ok(FileOutcome::Done { content, size }) => Ok((content, size)),
+        Ok(FileOutcome::Done { content, size, .. }) => Ok((content, size)),
         Ok(FileOutcome::Failed(e)) => Err(Error::Input(format!("reading {what}: {e}"))),
         // The workers stopped: the failure they recorded says why.
         Err(_) => Err(Error::Stopped("the file workers")),
@@ -216,6 +216,9 @@ fn stream_node(name: &str, size: u64, content: Vec<Id>) -> Node {
         subtree: None,
         target: Vec::new(),
         rdev: 0,
+        dev: None,
+        xattrs: Vec::new(),
+        holes: Vec::new(),
     }
 }
 

@@ -20,8 +20,8 @@ use crate::format::cbor;
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Summary;
-use crate::format::tree::{Node, NodeKind, Tree};
-use crate::ops::fsmeta::{node_from_metadata, unchanged};
+use crate::format::tree::{Hole, Node, NodeKind, Tree};
+use crate::ops::fsmeta::{node_from_metadata, read_xattrs, unchanged};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::sysinfo::NameCache;
@@ -139,10 +139,30 @@ pub struct WalkOutcome {
     pub left_out: Vec<PathBuf>,
 }
 
+/// What the walk stores besides names, types and contents.
+pub struct WalkRules {
+    /// Do not descend into other file systems (mount points are kept, empty).
+    pub one_file_system: bool,
+    /// Read extended attributes and POSIX ACLs.
+    pub xattrs: bool,
+}
+
+/// A file with more than one link, met once already in this backup: its content is read
+/// once, by the first job, and given to every other name of it.
+enum LinkedContent {
+    /// Being read; these (directory, node index) pairs wait for it.
+    Reading(Vec<(u64, usize, PathBuf)>),
+    Known {
+        content: Vec<Id>,
+        holes: Vec<Hole>,
+        size: u64,
+    },
+}
+
 pub struct Walker<'a> {
     pub repo: &'a Repository,
     pub leave_out: &'a LeaveOut<'a>,
-    pub one_file_system: bool,
+    pub rules: WalkRules,
     pub known: &'a Known<'a>,
     pub progress: &'a dyn Progress,
     /// The parent snapshot's trees, loaded ahead.
@@ -162,6 +182,10 @@ pub struct Walker<'a> {
     left_out: Vec<PathBuf>,
     /// Parent content of files handed to workers, to tell changed from unmodified.
     previous_content: HashMap<(u64, usize), Vec<Id>>,
+    /// Files with more than one link, by (device, inode).
+    linked: HashMap<(u64, u64), LinkedContent>,
+    /// The (device, inode) of the file a job reads, for files with more than one link.
+    job_links: HashMap<(u64, usize), (u64, u64)>,
 }
 
 fn stopped() -> Error {
@@ -173,7 +197,7 @@ impl<'a> Walker<'a> {
     pub fn new(
         repo: &'a Repository,
         leave_out: &'a LeaveOut<'a>,
-        one_file_system: bool,
+        rules: WalkRules,
         known: &'a Known<'a>,
         progress: &'a dyn Progress,
         trees: &'a ParentTrees,
@@ -184,7 +208,7 @@ impl<'a> Walker<'a> {
         Walker {
             repo,
             leave_out,
-            one_file_system,
+            rules,
             known,
             progress,
             trees,
@@ -200,6 +224,8 @@ impl<'a> Walker<'a> {
             failed: Vec::new(),
             left_out: Vec::new(),
             previous_content: HashMap::new(),
+            linked: HashMap::new(),
+            job_links: HashMap::new(),
         }
     }
 
@@ -313,7 +339,8 @@ impl<'a> Walker<'a> {
                 self.device = meta.dev();
                 self.entry(key, &child_path, name, &meta, previous)?;
             } else {
-                let node = node_from_metadata(name, &meta, &mut self.names);
+                let mut node = node_from_metadata(name, &meta, &mut self.names);
+                self.add_xattrs(&child_path, &mut node);
                 let sub = previous.and_then(|p| p.subtree);
                 let d = self.dir(key);
                 d.nodes.push(node);
@@ -403,6 +430,7 @@ impl<'a> Walker<'a> {
         previous: Option<&Node>,
     ) -> Result<()> {
         let mut node = node_from_metadata(name, meta, &mut self.names);
+        self.add_xattrs(path, &mut node);
         match node.kind {
             NodeKind::File => {
                 self.summary.total_files_processed += 1;
@@ -412,13 +440,22 @@ impl<'a> Walker<'a> {
                     self.progress
                         .message(&format!("{} files", self.summary.total_files_processed));
                 }
+                let link = node.link_key();
                 if let Some(p) = previous
                     && unchanged(&node, p)
                     && self.all_known(&p.content)?
                 {
                     node.content = p.content.clone();
+                    node.holes = p.holes.clone();
                     self.summary.files_unmodified += 1;
                     self.progress.advance(node.size);
+                    if let Some(link) = link {
+                        self.linked.entry(link).or_insert(LinkedContent::Known {
+                            content: node.content.clone(),
+                            holes: node.holes.clone(),
+                            size: node.size,
+                        });
+                    }
                     self.dir(key).nodes.push(node);
                     return Ok(());
                 }
@@ -428,6 +465,31 @@ impl<'a> Walker<'a> {
                 let idx = d.nodes.len() - 1;
                 if let Some(p) = previous.filter(|p| p.kind == NodeKind::File) {
                     self.previous_content.insert((key, idx), p.content.clone());
+                }
+                if let Some(link) = link {
+                    match self.linked.get_mut(&link) {
+                        Some(LinkedContent::Reading(waiting)) => {
+                            waiting.push((key, idx, path.to_path_buf()));
+                            return Ok(());
+                        }
+                        Some(LinkedContent::Known {
+                            content,
+                            holes,
+                            size,
+                        }) => {
+                            let done = FileOutcome::Done {
+                                content: content.clone(),
+                                holes: holes.clone(),
+                                size: *size,
+                            };
+                            self.progress.advance(*size);
+                            return self.settle(key, idx, path, done);
+                        }
+                        None => {
+                            self.linked.insert(link, LinkedContent::Reading(Vec::new()));
+                            self.job_links.insert((key, idx), link);
+                        }
+                    }
                 }
                 self.send_job(FileJob {
                     dir: key,
@@ -440,7 +502,7 @@ impl<'a> Walker<'a> {
                 let sub = previous
                     .filter(|p| p.kind == NodeKind::Dir)
                     .and_then(|p| p.subtree);
-                let crosses = self.one_file_system && meta.dev() != self.device;
+                let crosses = self.rules.one_file_system && meta.dev() != self.device;
                 let d = self.dir(key);
                 d.nodes.push(node);
                 let idx = d.nodes.len() - 1;
@@ -507,26 +569,91 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// Takes in a worker's result, and gives it to the other names of the file if it has
+    /// more than one.
     fn apply(&mut self, r: FileResult) -> Result<()> {
-        let previous = self.previous_content.remove(&(r.dir, r.idx));
-        match r.outcome {
-            FileOutcome::Done { content, size } => {
+        if let Some(link) = self.job_links.remove(&(r.dir, r.idx)) {
+            let waiting = match self.linked.remove(&link) {
+                Some(LinkedContent::Reading(waiting)) => waiting,
+                _ => Vec::new(),
+            };
+            for (dir, idx, path) in waiting {
+                let outcome = match &r.outcome {
+                    FileOutcome::Done {
+                        content,
+                        holes,
+                        size,
+                    } => {
+                        self.progress.advance(*size);
+                        FileOutcome::Done {
+                            content: content.clone(),
+                            holes: holes.clone(),
+                            size: *size,
+                        }
+                    }
+                    FileOutcome::Failed(msg) => FileOutcome::Failed(format!(
+                        "not read: it is a hard link of {}, which failed: {msg}",
+                        r.path.display()
+                    )),
+                };
+                self.settle(dir, idx, &path, outcome)?;
+            }
+            if let FileOutcome::Done {
+                content,
+                holes,
+                size,
+            } = &r.outcome
+            {
+                let known = LinkedContent::Known {
+                    content: content.clone(),
+                    holes: holes.clone(),
+                    size: *size,
+                };
+                self.linked.insert(link, known);
+            }
+        }
+        self.settle(r.dir, r.idx, &r.path, r.outcome)
+    }
+
+    /// Puts a file's content into its node, or drops the node of a file that failed.
+    fn settle(&mut self, dir: u64, idx: usize, path: &Path, outcome: FileOutcome) -> Result<()> {
+        let previous = self.previous_content.remove(&(dir, idx));
+        match outcome {
+            FileOutcome::Done {
+                content,
+                holes,
+                size,
+            } => {
                 match previous {
                     None => self.summary.files_new += 1,
                     Some(p) if p == content => self.summary.files_unmodified += 1,
                     Some(_) => self.summary.files_changed += 1,
                 }
-                let node = &mut self.dir(r.dir).nodes[r.idx];
+                let node = &mut self.dir(dir).nodes[idx];
                 node.content = content;
+                node.holes = holes;
                 node.size = size;
             }
             FileOutcome::Failed(msg) => {
-                self.fail(&r.path, msg);
-                self.dir(r.dir).dropped.push(r.idx);
+                self.fail(path, msg);
+                self.dir(dir).dropped.push(idx);
             }
         }
-        self.dir(r.dir).outstanding -= 1;
-        self.try_finish(r.dir)
+        self.dir(dir).outstanding -= 1;
+        self.try_finish(dir)
+    }
+
+    /// Reads the extended attributes of `path` into `node`. They are read every time, not
+    /// taken from the parent snapshot: a parent made with `--no-xattrs` or by a cairn that
+    /// did not store them would otherwise hide them for as long as the file is unchanged.
+    fn add_xattrs(&mut self, path: &Path, node: &mut Node) {
+        if !self.rules.xattrs {
+            return;
+        }
+        match read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.fail(path, format!("extended attributes not read: {e}")),
+        }
     }
 
     fn store_tree(&mut self, tree: Tree) -> Result<Id> {

@@ -195,7 +195,7 @@ struct Want {
 }
 
 /// Writes the contents of `files` to their temporary files (each is made by its first
-/// write), pack by pack on `workers` threads. `done` is called once per file when its last blob is written or
+/// write), pack by pack on `workers` threads; `sparse` leaves blocks of zeros as holes. `done` is called once per file when its last blob is written or
 /// has failed; the file's `error()` tells which.
 #[allow(clippy::too_many_arguments)]
 pub fn write_contents(
@@ -207,6 +207,7 @@ pub fn write_contents(
     archived: &ArchivedPacks,
     progress: &dyn Progress,
     done: &Done<'_>,
+    sparse: bool,
 ) {
     let mut by_pack: HashMap<Id, Vec<Want>> = HashMap::new();
     for (i, f) in files.iter().enumerate() {
@@ -244,7 +245,9 @@ pub fn write_contents(
         if stop.reason().is_some() {
             return ControlFlow::Break(());
         }
-        write_pack(repo, target, files, wants, stop, archived, progress, done);
+        write_pack(
+            repo, target, files, wants, stop, archived, progress, done, sparse,
+        );
         ControlFlow::Continue(())
     });
     if stop.reason().is_some() {
@@ -268,6 +271,7 @@ fn write_pack(
     archived: &ArchivedPacks,
     progress: &dyn Progress,
     done: &Done<'_>,
+    sparse: bool,
 ) {
     let mut order: Vec<&Want> = wants.iter().collect();
     order.sort_by_key(|w| (w.loc.entry.offset, w.file, w.offset));
@@ -280,6 +284,7 @@ fn write_pack(
         progress,
         done,
         open: None,
+        sparse,
     };
     for run in runs(&locs) {
         if stop.reason().is_some() {
@@ -331,6 +336,8 @@ struct RunWriter<'a> {
     done: &'a Done<'a>,
     /// The file last written, kept open: neighbouring blobs usually belong to one file.
     open: Option<(usize, File)>,
+    /// `restore --sparse`: blocks of zeros are left as holes.
+    sparse: bool,
 }
 
 impl RunWriter<'_> {
@@ -338,7 +345,7 @@ impl RunWriter<'_> {
     /// the run was handed over.
     fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
         let (files, stop, progress, done) = (self.files, self.stop, self.progress, self.done);
-        let target = self.target;
+        let (target, sparse) = (self.target, self.sparse);
         let open = &mut self.open;
         self.repo.read_run(locs, &mut |i, plain| {
             let w = members[i];
@@ -346,7 +353,7 @@ impl RunWriter<'_> {
             match plain {
                 Ok(data) => {
                     if f.error().is_none()
-                        && let Err(e) = write_at(target, open, w.file, f, data, w.offset)
+                        && let Err(e) = write_at(target, open, w.file, f, data, w.offset, sparse)
                     {
                         stop.note(&e);
                         f.fail(e);
@@ -380,7 +387,8 @@ fn finish_one(f: &FileTarget, descriptor: Option<&File>, done: &Done<'_>) {
     }
 }
 
-/// Writes `data` at `offset` of file `index`, making its temporary file on the first
+/// Writes `data`, from content offset `offset`, into file `index` where its holes put it
+/// (leaving zero blocks unwritten when `sparse`), making its temporary file on the first
 /// write. Descriptors are opened per file as blobs arrive (one kept open at a time), so a
 /// batch of many files never holds many; every open resolves the path beneath the target
 /// without following symlinks (see `target`).
@@ -391,6 +399,7 @@ fn write_at(
     f: &FileTarget,
     data: &[u8],
     offset: u64,
+    sparse: bool,
 ) -> Result<()> {
     if !matches!(open, Some((i, _)) if *i == index) {
         *open = None;
@@ -399,8 +408,45 @@ fn write_at(
     let Some((_, file)) = open else {
         unreachable!("opened above")
     };
-    file.write_all_at(data, offset)
-        .map_err(|e| Error::io(&f.dest, e))
+    for (at, range) in f.node.layout().pieces(offset, data.len()) {
+        let piece = &data[range];
+        let written = if sparse {
+            write_skipping_zeros(file, piece, at)
+        } else {
+            file.write_all_at(piece, at)
+        };
+        written.map_err(|e| Error::io(&f.dest, e))?;
+    }
+    Ok(())
+}
+
+/// Blocks of this size, aligned in the file, that hold only zeros are left as holes by
+/// `restore --sparse`.
+const SPARSE_BLOCK: u64 = 4096;
+
+/// Writes `data` at `offset` but for its aligned blocks of zeros, which stay holes of the
+/// new file (made empty, and given its length when complete).
+fn write_skipping_zeros(file: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    // The end (index into `data`) of the block that starts at index `i`.
+    let block_end = |i: usize| {
+        let into = (offset + i as u64) % SPARSE_BLOCK;
+        data.len().min(i + (SPARSE_BLOCK - into) as usize)
+    };
+    let zeros = |r: std::ops::Range<usize>| data[r].iter().all(|&b| b == 0);
+    let mut i = 0;
+    while i < data.len() {
+        let end = block_end(i);
+        if zeros(i..end) {
+            i = end;
+            continue;
+        }
+        let start = i;
+        while i < data.len() && !zeros(i..block_end(i)) {
+            i = block_end(i);
+        }
+        file.write_all_at(&data[start..i], offset + start as u64)?;
+    }
+    Ok(())
 }
 
 /// Removes the temporary file of a file whose restore failed or was cut short.
@@ -442,6 +488,30 @@ mod tests {
         ];
         assert_eq!(runs(&locs), vec![0..3, 3..4, 4..7, 7..8]);
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn zero_blocks_are_left_unwritten() {
+        let f = tempfile::tempfile().unwrap();
+        let b = SPARSE_BLOCK as usize;
+        // Starts 100 bytes before a block boundary: zeros there, a zero block, data, a zero
+        // block, data to the end.
+        let mut data = vec![0u8; 100 + 3 * b + 10];
+        data[100 + b + 5] = 1;
+        data[100 + 3 * b + 9] = 2;
+        let offset = SPARSE_BLOCK * 10 - 100;
+        f.set_len(offset + data.len() as u64).unwrap();
+        write_skipping_zeros(&f, &data, offset).unwrap();
+        let mut back = vec![9u8; data.len()];
+        f.read_exact_at(&mut back, offset).unwrap();
+        assert_eq!(back, data);
+        use std::os::unix::fs::MetadataExt;
+        // Only the blocks holding data were written.
+        assert!(
+            f.metadata().unwrap().blocks() * 512 <= 2 * SPARSE_BLOCK,
+            "{:?}",
+            f.metadata()
+        );
     }
 
     #[test]

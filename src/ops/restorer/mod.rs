@@ -9,9 +9,11 @@ pub mod archived;
 pub(crate) mod fetch;
 pub(crate) mod target;
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +25,10 @@ use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::interrupt;
-use crate::ops::fsmeta::{apply_file_metadata, apply_metadata_at};
+use crate::ops::fsmeta::{
+    XattrRefusal, XattrRefusals, apply_file_metadata, apply_file_xattrs, apply_metadata_at,
+    apply_xattrs_at,
+};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::walk::{find_node, root_node, safe_name};
@@ -37,17 +42,39 @@ pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Res
         .iter()
         .map(|id| repo.locate(BlobType::Data, id))
         .collect::<Result<Vec<_>>>()?;
-    let mut written = 0;
+    let failed = |e: std::io::Error| Error::Output(format!("writing output: {e}"));
+    let layout = node.layout();
+    // Bytes written so far (the file's offset) and content bytes taken.
+    let (mut written, mut taken) = (0u64, 0u64);
     for run in fetch::runs(&locs) {
         repo.read_run(&locs[run], &mut |_, plain| {
             let data = plain?;
-            out.write_all(data)
-                .map_err(|e| Error::Output(format!("writing output: {e}")))?;
-            written += data.len() as u64;
+            for (at, range) in layout.pieces(taken, data.len()) {
+                write_zeros(out, at.saturating_sub(written)).map_err(failed)?;
+                out.write_all(&data[range.clone()]).map_err(failed)?;
+                written = at + range.len() as u64;
+            }
+            taken += data.len() as u64;
             Ok(())
         })?;
     }
+    if !node.holes.is_empty() {
+        // The hole at the end, if the file has one.
+        write_zeros(out, node.size.saturating_sub(written)).map_err(failed)?;
+        written = written.max(node.size);
+    }
     Ok(written)
+}
+
+/// Writes `n` zero bytes: a hole of a sparse file, to a stream.
+fn write_zeros(out: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        out.write_all(&ZEROS[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
 }
 
 pub struct RestoreOptions {
@@ -55,6 +82,48 @@ pub struct RestoreOptions {
     /// Absolute snapshot paths to restore; empty means everything.
     pub includes: Vec<PathBuf>,
     pub verify: bool,
+    /// Restore extended attributes and POSIX ACLs (`--no-xattrs` turns it off).
+    pub xattrs: bool,
+    /// Leave every aligned block of zeros as a hole (`--sparse`); holes recorded at backup
+    /// are made whatever this says.
+    pub sparse: bool,
+}
+
+/// Puts a node's metadata on what the restore made or kept: owner, mode and times, then
+/// its extended attributes unless told not to.
+struct Meta {
+    xattrs: bool,
+    refused: XattrRefusals,
+}
+
+impl Meta {
+    fn file(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
+        apply_file_metadata(file, path, node)?;
+        if self.xattrs {
+            apply_file_xattrs(file, path, node, &self.refused);
+        }
+        Ok(())
+    }
+
+    fn at(&self, dir: &OwnedFd, name: &OsStr, path: &Path, node: &Node) -> Result<()> {
+        apply_metadata_at(dir, name, path, node)?;
+        if self.xattrs {
+            apply_xattrs_at(dir, name, path, node, &self.refused);
+        }
+        Ok(())
+    }
+}
+
+/// What the planner hands back once the files are written: the directories made (their
+/// metadata is set last) and the names to link.
+type Plan = (Vec<(PathBuf, Node)>, Vec<LinkTo>);
+
+/// A name of a file restored under another name first: made a hard link to it once that
+/// one is in place.
+struct LinkTo {
+    rel: PathBuf,
+    first: PathBuf,
+    tmp: std::ffi::OsString,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -69,6 +138,10 @@ pub struct RestoreSummary {
     pub files_unchanged: u64,
     /// Sockets, which are not restored (the program that listens on one makes it).
     pub skipped: u64,
+    /// Files restored as hard links to another name of theirs (or found linked already).
+    pub hard_links: u64,
+    /// Kinds of extended attributes the target refused.
+    pub xattrs_refused: Vec<XattrRefusal>,
     #[serde(skip)]
     pub errors: Vec<(PathBuf, String)>,
     /// Files not restored because a pack they need is archived (listed in
@@ -142,6 +215,10 @@ pub fn restore(
         find_node(repo, root, inc)?;
     }
     let target = Target::open(&opts.target)?;
+    let meta = Meta {
+        xattrs: opts.xattrs,
+        refused: XattrRefusals::default(),
+    };
     let summary = Mutex::new(RestoreSummary::default());
     let count = |f: &dyn Fn(&mut RestoreSummary)| {
         f(&mut summary.lock().unwrap_or_else(|p| p.into_inner()));
@@ -157,7 +234,7 @@ pub fn restore(
         let result = match f.error() {
             Some(e) => Err(e),
             None => {
-                finish_file(repo, &target, f, descriptor, opts.verify).map_err(|e| e.to_string())
+                finish_file(repo, &target, &meta, f, descriptor, opts).map_err(|e| e.to_string())
             }
         };
         match result {
@@ -183,10 +260,13 @@ pub fn restore(
     // this thread writes one batch while the next is planned. A rendezvous, so that at
     // most two batches are held: the one being written and the next.
     let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(0);
-    let plan = || -> Result<Vec<(PathBuf, Node)>> {
+    let plan = || -> Result<Plan> {
         // Owned by the planner, so the writer's loop ends when the planner does.
         let batches = batches;
         let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
+        // The first name met of each file with several, and the others.
+        let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        let mut links: Vec<LinkTo> = Vec::new();
         let mut batch: Vec<FileTarget> = Vec::new();
         let mut batch_blobs = 0;
         let mut limit = BatchLimit {
@@ -204,6 +284,22 @@ pub fn restore(
                 stop.note(&e);
                 record_error(&dest, e.to_string());
             };
+            let linked_to = v.node.link_key().and_then(|k| match first_names.get(&k) {
+                Some(first) => Some(first.clone()),
+                None => {
+                    first_names.insert(k, v.rel.to_path_buf());
+                    None
+                }
+            });
+            if let Some(first) = linked_to {
+                let name = v.rel.file_name().unwrap_or_default();
+                links.push(LinkTo {
+                    rel: v.rel.to_path_buf(),
+                    first,
+                    tmp: temp_name_among(name, v.siblings),
+                });
+                return Ok(false);
+            }
             match v.node.kind {
                 NodeKind::Dir => match target.ensure_dir(v.rel) {
                     Ok(()) => {
@@ -213,7 +309,7 @@ pub fn restore(
                     // Nothing below it can be restored: one error for the subtree.
                     Err(e) => record_error(e),
                 },
-                NodeKind::File => match plan_file(repo, &target, &v) {
+                NodeKind::File => match plan_file(repo, &target, &meta, &v) {
                     Err(e) => record_error(e),
                     Ok(Planned::Unchanged) => count(&|s| s.files_unchanged += 1),
                     Ok(Planned::Write(f)) if f.node.content.is_empty() => {
@@ -235,7 +331,7 @@ pub fn restore(
                     }
                 },
                 NodeKind::Socket => count(&|s| s.skipped += 1),
-                _ => match restore_special(&target, &v) {
+                _ => match restore_special(&target, &meta, &v) {
                     Ok(()) => count(&|s| s.other += 1),
                     Err(e) => record_error(e),
                 },
@@ -251,7 +347,7 @@ pub fn restore(
             &mut each,
         )?;
         batches.send(batch).map_err(|_| stopped())?;
-        Ok(dirs)
+        Ok((dirs, links))
     };
     let dirs = std::thread::scope(|s| {
         // The walk recurses once per directory level; give it room for deep trees.
@@ -263,7 +359,15 @@ pub fn restore(
             // Once stopped, batches are only drained until the planner sees it.
             if stop.reason().is_none() {
                 fetch::write_contents(
-                    repo, &target, &batch, workers, &stop, &archived, progress, &finish,
+                    repo,
+                    &target,
+                    &batch,
+                    workers,
+                    &stop,
+                    &archived,
+                    progress,
+                    &finish,
+                    opts.sparse,
                 );
             }
         }
@@ -296,10 +400,17 @@ pub fn restore(
             s.bytes
         )));
     }
-    let mut dirs = dirs?;
+    let (mut dirs, links) = dirs?;
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Before the directories' times are set: a link changes its directory's mtime.
+    for l in &links {
+        match target.link(&l.first, &l.rel, &l.tmp) {
+            Ok(()) => summary.hard_links += 1,
+            Err(e) => summary.errors.push((target.display(&l.rel), e.to_string())),
+        }
+    }
     // Deepest first, so a parent's mtime is set after its children are complete.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
-    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
     summary.archived_packs = archived::sized(repo, archived.into_inner())?;
     for (rel, node) in &dirs {
         if node.name.is_empty() {
@@ -308,14 +419,22 @@ pub fn restore(
         let dest = target.display(rel);
         let applied = target
             .dir(rel)
-            .and_then(|fd| apply_file_metadata(&File::from(fd), &dest, node));
+            .and_then(|fd| meta.file(&File::from(fd), &dest, node));
         match applied {
             Ok(()) => summary.dirs += 1,
             Err(e) => summary.errors.push((dest, e.to_string())),
         }
     }
+    summary.xattrs_refused = meta.refused.into_list();
     progress.finish();
     Ok(summary)
+}
+
+/// A temporary name for `name` that no entry of its directory in the snapshot has.
+fn temp_name_among(name: &OsStr, siblings: Option<&Tree>) -> std::ffi::OsString {
+    target::temp_name(name, |t| {
+        siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
+    })
 }
 
 /// Walks the selected part of the snapshot depth first in name order; `each` says of a
@@ -365,7 +484,7 @@ enum Planned {
 /// never removed), a file of the snapshot's size and mtime whose content matches is kept
 /// (so a restore run again after an interrupted one does not download it again), and
 /// anything else is replaced when the new file is complete.
-fn plan_file(repo: &Repository, target: &Target, v: &Visit<'_>) -> Result<Planned> {
+fn plan_file(repo: &Repository, target: &Target, meta: &Meta, v: &Visit<'_>) -> Result<Planned> {
     let (dir, name) = target.parent(v.rel)?;
     let dest = target.display(v.rel);
     match target.existing(&dir, name, v.rel)? {
@@ -376,15 +495,13 @@ fn plan_file(repo: &Repository, target: &Target, v: &Visit<'_>) -> Result<Planne
             let file = target.open_existing(&dir, name, v.rel)?;
             if same_content(repo, &file, &dest, v.node)? {
                 // Mode and owner may still differ; the mtime is the snapshot's already.
-                apply_file_metadata(&file, &dest, v.node)?;
+                meta.file(&file, &dest, v.node)?;
                 return Ok(Planned::Unchanged);
             }
         }
         _ => {}
     }
-    let tmp = target::temp_name(name, |t| {
-        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
-    });
+    let tmp = temp_name_among(name, v.siblings);
     Ok(Planned::Write(Box::new(FileTarget::new(
         v.rel.to_path_buf(),
         dest,
@@ -399,10 +516,12 @@ fn plan_file(repo: &Repository, target: &Target, v: &Visit<'_>) -> Result<Planne
 fn finish_file(
     repo: &Repository,
     target: &Target,
+    meta: &Meta,
     f: &FileTarget,
     descriptor: Option<&File>,
-    verify: bool,
+    opts: &RestoreOptions,
 ) -> Result<bool> {
+    let verify = opts.verify;
     let reopened;
     let file = match descriptor {
         Some(file) => file,
@@ -411,44 +530,88 @@ fn finish_file(
             &reopened
         }
     };
+    if !f.node.holes.is_empty() || opts.sparse {
+        // Holes at the end are not written: the length makes them.
+        file.set_len(f.node.size)
+            .map_err(|e| Error::io(&f.dest, e))?;
+    }
     if verify && !same_content(repo, file, &f.dest, &f.node)? {
         return Err(Error::VerifyFailed(f.dest.clone()));
     }
-    apply_file_metadata(file, &f.dest, &f.node)?;
+    meta.file(file, &f.dest, &f.node)?;
     let (dir, name) = target.parent(&f.rel)?;
     target.commit(&dir, &f.tmp, name, &f.rel)?;
     Ok(verify)
 }
 
-/// Reads `file` from its start and checks it holds exactly the snapshot's content: every
-/// blob's id, and nothing after the last.
+/// Reads `file` and checks it holds exactly the snapshot's content: its length, every
+/// blob's id where the holes put it, and zeros in the holes.
 fn same_content(repo: &Repository, file: &File, dest: &Path, node: &Node) -> Result<bool> {
     use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| Error::io(dest, e))?.len();
+    if len != node.size {
+        return Ok(false);
+    }
+    let layout = node.layout();
     let mut buf = Vec::new();
     let mut offset = 0u64;
     for id in &node.content {
         let loc = repo.locate(BlobType::Data, id)?;
         buf.resize(loc.entry.raw_length as usize, 0);
-        match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(Error::io(dest, e)),
+        for (at, range) in layout.pieces(offset, buf.len()) {
+            match file.read_exact_at(&mut buf[range], at) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+                Err(e) => return Err(Error::io(dest, e)),
+            }
         }
         if repo.key().blob_id(&buf) != *id {
             return Ok(false);
         }
         offset += buf.len() as u64;
     }
-    let mut rest = [0u8; 1];
-    Ok(file
-        .read_at(&mut rest, offset)
-        .map_err(|e| Error::io(dest, e))?
-        == 0)
+    for h in &node.holes {
+        if !reads_as_zeros(file, h.offset, h.offset + h.length).map_err(|e| Error::io(dest, e))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `start..end` of `file` holds only zeros; its own holes are not read.
+fn reads_as_zeros(file: &File, start: u64, end: u64) -> std::io::Result<bool> {
+    use nix::unistd::{Whence, lseek};
+    use std::os::unix::fs::FileExt;
+    let seek = |at: u64, whence| -> std::io::Result<u64> {
+        match lseek(file, i64::try_from(at).unwrap_or(i64::MAX), whence) {
+            Ok(o) => Ok((o as u64).min(end)),
+            Err(nix::errno::Errno::ENXIO) => Ok(end),
+            // A file system that cannot tell: read all of it.
+            Err(nix::errno::Errno::EINVAL) if matches!(whence, Whence::SeekData) => Ok(at),
+            Err(nix::errno::Errno::EINVAL) => Ok(end),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut at = seek(start, Whence::SeekData)?;
+    while at < end {
+        let data_end = seek(at, Whence::SeekHole)?.max(at + 1).min(end);
+        while at < data_end {
+            let n = (data_end - at).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        at = seek(at, Whence::SeekData)?;
+    }
+    Ok(true)
 }
 
 /// Symlinks, FIFOs and device nodes: made under a temporary name, given their metadata,
 /// and moved into place.
-fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
+fn restore_special(target: &Target, meta: &Meta, v: &Visit<'_>) -> Result<()> {
     let (dir, name) = target.parent(v.rel)?;
     let dest = target.display(v.rel);
     if target.existing(&dir, name, v.rel)? == Existing::Dir
@@ -456,9 +619,7 @@ fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
     {
         return Err(target::conflict(&dest));
     }
-    let tmp = target::temp_name(name, |t| {
-        v.siblings.is_some_and(|s| s.find(t.as_bytes()).is_some())
-    });
+    let tmp = temp_name_among(name, v.siblings);
     target::remove_temp(&dir, &tmp);
     let err = |e: nix::Error| Error::io(&dest, std::io::Error::from(e));
     use nix::sys::stat::{Mode, SFlag};
@@ -491,7 +652,8 @@ fn restore_special(target: &Target, v: &Visit<'_>) -> Result<()> {
             unreachable!("handled by the caller")
         }
     }
-    let placed = apply_metadata_at(&dir, &tmp, &dest, node)
+    let placed = meta
+        .at(&dir, &tmp, &dest, node)
         .and_then(|()| target.commit(&dir, &tmp, name, v.rel));
     if placed.is_err() {
         target::remove_temp(&dir, &tmp);

@@ -308,6 +308,37 @@ impl Target {
             .map_err(|e| io(&self.display(rel), e))
     }
 
+    /// Makes `rel` a hard link to the file `first` (both below the target), through the
+    /// temporary name `tmp`, replacing what stands at `rel` as a commit does. A file that
+    /// is already that link is left alone.
+    pub fn link(&self, first: &Path, rel: &Path, tmp: &OsStr) -> Result<()> {
+        let (first_dir, first_name) = self.parent(first)?;
+        let (dir, name) = self.parent(rel)?;
+        let original = match fstatat(&first_dir, first_name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st)
+                if Existing::of(&st) != Existing::Dir && Existing::of(&st) != Existing::Other =>
+            {
+                st
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{}: not restored: it is a hard link of {}, which was not restored",
+                    self.display(rel).display(),
+                    self.display(first).display()
+                )));
+            }
+        };
+        if let Ok(st) = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            && (st.st_dev, st.st_ino) == (original.st_dev, original.st_ino)
+        {
+            return Ok(());
+        }
+        remove_temp(&dir, tmp);
+        nix::unistd::linkat(&first_dir, first_name, &dir, tmp, AtFlags::empty())
+            .map_err(|e| io(&self.display(rel), e))?;
+        self.commit(&dir, tmp, name, rel)
+    }
+
     /// Removes the temporary entry `tmp` next to `rel`, if there is one.
     pub fn discard_temp(&self, rel: &Path, tmp: &OsStr) {
         if let Ok((dir, _)) = self.parent(rel) {
