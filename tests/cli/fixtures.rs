@@ -27,6 +27,30 @@ fn run_ok(env: &Env, password: &str, args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Checks the fixture's data (`--read-data`), restores its latest snapshot and checks what
+/// every fixture holds in `dir`: `hello.txt` with `text`, mode 0640 and `mtime` (seconds),
+/// and the symlink `link` to it. Returns the restored `dir`.
+fn restore_and_check_hello(env: &Env, pw: &str, dir: &str, text: &[u8], mtime: i64) -> PathBuf {
+    run_ok(env, pw, &["check", "--read-data"]);
+    let target = env.path("restore");
+    run_ok(
+        env,
+        pw,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let restored = target.join(dir);
+    let hello = restored.join("hello.txt");
+    assert_eq!(std::fs::read(&hello).unwrap(), text);
+    let meta = std::fs::metadata(&hello).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(meta.mtime(), mtime);
+    assert_eq!(
+        std::fs::read_link(restored.join("link")).unwrap(),
+        PathBuf::from("hello.txt")
+    );
+    restored
+}
+
 #[test]
 fn version_2_repository_is_read_restored_checked_and_extended() {
     let env = Env::new();
@@ -39,26 +63,12 @@ fn version_2_repository_is_read_restored_checked_and_extended() {
     let ls = run_ok(&env, pw, &["ls", "latest"]);
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.contains("/tmp/fx/src/docs/sub/pattern.bin"), "{ls}");
-    run_ok(&env, pw, &["check", "--read-data"]);
-
-    let target = env.path("restore");
-    run_ok(
+    let docs = restore_and_check_hello(
         &env,
         pw,
-        &["restore", "latest", "--target", target.to_str().unwrap()],
-    );
-    let docs = target.join("tmp/fx/src/docs");
-    let hello = docs.join("hello.txt");
-    assert_eq!(
-        std::fs::read(&hello).unwrap(),
-        b"hello from a version 2 repository\n"
-    );
-    let meta = std::fs::metadata(&hello).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
-    assert_eq!(meta.mtime(), 1_767_323_045, "2026-01-02 03:04:05 UTC");
-    assert_eq!(
-        std::fs::read_link(docs.join("link")).unwrap(),
-        PathBuf::from("hello.txt")
+        "tmp/fx/src/docs",
+        b"hello from a version 2 repository\n",
+        1_767_323_045, // 2026-01-02 03:04:05 UTC
     );
     let pattern: Vec<u8> = (0..300_000u64).map(|i| ((i * 7919) % 251) as u8).collect();
     assert_eq!(
@@ -85,32 +95,18 @@ fn version_2_repository_is_read_restored_checked_and_extended() {
 
 #[test]
 fn version_3_repository_is_read_restored_checked_and_extended() {
-    use std::os::unix::fs::MetadataExt as _;
     let env = Env::new();
     copy_dir(&fixture("repo-v3"), std::path::Path::new(&env.repo));
     let pw = "fixture-v3";
     let ls = run_ok(&env, pw, &["ls", "--json", "latest"]);
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.contains("/tmp/fx3/src/data/sparse.img"), "{ls}");
-    run_ok(&env, pw, &["check", "--read-data"]);
-
-    let target = env.path("restore");
-    run_ok(
+    let data = restore_and_check_hello(
         &env,
         pw,
-        &["restore", "latest", "--target", target.to_str().unwrap()],
-    );
-    let data = target.join("tmp/fx3/src/data");
-    assert_eq!(
-        std::fs::read(data.join("hello.txt")).unwrap(),
-        b"hello from a version 3 repository\n"
-    );
-    let meta = std::fs::metadata(data.join("hello.txt")).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
-    assert_eq!(meta.mtime(), 1_780_272_000, "2026-06-01 00:00:00 UTC");
-    assert_eq!(
-        std::fs::read_link(data.join("link")).unwrap(),
-        PathBuf::from("hello.txt")
+        "tmp/fx3/src/data",
+        b"hello from a version 3 repository\n",
+        1_780_272_000, // 2026-06-01 00:00:00 UTC
     );
     // Version 3 recorded no device: the two names come back as two copies.
     let (a, b) = (data.join("hard/a.txt"), data.join("sub/b.txt"));
