@@ -29,6 +29,7 @@ use crate::format::pack::{BlobType, Compression, PackEntry, PackHeader, decode_h
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
 use crate::ops::archiver::exclude::{ExcludeRules, Excludes};
+use crate::ops::patterns::PatternRules;
 use crate::repo::walk::{root_node, safe_name};
 use crate::repo::{META_RAW, decode_meta};
 use crate::store::Location;
@@ -206,8 +207,11 @@ pub fn exclude_patterns(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
     let patterns: Vec<String> = text.lines().map(str::to_string).collect();
     let rules = ExcludeRules {
-        patterns: patterns.clone(),
-        ipatterns: patterns.clone(),
+        patterns: PatternRules {
+            patterns: patterns.clone(),
+            ipatterns: patterns.clone(),
+            ..PatternRules::default()
+        },
         ..ExcludeRules::default()
     };
     let Ok(excludes) = Excludes::new(&rules) else {

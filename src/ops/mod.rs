@@ -9,6 +9,7 @@ pub mod find;
 pub mod forget;
 pub(crate) mod fsmeta;
 pub mod keys;
+pub mod patterns;
 pub mod prune;
 pub mod restorer;
 pub mod retention;

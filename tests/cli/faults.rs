@@ -79,13 +79,11 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
         &repo,
         snap.tree,
         &RestoreOptions {
-            target: target.clone(),
-            includes: Vec::new(),
             verify: true,
-            xattrs: true,
-            sparse: false,
+            ..RestoreOptions::new(target.clone())
         },
         &cairn::progress::Silent,
+        &|_| {},
     )
     .unwrap();
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
@@ -194,14 +192,9 @@ fn total_failure_stops_clearly_and_changes_nothing() {
     let Err(err) = restorer::restore(
         &repo,
         snap.tree,
-        &RestoreOptions {
-            target: env.path("restored"),
-            includes: Vec::new(),
-            verify: false,
-            xattrs: true,
-            sparse: false,
-        },
+        &RestoreOptions::new(env.path("restored")),
         &cairn::progress::Silent,
+        &|_| {},
     ) else {
         panic!("a restore from a dead store succeeded");
     };

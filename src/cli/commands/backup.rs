@@ -10,6 +10,7 @@ use cairn::ops::archiver::{
     BackupOptions, BackupResult, SourcePath, StreamOptions, StreamSource, backup, backup_stream,
     check_paths, find_parent, stream_path,
 };
+use cairn::ops::patterns::PatternRules;
 use cairn::repo::Repository;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;
@@ -213,10 +214,12 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     // Before the repository is opened (or created): with nothing to read, nothing is done.
     check_paths(&paths)?;
     let excludes = Excludes::new(&ExcludeRules {
-        patterns: args.excludes.clone(),
-        pattern_files: args.exclude_files.clone(),
-        ipatterns: args.iexcludes.clone(),
-        ipattern_files: args.iexclude_files.clone(),
+        patterns: PatternRules {
+            patterns: args.excludes.clone(),
+            pattern_files: args.exclude_files.clone(),
+            ipatterns: args.iexcludes.clone(),
+            ipattern_files: args.iexclude_files.clone(),
+        },
         if_present: args.exclude_if_present.clone(),
         caches: args.exclude_caches,
         larger_than: args.exclude_larger_than,

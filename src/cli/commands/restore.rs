@@ -1,16 +1,22 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cairn::Result;
 use cairn::error::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
+use cairn::format::id::Id;
+use cairn::ops::patterns::{PatternRules, Patterns};
 use cairn::ops::restorer::archived::{self, ArchivedPack, Retrieval};
-use cairn::ops::restorer::{RestoreOptions, restore};
+use cairn::ops::restorer::select::Choice;
+use cairn::ops::restorer::{Action, Change, Overwrite, RestoreOptions, restore};
+use cairn::repo::Repository;
+use cairn::repo::walk::find_node;
 use cairn::store::RetrievalTier;
 use indicatif::HumanBytes;
 
 use super::{pick_snapshot, snapshot_path};
-use crate::cli::output::{errln, regardless};
+use crate::cli::Global;
+use crate::cli::escape::escape_path;
+use crate::cli::output::{errln, outln, print_json, regardless};
 use crate::cli::progress::Meter;
-use crate::cli::{Global, print_json};
 use cairn::progress::Progress;
 
 #[derive(clap::Args)]
@@ -21,10 +27,44 @@ pub struct Args {
     /// Directory to restore into; snapshot paths are kept below it
     #[arg(short, long)]
     target: PathBuf,
-    /// Restore only this path of the snapshot (repeatable; as typed, or escaped as `ls`
-    /// prints it; a relative one is taken from the working directory, as backup takes it)
+    /// Restore only this path of the snapshot, or what this pattern matches, each with all
+    /// below it (repeatable). A path is taken as typed or escaped as `ls` prints it (a
+    /// relative one from the working directory, as backup takes it); one the snapshot does
+    /// not hold that has `*`, `?` or `[` is a pattern, as backup's --exclude takes them
     #[arg(short, long = "include")]
-    includes: Vec<PathBuf>,
+    includes: Vec<String>,
+    /// Like --include, a pattern matched without regard to case
+    #[arg(long = "iinclude")]
+    iincludes: Vec<String>,
+    /// Leave out what this pattern matches, and all below it (repeatable; patterns as
+    /// backup's --exclude); --delete leaves what it matches in the target
+    #[arg(short, long = "exclude")]
+    excludes: Vec<String>,
+    /// Like --exclude, matched without regard to case
+    #[arg(long = "iexclude")]
+    iexcludes: Vec<String>,
+    /// Read --exclude patterns from this file, one per line (repeatable)
+    #[arg(long = "exclude-file")]
+    exclude_files: Vec<PathBuf>,
+    /// Read --iexclude patterns from this file, one per line (repeatable)
+    #[arg(long = "iexclude-file")]
+    iexclude_files: Vec<PathBuf>,
+    /// What to do with a file that already stands in the target: `always` reads it and
+    /// replaces it if it differs (a big one is rewritten only where it differs);
+    /// `if-changed` does so too but takes one of the snapshot's size and mtime as
+    /// identical unread; `if-newer` replaces it only if the snapshot's is newer (by
+    /// mtime); `never` leaves it. The same goes for symlinks and other entries
+    #[arg(long, value_enum, default_value_t = OverwriteArg::Always)]
+    overwrite: OverwriteArg,
+    /// In every folder the restore takes whole, remove what the snapshot does not hold
+    /// there (not what --exclude matches). Without --include this is the snapshot's
+    /// backup paths (or the SNAPSHOT:PATH folder). Try it with --dry-run first
+    #[arg(long)]
+    delete: bool,
+    /// Change nothing: list what would be created, replaced, updated, kept and deleted
+    /// (with -v also what is unchanged), reading existing files to tell
+    #[arg(long)]
+    dry_run: bool,
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     verify: bool,
@@ -52,10 +92,82 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum Tier {
     Expedited,
     Standard,
     Bulk,
+}
+
+impl OverwriteArg {
+    fn name(self) -> &'static str {
+        match self {
+            OverwriteArg::Always => "always",
+            OverwriteArg::IfChanged => "if-changed",
+            OverwriteArg::IfNewer => "if-newer",
+            OverwriteArg::Never => "never",
+        }
+    }
+}
+
+/// `--include` paths and patterns, `--exclude` patterns.
+fn choice(repo: &Repository, tree: Id, args: &Args) -> Result<Choice> {
+    let mut paths = Vec::new();
+    let mut patterns = Vec::new();
+    for inc in &args.includes {
+        let path = snapshot_path(repo, tree, Path::new(inc))?;
+        let held = find_node(repo, tree, &path).is_ok();
+        if !held && inc.contains(['*', '?', '[']) {
+            patterns.push(inc.clone());
+        } else {
+            paths.push(path);
+        }
+    }
+    Ok(Choice {
+        paths,
+        include: Patterns::new(
+            &PatternRules {
+                patterns,
+                ipatterns: args.iincludes.clone(),
+                ..PatternRules::default()
+            },
+            "include",
+        )?,
+        exclude: Patterns::new(
+            &PatternRules {
+                patterns: args.excludes.clone(),
+                pattern_files: args.exclude_files.clone(),
+                ipatterns: args.iexcludes.clone(),
+                ipattern_files: args.iexclude_files.clone(),
+            },
+            "exclude",
+        )?,
+    })
+}
+
+/// One line of the list of actions: what, the path as `ls` escapes it, and what it
+/// costs.
+fn action_line(a: &Action<'_>) -> String {
+    let verb = match a.change {
+        Change::Create => "create",
+        Change::Replace => "replace",
+        Change::Update => "update",
+        Change::Unchanged => "unchanged",
+        Change::Keep => "keep",
+        Change::Delete => "delete",
+    };
+    let mut line = format!("{verb:<9} {:<8} {}", a.kind, escape_path(a.path));
+    if a.bytes > 0 {
+        line += &format!(" ({} to fetch)", HumanBytes(a.bytes));
+    }
+    line
 }
 
 fn total(packs: &[ArchivedPack]) -> HumanBytes {
@@ -65,11 +177,7 @@ fn total(packs: &[ArchivedPack]) -> HumanBytes {
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
-    let includes = args
-        .includes
-        .iter()
-        .map(|p| snapshot_path(&repo, snap.tree, p))
-        .collect::<Result<Vec<_>>>()?;
+    let choice = choice(&repo, snap.tree, args)?;
     if args.retrieve_cold {
         let retrieval = Retrieval {
             tier: match args.tier {
@@ -79,7 +187,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             },
             days: args.retrieve_days,
         };
-        let prep = archived::prepare(&repo, snap.tree, &includes, retrieval)?;
+        let prep = archived::prepare(&repo, snap.tree, &choice, retrieval)?;
         if g.json {
             regardless(print_json(&serde_json::json!({
                 "message_type": "retrieval",
@@ -116,7 +224,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             ));
         }
     }
-    let meter = Meter::bytes(g.progress(), false, "restoring");
+    let meter = Meter::bytes(g.progress() && !args.dry_run, false, "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
     {
@@ -130,14 +238,55 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     // A restore removes the files it had not finished when interrupted (exit code 130).
     cairn::interrupt::install()
         .map_err(|e| cairn::Error::System(format!("cannot handle Ctrl-C: {e}")))?;
+    let whole = choice.paths.is_empty() && choice.include.is_empty();
     let opts = RestoreOptions {
         target: args.target.clone(),
-        includes,
+        choice,
         verify: args.verify,
         xattrs: !args.no_xattrs,
         sparse: args.sparse,
+        overwrite: match args.overwrite {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::IfNewer => Overwrite::IfNewer,
+            OverwriteArg::Never => Overwrite::Never,
+        },
+        delete: args.delete,
+        // A whole snapshot is cleaned below its backup paths only, never in the folders
+        // that merely lead to them (`/home` for a backup of `/home/me`).
+        delete_within: if whole && !args.snapshot.contains(':') {
+            snap.paths.iter().map(PathBuf::from).collect()
+        } else {
+            Vec::new()
+        },
+        dry_run: args.dry_run,
     };
-    let summary = restore(&repo, snap.tree, &opts, &meter)?;
+    let listed = args.dry_run || g.verbose > 0;
+    let report = |a: &Action<'_>| {
+        if !listed || (a.change == Change::Unchanged && g.verbose == 0) {
+            return;
+        }
+        let printed = if g.json {
+            print_json(&serde_json::json!({
+                "message_type": "action",
+                "action": a.change,
+                "path": a.path,
+                "kind": a.kind,
+                "bytes": a.bytes,
+            }))
+        } else {
+            outln!("{}", action_line(a))
+        };
+        let _ = regardless(printed);
+    };
+    let summary = restore(&repo, snap.tree, &opts, &meter, &report)?;
+    let met = summary.files + summary.other + summary.files_unchanged + summary.kept;
+    if !opts.choice.include.is_empty() && opts.choice.paths.is_empty() && met == 0 {
+        errln!(
+            "warning: no entry of snapshot {} matches the --include patterns given; nothing was restored (`cairn find PATTERN` looks for names)",
+            id.short()
+        );
+    }
     for r in &summary.xattrs_refused {
         errln!(
             "warning: {} extended attributes of kind {} were not restored ({}; first at {}){}",
@@ -173,6 +322,10 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "dirs_restored": summary.dirs,
             "other_restored": summary.other,
             "files_unchanged": summary.files_unchanged,
+            "files_updated": summary.files_updated,
+            "kept": summary.kept,
+            "deleted": summary.deleted,
+            "dry_run": args.dry_run,
             "hard_links": summary.hard_links,
             "skipped": summary.skipped,
             "bytes_restored": summary.bytes,
@@ -184,9 +337,23 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         })))?;
     } else {
         let mut line = format!(
-            "restored {} files, {} dirs, {} other, {} bytes",
-            summary.files, summary.dirs, summary.other, summary.bytes
+            "{} {} files, {} dirs, {} other, {} bytes",
+            if args.dry_run {
+                "dry run, nothing changed: would restore"
+            } else {
+                "restored"
+            },
+            summary.files,
+            summary.dirs,
+            summary.other,
+            summary.bytes
         );
+        if summary.files_updated > 0 {
+            line += &format!(
+                " ({} files updated where they differed)",
+                summary.files_updated
+            );
+        }
         if summary.hard_links > 0 {
             line += &format!(", {} hard links", summary.hard_links);
         }
@@ -197,6 +364,24 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             line += &format!(
                 "; {} files already there and identical were kept",
                 summary.files_unchanged
+            );
+        }
+        if summary.kept > 0 {
+            line += &format!(
+                "; {} existing entries left as they are (--overwrite {})",
+                summary.kept,
+                args.overwrite.name()
+            );
+        }
+        if summary.deleted > 0 {
+            line += &format!(
+                "; {} {} (--delete)",
+                if args.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                },
+                summary.deleted
             );
         }
         if summary.skipped > 0 {

@@ -5,20 +5,16 @@
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::ops::patterns::{PatternRules, Patterns};
 
 /// What the user asked to leave out.
 #[derive(Clone, Debug, Default)]
 pub struct ExcludeRules {
-    pub patterns: Vec<String>,
-    pub pattern_files: Vec<PathBuf>,
-    /// Patterns matched without regard to case.
-    pub ipatterns: Vec<String>,
-    pub ipattern_files: Vec<PathBuf>,
+    /// `--exclude`, `--exclude-file`, `--iexclude`, `--iexclude-file`.
+    pub patterns: PatternRules,
     /// Names of marker files whose directory is left out.
     pub if_present: Vec<String>,
     /// Leave out directories with a valid `CACHEDIR.TAG` (bford.info/cachedir).
@@ -27,37 +23,22 @@ pub struct ExcludeRules {
     pub larger_than: Option<u64>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Excludes {
-    globs: Gitignore,
-    iglobs: Gitignore,
+    patterns: Patterns,
     if_present: Vec<OsString>,
     caches: bool,
     larger_than: Option<u64>,
-}
-
-impl Default for Excludes {
-    fn default() -> Self {
-        Excludes {
-            globs: Gitignore::empty(),
-            iglobs: Gitignore::empty(),
-            if_present: Vec::new(),
-            caches: false,
-            larger_than: None,
-        }
-    }
 }
 
 /// What a `CACHEDIR.TAG` must begin with to count (the Cache Directory Tagging spec).
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 impl Excludes {
-    /// Patterns follow gitignore rules with `/` as the root: `*.tmp` matches at any depth,
-    /// `/home/me/cache` only that path, `cache/` only directories, `**` any run of folders.
+    /// Patterns as `ops::patterns` reads them.
     pub fn new(rules: &ExcludeRules) -> Result<Excludes> {
         Ok(Excludes {
-            globs: globs(&rules.patterns, &rules.pattern_files, false)?,
-            iglobs: globs(&rules.ipatterns, &rules.ipattern_files, true)?,
+            patterns: Patterns::new(&rules.patterns, "exclude")?,
             if_present: rules.if_present.iter().map(OsString::from).collect(),
             caches: rules.caches,
             larger_than: rules.larger_than,
@@ -66,8 +47,7 @@ impl Excludes {
 
     /// Whether `path` (absolute) is excluded by a pattern.
     pub fn matches(&self, path: &Path, is_dir: bool) -> bool {
-        self.globs.matched(path, is_dir).is_ignore()
-            || self.iglobs.matched(path, is_dir).is_ignore()
+        self.patterns.matches(path, is_dir)
     }
 
     /// Whether directory `dir` holds one of the marker files, or with `caches` a valid
@@ -86,33 +66,6 @@ impl Excludes {
             || (is_dir && self.marked(path))
             || (meta.is_file() && self.larger_than.is_some_and(|max| meta.len() > max))
     }
-}
-
-fn globs(patterns: &[String], files: &[PathBuf], case_insensitive: bool) -> Result<Gitignore> {
-    let mut b = GitignoreBuilder::new("/");
-    b.case_insensitive(case_insensitive)
-        .map_err(|e| Error::Invalid(format!("bad exclude patterns: {e}")))?;
-    for p in patterns {
-        b.add_line(None, p)
-            .map_err(|e| Error::Invalid(format!("bad exclude pattern {p:?}: {e}")))?;
-    }
-    for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
-        for line in text.lines() {
-            let line = line.trim_end();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            b.add_line(Some(f.clone()), line).map_err(|e| {
-                Error::Invalid(format!(
-                    "bad exclude pattern {line:?} in {}: {e}",
-                    f.display()
-                ))
-            })?;
-        }
-    }
-    b.build()
-        .map_err(|e| Error::Invalid(format!("bad exclude patterns: {e}")))
 }
 
 /// A regular file `CACHEDIR.TAG` in `dir` that begins with the signature.
@@ -154,7 +107,10 @@ mod tests {
     #[test]
     fn gitignore_rules_on_absolute_paths() {
         let ex = Excludes::new(&ExcludeRules {
-            patterns: vec!["*.tmp".into(), "/data/cache".into(), "build/".into()],
+            patterns: PatternRules {
+                patterns: vec!["*.tmp".into(), "/data/cache".into(), "build/".into()],
+                ..PatternRules::default()
+            },
             ..ExcludeRules::default()
         })
         .unwrap();
@@ -169,8 +125,11 @@ mod tests {
     #[test]
     fn iexclude_ignores_case_and_exclude_does_not() {
         let ex = Excludes::new(&ExcludeRules {
-            patterns: vec!["*.log".into()],
-            ipatterns: vec!["*.ISO".into(), "/home/*/downloads".into()],
+            patterns: PatternRules {
+                patterns: vec!["*.log".into()],
+                ipatterns: vec!["*.ISO".into(), "/home/*/downloads".into()],
+                ..PatternRules::default()
+            },
             ..ExcludeRules::default()
         })
         .unwrap();

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::select::Choice;
 use super::{Visit, root_node, walk_selected};
 use crate::error::Result;
 use crate::format::id::Id;
@@ -56,7 +57,7 @@ impl Preparation {
 }
 
 /// The data packs holding the contents of the selected part of the snapshot.
-fn needed_packs(repo: &Repository, root: Id, includes: &[PathBuf]) -> Result<BTreeSet<Id>> {
+fn needed_packs(repo: &Repository, root: Id, choice: &Choice) -> Result<BTreeSet<Id>> {
     let mut packs = BTreeSet::new();
     let mut each = |v: Visit<'_>| -> Result<bool> {
         match v.node.kind {
@@ -75,21 +76,22 @@ fn needed_packs(repo: &Repository, root: Id, includes: &[PathBuf]) -> Result<BTr
         PathBuf::new(),
         &root_node(root),
         None,
-        includes,
+        choice,
+        false,
         &mut each,
     )?;
     Ok(packs)
 }
 
-/// Looks at every archived pack the restore of `includes` needs (one listing of the packs,
+/// Looks at every archived pack the restore of `choice` needs (one listing of the packs,
 /// then one HEAD per archived pack) and requests the retrieval of those not yet retrieved.
 pub fn prepare(
     repo: &Repository,
     root: Id,
-    includes: &[PathBuf],
+    choice: &Choice,
     retrieval: Retrieval,
 ) -> Result<Preparation> {
-    let needed = needed_packs(repo, root, includes)?;
+    let needed = needed_packs(repo, root, choice)?;
     let mut found = Preparation::default();
     for (id, listed) in repo.backend().list_ids(Kind::Pack)? {
         let Some(class) = listed.archived else {

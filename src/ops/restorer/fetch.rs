@@ -67,6 +67,11 @@ pub struct FileTarget {
     /// The temporary name it is written under, in the same directory.
     pub tmp: OsString,
     pub node: Node,
+    /// Written into the file that stands there (`tmp` is its own name), and only the
+    /// blobs not marked in `present`; see `restorer::existing`.
+    pub in_place: bool,
+    /// Per blob of the content: already in place (not fetched).
+    present: Vec<bool>,
     remaining: AtomicUsize,
     /// Whether the temporary file was made (emptied) by the first write; later writes,
     /// from any worker, open it as it is.
@@ -81,6 +86,8 @@ impl FileTarget {
     pub fn new(rel: PathBuf, dest: PathBuf, tmp: OsString, node: Node) -> FileTarget {
         FileTarget {
             remaining: AtomicUsize::new(node.content.len()),
+            present: Vec::new(),
+            in_place: false,
             rel,
             dest,
             tmp,
@@ -89,6 +96,30 @@ impl FileTarget {
             error: Mutex::new(None),
             archived: AtomicBool::new(false),
         }
+    }
+
+    /// A file that already stands at `rel` under `name` and is updated where it differs:
+    /// `present` marks the blobs it already holds where the snapshot has them.
+    pub fn in_place(
+        rel: PathBuf,
+        dest: PathBuf,
+        name: OsString,
+        node: Node,
+        present: Vec<bool>,
+    ) -> FileTarget {
+        let missing = present.iter().filter(|p| !**p).count();
+        FileTarget {
+            remaining: AtomicUsize::new(missing),
+            present,
+            in_place: true,
+            created: Mutex::new(true),
+            ..FileTarget::new(rel, dest, name, node)
+        }
+    }
+
+    /// Blobs still to be fetched.
+    pub fn missing(&self) -> usize {
+        self.remaining.load(Ordering::SeqCst)
     }
 
     /// Whether it waits for an archived pack (and nothing else failed first).
@@ -213,14 +244,16 @@ pub fn write_contents(
     for (i, f) in files.iter().enumerate() {
         let mut offset = 0u64;
         let mut located = Vec::with_capacity(f.node.content.len());
-        for id in &f.node.content {
+        for (k, id) in f.node.content.iter().enumerate() {
             match repo.locate(BlobType::Data, id) {
                 Ok(loc) => {
-                    located.push(Want {
-                        loc,
-                        file: i,
-                        offset,
-                    });
+                    if !f.present.get(k).copied().unwrap_or(false) {
+                        located.push(Want {
+                            loc,
+                            file: i,
+                            offset,
+                        });
+                    }
                     offset += u64::from(loc.entry.raw_length);
                 }
                 Err(e) => {
@@ -229,7 +262,8 @@ pub fn write_contents(
                 }
             }
         }
-        if f.error().is_some() {
+        if f.error().is_some() || located.is_empty() {
+            // Failed, or (updated in place) holding every blob already.
             f.remaining.store(0, Ordering::SeqCst);
             done(f, None);
             continue;
@@ -410,7 +444,8 @@ fn write_at(
     };
     for (at, range) in f.node.layout().pieces(offset, data.len()) {
         let piece = &data[range];
-        let written = if sparse {
+        // Zeros skipped in a file updated in place would leave its old bytes there.
+        let written = if sparse && !f.in_place {
             write_skipping_zeros(file, piece, at)
         } else {
             file.write_all_at(piece, at)
@@ -449,9 +484,12 @@ fn write_skipping_zeros(file: &File, data: &[u8], offset: u64) -> std::io::Resul
     Ok(())
 }
 
-/// Removes the temporary file of a file whose restore failed or was cut short.
+/// Removes the temporary file of a file whose restore failed or was cut short. A file
+/// updated in place is the user's and stays: a later restore finishes it.
 pub fn discard(target: &Target, f: &FileTarget) {
-    target.discard_temp(&f.rel, &f.tmp);
+    if !f.in_place {
+        target.discard_temp(&f.rel, &f.tmp);
+    }
 }
 
 #[cfg(test)]

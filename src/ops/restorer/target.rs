@@ -58,19 +58,32 @@ impl Existing {
     }
 }
 
+/// What stands at a path, with what the overwrite modes look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    pub kind: Existing,
+    /// Nanoseconds.
+    pub mtime: i64,
+    pub links: u64,
+    /// Permission bits.
+    pub mode: u32,
+    pub symlink: bool,
+}
+
 /// A directory that a file may not replace because it holds entries: restoring over it
 /// would delete what the snapshot does not hold.
 pub fn conflict(dest: &Path) -> Error {
     Error::Invalid(format!(
         "{}: a non-empty directory stands where the snapshot has no directory; it was \
-         left as it is (move it away and restore again to get the snapshot's entry)",
+         left as it is (move it away, or restore with --delete, to get the snapshot's entry)",
         dest.display()
     ))
 }
 
 /// The target directory, held open.
 pub struct Target {
-    root: OwnedFd,
+    /// None only for a dry run's target that does not exist: nothing stands anywhere.
+    root: Option<OwnedFd>,
     /// The target as the user named it, for messages.
     path: PathBuf,
 }
@@ -111,9 +124,27 @@ impl Target {
         )
         .map_err(|e| io(path, e))?;
         Ok(Target {
+            root: Some(root),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the target to look at, never making it (`restore --dry-run`).
+    pub fn peek(path: &Path) -> Result<Target> {
+        let flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+        let root = match nix::fcntl::open(path, flags, Mode::empty()) {
+            Ok(fd) => Some(fd),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(io(path, e)),
+        };
+        Ok(Target {
             root,
             path: path.to_path_buf(),
         })
+    }
+
+    fn root(&self) -> std::result::Result<&OwnedFd, Errno> {
+        self.root.as_ref().ok_or(Errno::ENOENT)
     }
 
     /// The full path of `rel` below the target, for messages.
@@ -125,16 +156,17 @@ impl Target {
     /// itself) without following any symlink on the way.
     pub fn dir(&self, rel: &Path) -> Result<OwnedFd> {
         let err = |e| io(&self.display(rel), e);
+        let root = self.root().map_err(err)?;
         if rel.as_os_str().is_empty() {
-            return self.root.try_clone().map_err(|e| Error::io(&self.path, e));
+            return root.try_clone().map_err(|e| Error::io(&self.path, e));
         }
         if *have_openat2().get_or_init(|| self.probe_openat2()) {
             let how = OpenHow::new()
                 .flags(DIR_FLAGS)
                 .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-            return openat2(&self.root, rel, how).map_err(err);
+            return openat2(root, rel, how).map_err(err);
         }
-        walk_beneath(&self.root, rel).map_err(|e| match e {
+        walk_beneath(root, rel).map_err(|e| match e {
             WalkError::Sys(e) => err(e),
             WalkError::NotPlain => Error::Invalid(format!(
                 "{}: not a plain path below the target",
@@ -149,8 +181,11 @@ impl Target {
         let how = OpenHow::new()
             .flags(DIR_FLAGS)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let Ok(root) = self.root() else {
+            return false;
+        };
         !matches!(
-            openat2(&self.root, ".", how),
+            openat2(root, ".", how),
             Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL)
         )
     }
@@ -166,18 +201,92 @@ impl Target {
 
     /// What stands at `name` in `dir`, without following a symlink.
     pub fn existing(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<Existing> {
+        Ok(self
+            .found(dir, name, rel)?
+            .map_or(Existing::Nothing, |f| f.kind))
+    }
+
+    /// What stands at `name` in `dir`, in more detail, without following a symlink.
+    pub fn found(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<Option<Found>> {
         match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Existing::of(&st)),
-            Err(Errno::ENOENT) => Ok(Existing::Nothing),
+            Ok(st) => Ok(Some(Found {
+                kind: Existing::of(&st),
+                mtime: st
+                    .st_mtime
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(st.st_mtime_nsec),
+                links: st.st_nlink,
+                mode: st.st_mode & 0o7777,
+                symlink: st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits(),
+            })),
+            Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(io(&self.display(rel), e)),
         }
+    }
+
+    /// What stands at `rel`; nothing where its folder does not exist (yet), as in a dry
+    /// run, or is not a folder (the restore replaces it).
+    pub fn look(&self, rel: &Path) -> Result<Option<Found>> {
+        if rel.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let (dir, name) = match self.parent(rel) {
+            Ok(p) => p,
+            Err(e) if is_errno(&e, &[Errno::ENOENT, Errno::ENOTDIR, Errno::ELOOP]) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        self.found(&dir, name, rel)
+    }
+
+    /// The names in the target's folder `rel` (none where it does not exist).
+    pub fn names(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let err = |e| io(&self.display(rel), e);
+        let fd = match self.dir(rel) {
+            Ok(fd) => fd,
+            Err(e) if is_errno(&e, &[Errno::ENOENT]) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut entries = nix::dir::Dir::from_fd(fd).map_err(err)?;
+        let mut names = Vec::new();
+        for e in entries.iter() {
+            let name = e.map_err(err)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(&name).to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Removes `name` in `dir` and, if it is a folder, all in it; symlinks are removed,
+    /// never followed, and a folder on another file system (a mount point) is left.
+    pub fn remove_all(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<()> {
+        let dev = nix::sys::stat::fstat(dir)
+            .map_err(|e| io(&self.display(rel), e))?
+            .st_dev;
+        remove_tree(dir, name, dev).map_err(|e| match e {
+            Errno::EXDEV => Error::Invalid(format!(
+                "{}: a file system is mounted there (or below); not removed",
+                self.display(rel).display()
+            )),
+            e => io(&self.display(rel), e),
+        })
+    }
+
+    /// The target of the symlink `name` in `dir`.
+    pub fn read_link(&self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<Vec<u8>> {
+        nix::fcntl::readlinkat(dir, name)
+            .map(|t| t.as_bytes().to_vec())
+            .map_err(|e| io(&self.display(rel), e))
     }
 
     /// Makes sure a real directory stands at `rel`: an existing one is kept with its
     /// contents; a symlink, file or other entry in its place is removed (never followed).
     pub fn ensure_dir(&self, rel: &Path) -> Result<()> {
         if rel.as_os_str().is_empty() {
-            return self.prepare_existing_dir(&self.root, rel);
+            let root = self.root().map_err(|e| io(&self.path, e))?;
+            return self.prepare_existing_dir(root, rel);
         }
         let (dir, name) = self.parent(rel)?;
         let err = |e| io(&self.display(rel), e);
@@ -367,6 +476,41 @@ fn walk_beneath(root: &OwnedFd, rel: &Path) -> std::result::Result<OwnedFd, Walk
     fd.ok_or(WalkError::NotPlain)
 }
 
+/// Whether `e` is a system error of one of these numbers.
+fn is_errno(e: &Error, numbers: &[Errno]) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if source.raw_os_error().is_some_and(|n| numbers.iter().any(|&k| k as i32 == n)))
+}
+
+/// Removes `name` in `dir` and all below it, staying on the file system `dev`.
+fn remove_tree(dir: &OwnedFd, name: &OsStr, dev: u64) -> std::result::Result<(), Errno> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Err(Errno::EISDIR) => {}
+        other => return other,
+    }
+    let fd = openat(dir, name, DIR_FLAGS, Mode::empty())?;
+    if nix::sys::stat::fstat(&fd)?.st_dev != dev {
+        return Err(Errno::EXDEV);
+    }
+    let listing = openat(&fd, ".", DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(listing)?.iter() {
+        let child = e?.file_name().to_bytes().to_vec();
+        if child != b"." && child != b".." {
+            names.push(OsStr::from_bytes(&child).to_owned());
+        }
+    }
+    for child in names {
+        remove_tree(&fd, &child, dev)?;
+    }
+    unlinkat(dir, name, UnlinkatFlags::RemoveDir)
+}
+
+/// Whether `name` is a temporary entry of a restore (this one or another that runs).
+pub fn is_temp(name: &OsStr) -> bool {
+    temp_owner(name.as_bytes()).is_some()
+}
+
 /// Removes the temporary entry `tmp` in `dir`, if there is one.
 pub fn remove_temp(dir: &OwnedFd, tmp: &OsStr) {
     if unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR) {
@@ -430,7 +574,8 @@ mod tests {
         symlink("/", t.path().join("a/up")).unwrap();
         let target = Target::open(t.path()).unwrap();
         // The fallback, whatever the kernel has.
-        let walk = |rel: &str| walk_beneath(&target.root, Path::new(rel)).map(|_| ());
+        let walk =
+            |rel: &str| walk_beneath(target.root.as_ref().unwrap(), Path::new(rel)).map(|_| ());
         assert!(walk("a/b").is_ok());
         assert!(matches!(walk("a/up"), Err(WalkError::Sys(_))));
         assert!(matches!(walk("a/up/etc"), Err(WalkError::Sys(_))));
