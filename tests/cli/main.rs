@@ -17,6 +17,7 @@ mod metadata;
 mod paths;
 mod pipes;
 mod providers;
+mod restore_modes;
 mod restore_over;
 mod retention;
 mod roundtrip;
