@@ -319,7 +319,9 @@ pub fn restore(
     for inc in &opts.choice.paths {
         find_node(repo, root, inc)?;
     }
-    if opts.delete && opts.choice.whole_root() && opts.cleans(Path::new("/")) {
+    let cleans_root = (opts.choice.whole_root() && opts.cleans(Path::new("/")))
+        || opts.choice.paths.iter().any(|p| p == Path::new("/"));
+    if opts.delete && cleans_root {
         let target = opts.target.canonicalize().unwrap_or(opts.target.clone());
         if target == Path::new("/") {
             return Err(Error::Invalid(
@@ -666,11 +668,16 @@ impl Planner<'_> {
             {
                 continue;
             }
-            self.remove(&child, &found)?;
+            if let Err(e) = self.remove(&child, &found) {
+                self.stop.note(&e);
+                self.tally
+                    .error(&self.target.display(&child), e.to_string());
+            }
         }
         Ok(())
     }
 
+    /// Removes `rel` (with all in it) for `--delete`.
     fn remove(&self, rel: &Path, found: &Found) -> Result<()> {
         let dest = self.target.display(rel);
         let kind = match found.kind {
@@ -680,15 +687,11 @@ impl Planner<'_> {
             _ => "other",
         };
         self.tell(Change::Delete, &dest, kind, 0);
+        if !self.opts.dry_run {
+            let (dir, name) = self.target.parent(rel)?;
+            self.target.remove_all(&dir, name, rel)?;
+        }
         self.tally.count(|s| s.deleted += 1);
-        if self.opts.dry_run {
-            return Ok(());
-        }
-        let (dir, name) = self.target.parent(rel)?;
-        if let Err(e) = self.target.remove_all(&dir, name, rel) {
-            self.stop.note(&e);
-            self.tally.error(&dest, e.to_string());
-        }
         Ok(())
     }
 
