@@ -387,6 +387,7 @@ pub fn restore(
             dirs: Vec::new(),
             first_names: HashMap::new(),
             links: Vec::new(),
+            kept_firsts: Default::default(),
             batch: Vec::new(),
             batch_blobs: 0,
             limit: BatchLimit {
@@ -504,6 +505,9 @@ struct Planner<'a> {
     /// The first name met of each file with several.
     first_names: HashMap<(u64, u64), PathBuf>,
     links: Vec<LinkTo>,
+    /// Link groups whose first name was kept as it stood: a further name that is already
+    /// its link is unchanged too.
+    kept_firsts: std::collections::HashSet<(u64, u64)>,
     batch: Vec<FileTarget>,
     batch_blobs: usize,
     limit: BatchLimit,
@@ -718,6 +722,19 @@ impl Planner<'_> {
     fn link(&mut self, v: &Visit<'_>, dest: &Path, first: PathBuf) -> Result<()> {
         let found = self.target.look(v.rel)?;
         if let Some(f) = &found {
+            let linked = v
+                .node
+                .link_key()
+                .is_some_and(|k| self.kept_firsts.contains(&k))
+                && self
+                    .target
+                    .look(&first)?
+                    .is_some_and(|o| o.inode == f.inode);
+            if linked {
+                self.tell(Change::Unchanged, dest, "hardlink", 0);
+                self.tally.count(|s| s.hard_links += 1);
+                return Ok(());
+            }
             if self.keeps(f, v.node) {
                 self.keep(dest, "hardlink");
                 return Ok(());
@@ -762,21 +779,23 @@ impl Planner<'_> {
                 let quick = self.opts.overwrite == Overwrite::IfChanged
                     && size == node.size
                     && mtime == node.mtime;
-                let (dir, name) = self.target.parent(v.rel)?;
-                let file = self.target.open_existing(&dir, name, v.rel)?;
-                let cmp = if quick {
-                    None
-                } else {
-                    Some(compare::compare(self.repo, &file, dest, node)?)
-                };
-                match cmp {
-                    None => return self.unchanged(&file, dest, node),
-                    Some(c) if c.identical => return self.unchanged(&file, dest, node),
-                    Some(c) if self.updates_in_place(v, f, &c) => {
+                // A file of another length is not identical; reading it only helps a big
+                // one that may be updated in place.
+                let worth_reading = size == node.size || node.size >= IN_PLACE_MIN;
+                if quick || worth_reading {
+                    let (dir, name) = self.target.parent(v.rel)?;
+                    let file = self.target.open_existing(&dir, name, v.rel)?;
+                    if quick {
+                        return self.unchanged(&file, dest, node);
+                    }
+                    let c = compare::compare(self.repo, &file, dest, node)?;
+                    if c.identical {
+                        return self.unchanged(&file, dest, node);
+                    }
+                    if self.updates_in_place(v, f, &c) {
                         change = Change::Update;
                         present = Some(c);
                     }
-                    Some(_) => {}
                 }
             }
         }
@@ -846,8 +865,11 @@ impl Planner<'_> {
     }
 
     /// A file already holding the snapshot's content: its metadata is set.
-    fn unchanged(&self, file: &File, dest: &Path, node: &Node) -> Result<()> {
+    fn unchanged(&mut self, file: &File, dest: &Path, node: &Node) -> Result<()> {
         self.tell(Change::Unchanged, dest, "file", 0);
+        if let Some(k) = node.link_key() {
+            self.kept_firsts.insert(k);
+        }
         if !self.opts.dry_run {
             self.meta.file(file, dest, node)?;
         }

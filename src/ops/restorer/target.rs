@@ -68,6 +68,8 @@ pub struct Found {
     /// Permission bits.
     pub mode: u32,
     pub symlink: bool,
+    /// Device and inode: which names are links of one file.
+    pub inode: (u64, u64),
 }
 
 /// A directory that a file may not replace because it holds entries: restoring over it
@@ -218,6 +220,7 @@ impl Target {
                 links: st.st_nlink,
                 mode: st.st_mode & 0o7777,
                 symlink: st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits(),
+                inode: (st.st_dev, st.st_ino),
             })),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(io(&self.display(rel), e)),
