@@ -403,3 +403,47 @@ fn include_and_exclude_patterns() {
         "{out:?}"
     );
 }
+
+/// Run again over its own result, a restore of hard links lists every name unchanged
+/// (the names are links of the kept first one already); a name made a copy is linked
+/// again, and `never` leaves it a copy.
+#[test]
+fn hard_links_rerun_unchanged() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("a"), b"linked").unwrap();
+    std::fs::hard_link(src.join("a"), src.join("x/b")).unwrap();
+    env.backup_json(&[&src], &[]);
+    let target = env.path("t");
+    let t = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "-t", t]);
+    let at = below(&target, &src);
+    let out = env.ok(&["restore", "latest", "-t", t, "--dry-run", "--json", "-v"]);
+    assert_eq!(
+        actions(&out, &at),
+        pairs(&[("unchanged", "a"), ("unchanged", "x/b")])
+    );
+
+    std::fs::remove_file(at.join("x/b")).unwrap();
+    std::fs::write(at.join("x/b"), b"linked").unwrap();
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "-t",
+        t,
+        "--overwrite",
+        "never",
+        "--json",
+        "-v",
+    ]);
+    assert_eq!(actions(&out, &at), pairs(&[("keep", "a"), ("keep", "x/b")]));
+    assert_eq!(std::fs::metadata(at.join("a")).unwrap().nlink(), 1);
+    let out = env.ok(&["restore", "latest", "-t", t, "--json", "-v"]);
+    assert_eq!(
+        actions(&out, &at),
+        pairs(&[("unchanged", "a"), ("replace", "x/b")])
+    );
+    assert_eq!(std::fs::metadata(at.join("a")).unwrap().nlink(), 2);
+}
