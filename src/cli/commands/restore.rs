@@ -63,7 +63,7 @@ pub struct Args {
     delete: bool,
     /// Change nothing: list what would be created, replaced, updated, kept and deleted
     /// (with -v also what is unchanged), reading existing files to tell
-    #[arg(long)]
+    #[arg(long, conflicts_with = "retrieve_cold")]
     dry_run: bool,
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
