@@ -293,6 +293,33 @@ fn delete_stays_below_restored_paths(env: Env) {
     env.ok(&["restore", "latest", "-t", t]);
     assert_same_tree(&src, &at);
 
+    // A symlink where the snapshot has a folder: a dry run reads nothing through it, and
+    // the restore replaces it by the folder.
+    std::fs::remove_dir_all(at.join("a/deep")).unwrap();
+    symlink("/etc", at.join("a/deep")).unwrap();
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "-t",
+        t,
+        "--delete",
+        "--dry-run",
+        "--json",
+        "-v",
+    ]);
+    assert_eq!(
+        actions(&out, &at),
+        pairs(&[
+            ("create", "a/deep/f"),
+            ("replace", "a/deep"),
+            ("unchanged", "b"),
+            ("unchanged", "c"),
+        ])
+    );
+    env.ok(&["restore", "latest", "-t", t, "--delete"]);
+    assert_same_tree(&src, &at);
+    assert!(!Path::new("/etc/f").exists());
+
     // Without --delete a non-empty directory in a file's way stays, and is named.
     std::fs::remove_file(at.join("c")).unwrap();
     std::fs::create_dir_all(at.join("c/full")).unwrap();

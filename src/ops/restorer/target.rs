@@ -243,12 +243,15 @@ impl Target {
         self.found(&dir, name, rel)
     }
 
-    /// The names in the target's folder `rel` (none where it does not exist).
+    /// The names in the target's folder `rel` (none where no folder stands).
     pub fn names(&self, rel: &Path) -> Result<Vec<OsString>> {
         let err = |e| io(&self.display(rel), e);
         let fd = match self.dir(rel) {
             Ok(fd) => fd,
-            Err(e) if is_errno(&e, &[Errno::ENOENT]) => return Ok(Vec::new()),
+            // Not there, or not a folder (a dry run meets what the restore would replace).
+            Err(e) if is_errno(&e, &[Errno::ENOENT, Errno::ENOTDIR, Errno::ELOOP]) => {
+                return Ok(Vec::new());
+            }
             Err(e) => return Err(e),
         };
         let mut entries = nix::dir::Dir::from_fd(fd).map_err(err)?;
