@@ -341,6 +341,7 @@ fn delete_stays_below_restored_paths(env: Env) {
 on_both_backends!(
     overwrite_modes_over_a_prepared_target,
     delete_stays_below_restored_paths,
+    interrupted_in_place_updates_are_finished_by_the_next,
 );
 
 /// `--include` patterns take matching entries anywhere (and make only the folders on
@@ -473,4 +474,52 @@ fn hard_links_rerun_unchanged() {
         pairs(&[("unchanged", "a"), ("replace", "x/b")])
     );
     assert_eq!(std::fs::metadata(at.join("a")).unwrap().nlink(), 2);
+}
+
+/// A restore stopped (Ctrl-C, then `kill -9`) while it updates big files in place leaves
+/// every one of them there (never removed as a temporary file would be), and the next
+/// restore finishes them.
+fn interrupted_in_place_updates_are_finished_by_the_next(env: Env) {
+    use nix::sys::signal::Signal;
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(9);
+    let names = ["one.img", "two.img", "three.img"];
+    for name in names {
+        std::fs::write(src.join(name), random_bytes(&mut rng, 12 << 20)).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    for signal in [Signal::SIGINT, Signal::SIGKILL] {
+        let target = env.path(&format!("t-{signal}"));
+        let at = below(&target, &src);
+        std::fs::create_dir_all(&at).unwrap();
+        for name in names {
+            let mut old = std::fs::read(src.join(name)).unwrap();
+            old[..8 << 20].fill(3);
+            std::fs::write(at.join(name), old).unwrap();
+            set_mtime(&at.join(name), T0, 0);
+        }
+        let written = || {
+            names
+                .iter()
+                .any(|n| std::fs::metadata(at.join(n)).is_ok_and(|m| m.mtime() != T0))
+        };
+        let cmd = env.cmd(&["restore", "latest", "-t", target.to_str().unwrap()]);
+        let status = signal_when(cmd, signal, written);
+        eprintln!("{signal}: {status:?}");
+        for name in names {
+            let len = std::fs::metadata(at.join(name)).unwrap().len();
+            assert_eq!(len, 12 << 20, "{name} after {signal}");
+        }
+        let out = env.ok(&[
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(summary_line(&out)["files_updated"].as_u64().unwrap() <= 3);
+        assert_same_tree(&src, &at);
+    }
 }
