@@ -69,7 +69,13 @@ fn run_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        .stdin(Stdio::inherit())
+        // A terminal, for a command that asks (a pinentry, `read`); anything else on
+        // standard input is data (`backup --stdin`), never the command's to take.
+        .stdin(if std::io::stdin().is_terminal() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| Error::Invalid(format!("cannot run the password command: {e}")))?;

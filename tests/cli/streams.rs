@@ -199,6 +199,31 @@ on_both_backends!(
     a_command_s_output_is_a_backup_only_if_it_exits_0,
 );
 
+/// A password command that reads its standard input gets an empty one: the stream is
+/// the backup's, whole.
+#[test]
+fn a_password_command_never_takes_the_stream() {
+    let env = Env::new();
+    env.init();
+    let payload = vec![7u8; 300_000];
+    let command = format!("cat >/dev/null; echo '{PASSWORD}'");
+    let out = run_with_input(
+        &env,
+        &[
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "data",
+            "--json",
+            "--password-command",
+            &command,
+        ],
+        &payload,
+    );
+    succeeded(&out);
+    assert_eq!(env.ok(&["dump", "latest", "/data"]).stdout, payload);
+}
+
 #[test]
 fn wrong_stream_options_are_refused_before_anything_is_read() {
     let env = Env::new();
