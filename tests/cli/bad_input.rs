@@ -110,6 +110,37 @@ fn unreadable_file_exits_3_and_keeps_the_rest() {
     assert_eq!(dumped.stdout, b"readable");
 }
 
+/// With `--json`, an error on a name that is not UTF-8 is a line like any other: the
+/// path lossy and escaped, and the backup's summary and exit code as always.
+#[test]
+fn unreadable_file_with_a_name_not_utf8_in_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let locked = src.join(std::ffi::OsStr::from_bytes(b"locked-\xff"));
+    std::fs::write(&locked, b"secret").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = env.cmd(&["backup", src.to_str().unwrap(), "--json"]);
+    drop_read_override(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let error = lines.iter().find(|v| v["message_type"] == "error").unwrap();
+    assert!(
+        error["path_escaped"]
+            .as_str()
+            .unwrap()
+            .ends_with("locked-\\xff"),
+        "{error}"
+    );
+    assert!(lines.iter().any(|v| v["message_type"] == "summary"));
+}
+
 #[test]
 fn corrupted_pack_is_named() {
     let env = Env::new();

@@ -16,6 +16,7 @@ use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use super::parse_time;
+use crate::cli::escape::escape_path;
 use crate::cli::output::{errln, outln, regardless};
 use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
@@ -393,9 +394,13 @@ fn fate(path: &Path) -> &'static str {
 fn print_result(g: &Global, args: &Args, result: &BackupResult) -> Result<()> {
     if g.json {
         for (path, err) in &result.failed {
-            print_json(
-                &serde_json::json!({"message_type": "error", "path": path, "error": err, "fate": fate(path)}),
-            )?;
+            print_json(&serde_json::json!({
+                "message_type": "error",
+                "path": path.to_string_lossy(),
+                "path_escaped": escape_path(path),
+                "error": err,
+                "fate": fate(path),
+            }))?;
         }
     }
     let s = &result.summary;

@@ -270,7 +270,10 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             print_json(&serde_json::json!({
                 "message_type": "action",
                 "action": a.change,
-                "path": a.path,
+                // As `ls --json`: a name that is not UTF-8 is readable in one and exact
+                // in the other.
+                "path": a.path.to_string_lossy(),
+                "path_escaped": escape_path(a.path),
                 "kind": a.kind,
                 "bytes": a.bytes,
             }))
@@ -302,16 +305,25 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         if g.json {
             regardless(print_json(&serde_json::json!({
                 "message_type": "warning",
-                "xattrs_refused": r,
+                "xattrs_refused": {
+                    "kind": r.kind,
+                    "reason": r.reason,
+                    "count": r.count,
+                    "first": r.first.to_string_lossy(),
+                    "first_escaped": escape_path(&r.first),
+                },
             })))?;
         }
     }
     for (path, err) in &summary.errors {
         errln!("error: {}: {err}", path.display());
         if g.json {
-            regardless(print_json(
-                &serde_json::json!({"message_type": "error", "path": path, "error": err}),
-            ))?;
+            regardless(print_json(&serde_json::json!({
+                "message_type": "error",
+                "path": path.to_string_lossy(),
+                "path_escaped": escape_path(path),
+                "error": err,
+            })))?;
         }
     }
     if g.json {

@@ -116,7 +116,7 @@ pub enum Change {
 }
 
 /// One path and what the restore does with it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Action<'a> {
     pub change: Change,
     /// The full path in the target.
