@@ -37,6 +37,28 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     v
 }
 
+/// Restores `latest` into `target` with `extra` options, listing every action (`--json
+/// -v`); returns the output and the actions below `at`.
+fn listed(
+    env: &Env,
+    target: &Path,
+    at: &Path,
+    extra: &[&str],
+) -> (std::process::Output, Vec<(String, String)>) {
+    let mut args = vec![
+        "restore",
+        "latest",
+        "-t",
+        target.to_str().unwrap(),
+        "--json",
+        "-v",
+    ];
+    args.extend_from_slice(extra);
+    let out = env.ok(&args);
+    let list = actions(&out, at);
+    (out, list)
+}
+
 const T0: i64 = 1_600_000_000;
 
 /// The snapshot's tree, and a target holding an older state of it: `same` identical,
@@ -93,12 +115,7 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
     env.init();
     let (src, prepared) = prepared(&env);
     env.backup_json(&[&src], &[]);
-    let restore = |target: &Path, extra: &[&str]| {
-        let t = target.to_str().unwrap();
-        let mut args = vec!["restore", "latest", "--target", t, "--json", "-v"];
-        args.extend_from_slice(extra);
-        env.ok(&args)
-    };
+    let restore = |target: &Path, extra: &[&str]| listed(&env, target, &below(target, &src), extra);
     let content =
         |target: &Path, name: &str| std::fs::read(below(target, &src).join(name)).unwrap();
 
@@ -106,9 +123,9 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
     let dry = env.path("dry");
     copy(&prepared, &src, &dry);
     let before = tree_state(&dry);
-    let out = restore(&dry, &["--dry-run"]);
+    let (out, list) = restore(&dry, &["--dry-run"]);
     assert_eq!(tree_state(&dry), before, "a dry run changed the target");
-    let listed: Vec<_> = actions(&out, &below(&dry, &src))
+    let list: Vec<_> = list
         .into_iter()
         .filter(|(_, p)| !p.starts_with('/') && !p.is_empty())
         .collect();
@@ -121,7 +138,7 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
         ("create", "missing"),
         ("replace", "link"),
     ]);
-    assert_eq!(listed, expected);
+    assert_eq!(list, expected);
     let s = summary_line(&out);
     assert_eq!(
         (s["dry_run"].as_bool(), s["files_updated"].as_u64()),
@@ -135,7 +152,7 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
     let inode = std::fs::metadata(below(&always, &src).join("big"))
         .unwrap()
         .ino();
-    let out = restore(&always, &["--verify"]);
+    let (out, _) = restore(&always, &["--verify"]);
     assert_same_tree(&src, &below(&always, &src));
     assert_eq!(
         std::fs::metadata(below(&always, &src).join("big"))
@@ -173,7 +190,7 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
     // if-newer: only what is older than the snapshot's is replaced.
     let newer = env.path("if-newer");
     copy(&prepared, &src, &newer);
-    let out = restore(&newer, &["--overwrite", "if-newer"]);
+    let (_, list) = restore(&newer, &["--overwrite", "if-newer"]);
     assert_eq!(content(&newer, "older"), b"snapshot's older");
     assert_eq!(content(&newer, "newer"), b"target's newer");
     assert_eq!(content(&newer, "disguised"), b"target's bytes!!");
@@ -182,10 +199,7 @@ fn overwrite_modes_over_a_prepared_target(env: Env) {
         std::fs::read(src.join("big")).unwrap()
     );
     assert_eq!(content(&newer, "missing"), b"missing");
-    let kept: Vec<_> = actions(&out, &below(&newer, &src))
-        .into_iter()
-        .filter(|(a, _)| a == "keep")
-        .collect();
+    let kept: Vec<_> = list.into_iter().filter(|(a, _)| a == "keep").collect();
     assert_eq!(
         kept,
         pairs(&[
@@ -241,19 +255,14 @@ fn delete_stays_below_restored_paths(env: Env) {
 
     // Only inside the included folder.
     let inc = src.join("a");
-    let out = env.ok(&[
-        "restore",
-        "latest",
-        "-t",
-        t,
-        "--delete",
-        "-i",
-        inc.to_str().unwrap(),
-        "--json",
-        "-v",
-    ]);
+    let (_, list) = listed(
+        &env,
+        &target,
+        &at,
+        &["--delete", "-i", inc.to_str().unwrap()],
+    );
     assert_eq!(
-        actions(&out, &at),
+        list,
         pairs(&[
             ("create", "a/deep/f"),
             ("delete", "a/deep/link"),
@@ -266,11 +275,9 @@ fn delete_stays_below_restored_paths(env: Env) {
 
     // The whole snapshot, with a pattern kept; a dry run first changes nothing.
     std::fs::write(at.join("a/notes.keep"), b"keep me").unwrap();
-    let args = [
-        "restore", "latest", "-t", t, "--delete", "-e", "*.keep", "--json", "-v",
-    ];
+    let args = ["--delete", "-e", "*.keep"];
     let before = tree_state(&target);
-    let dry = env.ok(&[&args[..], &["--dry-run"]].concat());
+    let (_, dry) = listed(&env, &target, &at, &[&args[..], &["--dry-run"]].concat());
     assert_eq!(tree_state(&target), before);
     let expected = pairs(&[
         ("create", "b"),
@@ -279,9 +286,9 @@ fn delete_stays_below_restored_paths(env: Env) {
         ("delete", "extra"),
         ("unchanged", "a/deep/f"),
     ]);
-    assert_eq!(actions(&dry, &at), expected);
-    let out = env.ok(&args);
-    assert_eq!(actions(&out, &at), expected);
+    assert_eq!(dry, expected);
+    let (out, list) = listed(&env, &target, &at, &args);
+    assert_eq!(list, expected);
     assert_eq!(summary_line(&out)["deleted"], 2);
     assert_eq!(std::fs::read(at.join("a/notes.keep")).unwrap(), b"keep me");
     assert_eq!(
@@ -297,18 +304,9 @@ fn delete_stays_below_restored_paths(env: Env) {
     // the restore replaces it by the folder.
     std::fs::remove_dir_all(at.join("a/deep")).unwrap();
     symlink("/etc", at.join("a/deep")).unwrap();
-    let out = env.ok(&[
-        "restore",
-        "latest",
-        "-t",
-        t,
-        "--delete",
-        "--dry-run",
-        "--json",
-        "-v",
-    ]);
+    let (_, list) = listed(&env, &target, &at, &["--delete", "--dry-run"]);
     assert_eq!(
-        actions(&out, &at),
+        list,
         pairs(&[
             ("create", "a/deep/f"),
             ("replace", "a/deep"),
@@ -448,31 +446,16 @@ fn hard_links_rerun_unchanged() {
     let t = target.to_str().unwrap();
     env.ok(&["restore", "latest", "-t", t]);
     let at = below(&target, &src);
-    let out = env.ok(&["restore", "latest", "-t", t, "--dry-run", "--json", "-v"]);
-    assert_eq!(
-        actions(&out, &at),
-        pairs(&[("unchanged", "a"), ("unchanged", "x/b")])
-    );
+    let (_, list) = listed(&env, &target, &at, &["--dry-run"]);
+    assert_eq!(list, pairs(&[("unchanged", "a"), ("unchanged", "x/b")]));
 
     std::fs::remove_file(at.join("x/b")).unwrap();
     std::fs::write(at.join("x/b"), b"linked").unwrap();
-    let out = env.ok(&[
-        "restore",
-        "latest",
-        "-t",
-        t,
-        "--overwrite",
-        "never",
-        "--json",
-        "-v",
-    ]);
-    assert_eq!(actions(&out, &at), pairs(&[("keep", "a"), ("keep", "x/b")]));
+    let (_, list) = listed(&env, &target, &at, &["--overwrite", "never"]);
+    assert_eq!(list, pairs(&[("keep", "a"), ("keep", "x/b")]));
     assert_eq!(std::fs::metadata(at.join("a")).unwrap().nlink(), 1);
-    let out = env.ok(&["restore", "latest", "-t", t, "--json", "-v"]);
-    assert_eq!(
-        actions(&out, &at),
-        pairs(&[("unchanged", "a"), ("replace", "x/b")])
-    );
+    let (_, list) = listed(&env, &target, &at, &[]);
+    assert_eq!(list, pairs(&[("unchanged", "a"), ("replace", "x/b")]));
     assert_eq!(std::fs::metadata(at.join("a")).unwrap().nlink(), 2);
 }
 
