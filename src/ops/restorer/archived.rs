@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::select::Choice;
-use super::{Visit, root_node, walk_selected};
+use super::root_node;
+use super::select::{Choice, Visit, walk_selected};
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::pack::BlobType;

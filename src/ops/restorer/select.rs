@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::Result;
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::ops::patterns::Patterns;
+use crate::repo::Repository;
+use crate::repo::walk::safe_name;
 
 /// What the user chose; everything when empty.
 #[derive(Clone, Default)]
@@ -59,6 +63,66 @@ impl Choice {
     pub fn whole_root(&self) -> bool {
         self.chooses_all()
     }
+}
+
+/// One entry met by the walk: where it goes and which directory holds it.
+pub(crate) struct Visit<'a> {
+    /// Below the target (`home/me/x` for the snapshot's `/home/me/x`).
+    pub(super) rel: &'a Path,
+    pub(super) node: &'a Node,
+    /// The tree of the directory holding it (none for the snapshot root), which tells
+    /// whether a temporary name is free.
+    pub(super) siblings: Option<&'a Tree>,
+    /// The directory's own tree, for a directory.
+    pub(super) tree: Option<&'a Tree>,
+    pub(super) selection: Selection,
+    /// Its folder is restored whole.
+    pub(super) within_all: bool,
+}
+
+impl Visit<'_> {
+    /// The snapshot path.
+    pub(super) fn path(&self) -> PathBuf {
+        Path::new("/").join(self.rel)
+    }
+}
+
+/// Walks the chosen part of the snapshot depth first in name order; `each` says of a
+/// directory whether to descend into it (false when it could not be made).
+pub(crate) fn walk_selected(
+    repo: &Repository,
+    rel: PathBuf,
+    node: &Node,
+    siblings: Option<&Tree>,
+    choice: &Choice,
+    within_all: bool,
+    each: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
+) -> Result<()> {
+    let path = Path::new("/").join(&rel);
+    let selection = choice.select(&path, node.kind == NodeKind::Dir, within_all);
+    if selection == Selection::Skip {
+        return Ok(());
+    }
+    let tree = match (node.kind, node.subtree) {
+        (NodeKind::Dir, Some(sub)) => Some(repo.load_tree(&sub)?),
+        _ => None,
+    };
+    let descend = each(Visit {
+        rel: &rel,
+        node,
+        siblings,
+        tree: tree.as_ref(),
+        selection,
+        within_all,
+    })?;
+    if let (true, Some(tree)) = (descend, &tree) {
+        let all = selection == Selection::All;
+        for child in &tree.nodes {
+            let rel = rel.join(safe_name(&child.name)?);
+            walk_selected(repo, rel, child, Some(tree), choice, all, each)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
