@@ -12,13 +12,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::root_node;
 use super::select::{Choice, Visit, walk_selected};
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::NodeKind;
 use crate::repo::Repository;
+use crate::repo::walk::root_node;
 use crate::store::{Availability, Kind, ObjectName, RetrievalTier};
 
 /// One archived data pack a restore needs.

@@ -10,35 +10,35 @@
 pub mod archived;
 mod compare;
 pub(crate) mod fetch;
+mod meta;
+mod options;
+mod outcome;
 mod plan;
 pub mod select;
 pub(crate) mod target;
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
-
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::Node;
 use crate::interrupt;
-use crate::ops::fsmeta::{
-    XattrRefusal, XattrRefusals, apply_file_metadata, apply_file_xattrs, apply_metadata_at,
-    apply_xattrs_at,
-};
+use crate::ops::fsmeta::XattrRefusals;
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::{find_node, root_node};
+use crate::repo::walk::find_node;
 use compare::same_content;
 use fetch::FileTarget;
-use select::Choice;
+use meta::Meta;
+use outcome::Tally;
 use target::Target;
+
+pub use options::{Overwrite, RestoreOptions};
+pub use outcome::{Action, Change, Report, RestoreSummary};
 
 /// Writes a file's content to `out` in order, reading neighbouring blobs together.
 pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
@@ -80,172 +80,6 @@ fn write_zeros(out: &mut dyn Write, mut n: u64) -> std::io::Result<()> {
         n -= k as u64;
     }
     Ok(())
-}
-
-/// What a restore does with a file that already stands where the snapshot puts one
-/// (restic's `--overwrite`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Overwrite {
-    /// Read it: identical is kept, different is replaced (or, when big, updated where
-    /// its blobs differ).
-    #[default]
-    Always,
-    /// As `Always`, but one of the snapshot's size and mtime counts as identical unread.
-    IfChanged,
-    /// Replace it only if the snapshot's entry has the later mtime.
-    IfNewer,
-    /// Leave every existing entry as it is.
-    Never,
-}
-
-/// What happens (or, in a dry run, would happen) to one path of the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    /// Nothing stood there.
-    Create,
-    /// Something else stood there and is replaced whole.
-    Replace,
-    /// A file that differs is rewritten only where its blobs differ.
-    Update,
-    /// Already the snapshot's content; its metadata is set.
-    Unchanged,
-    /// Left as it is, as `--overwrite` says.
-    Keep,
-    /// Not in the snapshot: removed by `--delete`.
-    Delete,
-}
-
-/// One path and what the restore does with it.
-#[derive(Debug)]
-pub struct Action<'a> {
-    pub change: Change,
-    /// The full path in the target.
-    pub path: &'a Path,
-    /// `file`, `dir`, `symlink`, ... (`hardlink` for a further name of a file).
-    pub kind: &'static str,
-    /// Bytes to fetch for it.
-    pub bytes: u64,
-}
-
-/// Told every action as it is decided (from the planner's thread).
-pub type Report<'a> = dyn Fn(&Action<'_>) + Sync + 'a;
-
-pub struct RestoreOptions {
-    pub target: PathBuf,
-    /// Which entries to restore (`--include`, `--exclude`).
-    pub choice: Choice,
-    pub verify: bool,
-    /// Restore extended attributes and POSIX ACLs (`--no-xattrs` turns it off).
-    pub xattrs: bool,
-    /// Leave every aligned block of zeros as a hole (`--sparse`); holes recorded at backup
-    /// are made whatever this says.
-    pub sparse: bool,
-    pub overwrite: Overwrite,
-    /// Remove, in every restored folder, what the snapshot does not hold there.
-    pub delete: bool,
-    /// Absolute snapshot paths at and below which `delete` removes; empty for anywhere
-    /// the restore takes whole.
-    pub delete_within: Vec<PathBuf>,
-    /// Decide and report every action, change nothing.
-    pub dry_run: bool,
-}
-
-impl RestoreOptions {
-    /// Options restoring everything into `target` as the command line does by default.
-    pub fn new(target: PathBuf) -> RestoreOptions {
-        RestoreOptions {
-            target,
-            choice: Choice::default(),
-            verify: false,
-            xattrs: true,
-            sparse: false,
-            overwrite: Overwrite::Always,
-            delete: false,
-            delete_within: Vec::new(),
-            dry_run: false,
-        }
-    }
-
-    /// Whether `--delete` may remove entries in the snapshot folder `path` (absolute),
-    /// which the restore takes whole.
-    fn cleans(&self, path: &Path) -> bool {
-        self.delete
-            && (self.delete_within.is_empty()
-                || self.delete_within.iter().any(|w| path.starts_with(w)))
-    }
-}
-
-/// Puts a node's metadata on what the restore made or kept: owner, mode and times, then
-/// its extended attributes unless told not to.
-struct Meta {
-    xattrs: bool,
-    refused: XattrRefusals,
-}
-
-impl Meta {
-    fn file(&self, file: &File, path: &Path, node: &Node) -> Result<()> {
-        apply_file_metadata(file, path, node)?;
-        if self.xattrs {
-            apply_file_xattrs(file, path, node, &self.refused);
-        }
-        Ok(())
-    }
-
-    fn at(&self, dir: &OwnedFd, name: &OsStr, path: &Path, node: &Node) -> Result<()> {
-        apply_metadata_at(dir, name, path, node)?;
-        if self.xattrs {
-            apply_xattrs_at(dir, name, path, node, &self.refused);
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct RestoreSummary {
-    pub files: u64,
-    pub dirs: u64,
-    /// Symlinks, FIFOs and device nodes.
-    pub other: u64,
-    pub bytes: u64,
-    pub verified_files: u64,
-    /// Files already at the target with the snapshot's content: kept.
-    pub files_unchanged: u64,
-    /// Of `files`: those rewritten only where they differed.
-    pub files_updated: u64,
-    /// Entries left as they stood because `--overwrite` said so.
-    pub kept: u64,
-    /// Entries removed by `--delete` (a folder counts once, with all in it).
-    pub deleted: u64,
-    /// Sockets, which are not restored (the program that listens on one makes it).
-    pub skipped: u64,
-    /// Files restored as hard links to another name of theirs (or found linked already).
-    pub hard_links: u64,
-    /// Kinds of extended attributes the target refused.
-    pub xattrs_refused: Vec<XattrRefusal>,
-    #[serde(skip)]
-    pub errors: Vec<(PathBuf, String)>,
-    /// Files not restored because a pack they need is archived (listed in
-    /// `archived_packs`): the restore is to be run again once those are retrieved.
-    pub files_waiting: u64,
-    #[serde(skip)]
-    pub archived_packs: Vec<archived::ArchivedPack>,
-}
-
-/// The summary, shared by the planner and the writers.
-struct Tally(Mutex<RestoreSummary>);
-
-impl Tally {
-    fn count(&self, f: impl FnOnce(&mut RestoreSummary)) {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    /// Messages of errors on one path often start with it; the path is said once.
-    fn error(&self, path: &Path, e: String) {
-        let prefix = format!("{}: ", path.display());
-        let message = e.strip_prefix(&prefix).unwrap_or(&e).to_string();
-        self.count(|s| s.errors.push((path.to_path_buf(), message)));
-    }
 }
 
 pub fn restore(

@@ -13,9 +13,11 @@ use crossbeam_channel::Sender;
 
 use super::compare;
 use super::fetch::{FileTarget, Stop};
+use super::meta::Meta;
+use super::options::{Overwrite, RestoreOptions};
+use super::outcome::{Action, Change, Report, Tally};
 use super::select::{Selection, Visit, walk_selected};
 use super::target::{self, Existing, Found, Target};
-use super::{Action, Change, Meta, Overwrite, Report, RestoreOptions, Tally};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::tree::{Node, NodeKind, Tree};
