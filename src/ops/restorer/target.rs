@@ -42,16 +42,20 @@ pub enum Existing {
     Other,
 }
 
+/// A stat's mtime in nanoseconds, as nodes record it.
+fn mtime_ns(st: &FileStat) -> i64 {
+    st.st_mtime
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec)
+}
+
 impl Existing {
     fn of(st: &FileStat) -> Existing {
         match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
             SFlag::S_IFDIR => Existing::Dir,
             SFlag::S_IFREG => Existing::File {
                 size: st.st_size as u64,
-                mtime: st
-                    .st_mtime
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(st.st_mtime_nsec),
+                mtime: mtime_ns(st),
             },
             _ => Existing::Other,
         }
@@ -213,10 +217,7 @@ impl Target {
         match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Found {
                 kind: Existing::of(&st),
-                mtime: st
-                    .st_mtime
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(st.st_mtime_nsec),
+                mtime: mtime_ns(&st),
                 links: st.st_nlink,
                 mode: st.st_mode & 0o7777,
                 symlink: st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits(),
@@ -245,24 +246,14 @@ impl Target {
 
     /// The names in the target's folder `rel` (none where no folder stands).
     pub fn names(&self, rel: &Path) -> Result<Vec<OsString>> {
-        let err = |e| io(&self.display(rel), e);
-        let fd = match self.dir(rel) {
-            Ok(fd) => fd,
+        match self.dir(rel) {
+            Ok(fd) => entry_names(&fd).map_err(|e| io(&self.display(rel), e)),
             // Not there, or not a folder (a dry run meets what the restore would replace).
             Err(e) if is_errno(&e, &[Errno::ENOENT, Errno::ENOTDIR, Errno::ELOOP]) => {
-                return Ok(Vec::new());
+                Ok(Vec::new())
             }
-            Err(e) => return Err(e),
-        };
-        let mut entries = nix::dir::Dir::from_fd(fd).map_err(err)?;
-        let mut names = Vec::new();
-        for e in entries.iter() {
-            let name = e.map_err(err)?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                names.push(OsStr::from_bytes(&name).to_owned());
-            }
+            Err(e) => Err(e),
         }
-        Ok(names)
     }
 
     /// Removes `name` in `dir` and, if it is a folder, all in it; symlinks are removed,
@@ -498,18 +489,24 @@ fn remove_tree(dir: &OwnedFd, name: &OsStr, dev: u64) -> std::result::Result<(),
     if nix::sys::stat::fstat(&fd)?.st_dev != dev {
         return Err(Errno::EXDEV);
     }
-    let listing = openat(&fd, ".", DIR_FLAGS, Mode::empty())?;
-    let mut names = Vec::new();
-    for e in nix::dir::Dir::from_fd(listing)?.iter() {
-        let child = e?.file_name().to_bytes().to_vec();
-        if child != b"." && child != b".." {
-            names.push(OsStr::from_bytes(&child).to_owned());
-        }
-    }
-    for child in names {
+    for child in entry_names(&fd)? {
         remove_tree(&fd, &child, dev)?;
     }
     unlinkat(dir, name, UnlinkatFlags::RemoveDir)
+}
+
+/// The names in the directory `fd` (read through a descriptor of its own, so `fd` stays
+/// usable), without `.` and `..`.
+fn entry_names(fd: &OwnedFd) -> std::result::Result<Vec<OsString>, Errno> {
+    let listing = openat(fd, ".", DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(listing)?.iter() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// Whether `name` is a temporary entry of a restore (this one or another that runs).
