@@ -35,6 +35,26 @@ pub enum Error {
     #[error("repository {0} already exists; refusing to initialise it again")]
     RepositoryExists(String),
 
+    /// Repository objects but no `config`: damage, not an empty place. `init` there would
+    /// make a second master key and hide every snapshot.
+    #[error(
+        "{location} holds a repository ({found}) but its `config` is missing: the repository is damaged, not absent. Do not run `cairn init` here (a new master key would hide every snapshot). The config holds no secret: `cairn repair config` writes it again with your password"
+    )]
+    ConfigMissing { location: String, found: String },
+
+    /// The config does not open under a master key that opens the repository's other
+    /// objects.
+    #[error(
+        "the `config` of {0} is damaged: your password opens a key whose master key opens the repository's snapshots and index, but not the config. `cairn repair config` writes it again"
+    )]
+    ConfigDamaged(String),
+
+    /// No key file could be read, or there is none.
+    #[error(
+        "{location} has no usable key file ({why}): no password can open it. Restore `keys/` from a copy of the repository; a password is needed, and a key file of this repository is the only place its master key is kept"
+    )]
+    KeysDamaged { location: String, why: String },
+
     #[error("wrong password: no key in {0} can be opened with it")]
     WrongPassword(String),
 
@@ -212,6 +232,16 @@ impl Error {
             Error::OutputClosed => EXIT_OK,
             Error::During { source, .. } => source.exit_code(),
             _ => EXIT_FATAL,
+        }
+    }
+
+    /// What went wrong, for a report that names the object itself and gives its own
+    /// advice (`check`): a damaged object's reason without its name and the advice to
+    /// run `check`.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Corrupt(_, why) => why.clone(),
+            e => e.to_string(),
         }
     }
 

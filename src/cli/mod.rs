@@ -226,6 +226,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Verify the repository's structure, and with --read-data its contents
     Check(commands::check::Args),
+    /// Bring a damaged repository back: its config, its index, its snapshots
+    Repair(commands::repair::Args),
     /// Manage the repository's passwords
     Key(commands::key::Args),
     /// Show which files differ between two snapshots
@@ -374,6 +376,7 @@ pub fn main() -> i32 {
         Command::Prune(a) => commands::prune::run(g, a),
         Command::Unlock(a) => commands::unlock::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
+        Command::Repair(a) => commands::repair::run(g, a),
         Command::Key(a) => commands::key::run(g, a),
         Command::Diff(a) => commands::diff::run(g, a),
         Command::Stats(a) => commands::stats::run(g, a),

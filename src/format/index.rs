@@ -20,7 +20,7 @@ pub struct IndexFile {
     pub delete: Vec<MarkedPack>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexedPack {
     pub id: Id,
     /// Size of the pack object in bytes.

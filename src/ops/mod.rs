@@ -11,6 +11,7 @@ pub(crate) mod fsmeta;
 pub mod keys;
 pub mod patterns;
 pub mod prune;
+pub mod repair;
 pub mod restorer;
 pub mod retention;
 pub mod stats;

@@ -172,6 +172,76 @@ pub(crate) fn decode_meta<T: DeserializeOwned + Versioned>(plain: &[u8], name: &
     }
 }
 
+/// The name of the copy of the config's bytes in a repository's cache folder.
+pub const CONFIG_COPY: &str = "config";
+
+/// Keeps a copy of the config's stored bytes in the cache folder, so that `repair config`
+/// can put back the very same config (same id, same settings) if the repository loses
+/// it. The config is sealed and holds no secret; failing to write the copy only costs
+/// that.
+fn keep_config_copy(dir: &Path, bytes: &[u8]) {
+    let path = dir.join(CONFIG_COPY);
+    if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        return;
+    }
+    let temp = dir.join(format!("{CONFIG_COPY}.tmp"));
+    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
+    if let Err(e) = written {
+        tracing::debug!("no copy of the config kept in {}: {e}", dir.display());
+    }
+}
+
+/// Whether `master` opens one of the repository's snapshots or index files (of the first
+/// three listed of each), which proves that it is this repository's master key. `false`
+/// when there are none to try.
+pub(crate) fn opens_repository_objects(backend: &dyn Backend, master: &MasterKey) -> Result<bool> {
+    for (kind, aad) in [(Kind::Snapshot, Aad::Snapshot), (Kind::Index, Aad::Index)] {
+        // A few of each, in case one of them is damaged too.
+        for (id, _) in backend.list_ids(kind)?.iter().take(3) {
+            let name = ObjectName::new(kind, id);
+            let bytes = match backend.read(&name) {
+                Ok(b) => b,
+                Err(Error::ObjectNotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if master.open(aad, &bytes, &name.path()).is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// What repository objects a place without a config holds, said for a message ("3 key
+/// files, 12 snapshots"), or `None` when it holds none. Key files, snapshots and index
+/// files are listed; packs too with `with_packs` (a listing that can be long, for `init`
+/// only), else a place holding nothing but packs counts as empty.
+pub(crate) fn repository_objects(
+    backend: &dyn Backend,
+    with_packs: bool,
+) -> Result<Option<String>> {
+    let mut found = Vec::new();
+    let mut kinds = vec![
+        (Kind::Key, "key files"),
+        (Kind::Snapshot, "snapshots"),
+        (Kind::Index, "index files"),
+    ];
+    if with_packs {
+        kinds.push((Kind::Pack, "packs"));
+    }
+    for (kind, what) in kinds {
+        let n = match backend.list_ids(kind) {
+            Ok(ids) => ids.len(),
+            Err(Error::BucketNotFound(_) | Error::RepositoryNotFound(_)) => 0,
+            Err(e) => return Err(e),
+        };
+        if n > 0 {
+            found.push(format!("{n} {what}"));
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join(", ")))
+}
+
 /// The default cache base: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
 pub fn default_cache_base() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
@@ -195,7 +265,15 @@ impl Repository {
         match backend.stat(&ObjectName::config()) {
             Ok(Some(_)) => return Err(Error::RepositoryExists(backend.location())),
             Ok(None) => {}
+            // A bucket `init` is about to create.
+            Err(Error::BucketNotFound(_)) => {}
             Err(e) => return Err(e),
+        }
+        if let Some(found) = repository_objects(&backend, true)? {
+            return Err(Error::ConfigMissing {
+                location: backend.location(),
+                found,
+            });
         }
         // Before anything is made: a store that cannot lock objects refuses here.
         backend.require_object_lock(opts.object_lock.as_ref())?;
@@ -222,7 +300,13 @@ impl Repository {
         let config_bytes = match backend.read(&ObjectName::config()) {
             Ok(b) => b,
             Err(Error::ObjectNotFound(_)) => {
-                return Err(Error::RepositoryNotFound(backend.location()));
+                return Err(match repository_objects(backend.as_ref(), false)? {
+                    Some(found) => Error::ConfigMissing {
+                        location: backend.location(),
+                        found,
+                    },
+                    None => Error::RepositoryNotFound(backend.location()),
+                });
             }
             Err(e) => return Err(e),
         };
@@ -231,6 +315,9 @@ impl Repository {
         backend.require_object_lock(config.object_lock.as_ref())?;
         let cache_dir = cache_base.map(|b| b.join(config.id.to_hex()));
         let index = IndexCache::open(cache_dir.as_deref())?;
+        if let Some(dir) = &cache_dir {
+            keep_config_copy(dir, &config_bytes);
+        }
         let pack_cache = cache_dir
             .filter(|_| backend.remote())
             .map(|d| PackCache::new(d.join("packs")));
@@ -258,7 +345,15 @@ impl Repository {
         let mut damaged = Vec::new();
         // A key file the password opens, whose master key does not open the config.
         let mut foreign = None;
-        for (id, _) in backend.list_ids(Kind::Key)? {
+        let keys = backend.list_ids(Kind::Key)?;
+        if keys.is_empty() {
+            return Err(Error::KeysDamaged {
+                location: backend.location(),
+                why: "keys/ holds no key file".into(),
+            });
+        }
+        let key_count = keys.len();
+        for (id, _) in keys {
             let name = ObjectName::new(Kind::Key, &id);
             let bytes = backend.read(&name)?;
             let kf = match KeyFile::decode(&bytes, &name.path()) {
@@ -276,8 +371,19 @@ impl Repository {
             match open_meta::<Config>(&master, Aad::Config, config_bytes, "config") {
                 Ok(config) => return Ok((master, config, id)),
                 Err(e @ Error::UnknownVersion { .. }) => return Err(e),
+                // The master key opens this repository's other objects: the config is
+                // what is damaged, not the key.
+                Err(_) if opens_repository_objects(backend, &master)? => {
+                    return Err(Error::ConfigDamaged(backend.location()));
+                }
                 Err(_) => foreign = Some(name.path()),
             }
+        }
+        if damaged.len() == key_count {
+            return Err(Error::KeysDamaged {
+                location: backend.location(),
+                why: format!("every key file is damaged: {}", damaged.join("; ")),
+            });
         }
         for d in damaged {
             tracing::warn!("{d}");
@@ -463,14 +569,67 @@ impl Repository {
         if loc.entry.kind == BlobType::Tree
             && let Some(cache) = &self.pack_cache
         {
-            return self.load_cached_tree_blob(cache, loc);
+            return self.noting_damage(&loc.pack, self.load_cached_tree_blob(cache, loc));
         }
-        let sealed = self.backend.read_range(
-            &ObjectName::new(Kind::Pack, &loc.pack),
-            u64::from(loc.entry.offset),
-            u64::from(loc.entry.length),
-        )?;
-        open_blob(&self.key, loc, &sealed)
+        let opened = self
+            .backend
+            .read_range(
+                &ObjectName::new(Kind::Pack, &loc.pack),
+                u64::from(loc.entry.offset),
+                u64::from(loc.entry.length),
+            )
+            .and_then(|sealed| open_blob(&self.key, loc, &sealed));
+        self.noting_damage(&loc.pack, opened)
+    }
+
+    /// Passes `result` through, first recording `pack` as damaged in the local cache when
+    /// the error says the pack is missing or a blob of it does not open, so that the next
+    /// backup stores those blobs again (see `IndexCache::note_damaged`).
+    fn noting_damage<T>(&self, pack: &Id, result: Result<T>) -> Result<T> {
+        let why = match &result {
+            Err(Error::ObjectNotFound(_)) => cache::MISSING_FROM_STORE.to_string(),
+            Err(Error::Corrupt(_, why)) => why.clone(),
+            _ => return result,
+        };
+        self.note_damaged_pack(pack, why);
+        result
+    }
+
+    /// Records a pack as missing or damaged. Failing to record it is only logged: the
+    /// read that found the damage reports it already.
+    fn note_damaged_pack(&self, pack: &Id, why: String) {
+        tracing::debug!("pack {pack} noted as damaged: {why}");
+        if let Err(e) = self.index.note_damaged([(*pack, why)]) {
+            tracing::warn!("cannot record damaged pack {}: {e}", pack.short());
+        }
+    }
+
+    /// Records packs as missing or damaged (see `IndexCache::note_damaged`); when one is
+    /// new to the record, rebuilds the index cache at once, so that every blob with a copy
+    /// in a sound pack is found there from now on.
+    pub fn note_damaged_packs(&self, packs: Vec<(Id, String)>) -> Result<()> {
+        if self.index.note_damaged(packs)? {
+            self.rebuild_index()?;
+        }
+        Ok(())
+    }
+
+    /// The packs this machine knows to be missing or damaged, and why (the local record;
+    /// the index need not be read for it).
+    pub fn known_damaged_packs(&self) -> std::collections::BTreeMap<Id, String> {
+        self.index.damaged_packs()
+    }
+
+    /// Builds the index cache anew from the repository's index files.
+    pub fn rebuild_index(&self) -> Result<()> {
+        let _one_at_a_time = self
+            .index_syncing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.index.reset(&self.config.id)?;
+        self.sync_index()?;
+        self.index_synced.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Reads neighbouring blobs of one pack with a single ranged read, then opens and
@@ -482,10 +641,14 @@ impl Repository {
         let mut plain = RUN_PLAINTEXT.with(|p| p.take());
         let result = self.read_run_sealed(locs, &mut |i, sealed| {
             let opened = sealed.and_then(|s| open_blob_into(&self.key, &locs[i], s, &mut plain));
+            let opened = self.noting_damage(&locs[i].pack, opened);
             each(i, opened.map(|()| plain.as_slice()))
         });
         RUN_PLAINTEXT.with(|p| p.replace(plain));
-        result
+        match locs.first() {
+            Some(first) => self.noting_damage(&first.pack, result),
+            None => result,
+        }
     }
 
     /// Like `read_run`, but hands over each blob's sealed bytes unopened (prune copies

@@ -68,8 +68,13 @@ fn print_summary(g: &Global, report: &CheckReport, subset: DataSubset) -> Result
             )?;
         }
         if !report.unindexed_packs.is_empty() {
+            let advice = if report.is_clean() {
+                "left by interrupted runs: the next backup reuses the sound ones, `cairn prune` removes the rest"
+            } else {
+                "they may hold data the damaged index lacks: `cairn repair index` indexes the sound ones, see below"
+            };
             outln!(
-                "{} packs are in no index (left by interrupted runs; `cairn prune` removes them)",
+                "{} packs are in no index ({advice})",
                 report.unindexed_packs.len()
             )?;
         }
@@ -95,8 +100,13 @@ fn print_problems(g: &Global, report: &CheckReport) {
         g.info("no errors were found");
     } else {
         errln!(
-            "{} problems found; files not listed as affected restore normally",
-            report.problems.len()
+            "{} problems found, {} files and folders affected; files not listed as affected restore normally",
+            report.problems.len(),
+            report.affected.len()
         );
+        errln!("what to do (README, \"When something is damaged\"):");
+        for (n, step) in report.next_steps.iter().enumerate() {
+            errln!("  {}. {step}", n + 1);
+        }
     }
 }

@@ -31,11 +31,19 @@
 //! - Packs written by a prune or another backup that are not yet in an index file look
 //!   unlisted too. Adopting them lists them twice once their own index file lands: readers
 //!   take the union of all index files, so that is harmless.
+//!
+//! The same listing shows the opposite damage: packs an index file lists that the store no
+//! longer holds (deleted by hand, lost by a sync or a lifecycle rule). They are recorded in
+//! the local cache as damaged (`IndexCache::note_damaged`), so this backup does not
+//! deduplicate against their blobs: it stores again whatever its sources still hold, and
+//! its snapshot is complete. A pack recorded missing that is back in the store is forgotten
+//! again.
 
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::index::IndexedPack;
 use crate::format::pack::{BlobType, check_layout};
+use crate::repo::cache::MISSING_FROM_STORE;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::repo::{Repository, pool};
 use crate::store::{Kind, ObjectName};
@@ -55,16 +63,18 @@ pub struct Adopted {
 }
 
 /// A pack that no index file lists, examined.
-struct Examined {
-    pack: IndexedPack,
+pub(crate) struct Examined {
+    pub(crate) pack: IndexedPack,
     /// The whole pack, when reading its header read all of it.
-    bytes: Option<Vec<u8>>,
+    pub(crate) bytes: Option<Vec<u8>>,
 }
 
-/// Finds the stored packs that no index file lists and indexes the sound ones.
+/// Finds the stored packs that no index file lists and indexes the sound ones; records
+/// the listed packs that the store lacks as damaged.
 pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
     let stored = repo.stored_packs()?;
     let listed = repo.index()?.listed_packs()?;
+    note_missing_packs(repo, &stored, &listed)?;
     let mut unlisted: Vec<(Id, u64)> = stored
         .into_iter()
         .filter(|(id, _)| !listed.contains(id))
@@ -111,6 +121,38 @@ pub fn adopt_unlisted_packs(repo: &Repository) -> Result<Adopted> {
     Ok(adopted)
 }
 
+/// Records the packs that index files list and the store lacks, and forgets recorded
+/// packs that are back in the store (when recorded missing) or gone from every index file.
+fn note_missing_packs(
+    repo: &Repository,
+    stored: &std::collections::HashMap<Id, u64>,
+    listed: &std::collections::HashSet<Id>,
+) -> Result<()> {
+    let index = repo.index()?;
+    let missing: Vec<(Id, String)> = listed
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .map(|id| (*id, MISSING_FROM_STORE.to_string()))
+        .collect();
+    for (id, _) in missing.iter().take(5) {
+        tracing::warn!(
+            "{} is listed in the index but missing from the store: its data is stored again where the sources still have it (`cairn check` tells what else is affected)",
+            ObjectName::new(Kind::Pack, id)
+        );
+    }
+    repo.note_damaged_packs(missing)?;
+    let settled: Vec<Id> = index
+        .damaged_packs()
+        .into_iter()
+        .filter(|(id, why)| {
+            let back = stored.contains_key(id) && why == MISSING_FROM_STORE;
+            back || (!listed.contains(id) && !stored.contains_key(id))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    index.clear_damaged(settled)
+}
+
 /// Reads the headers of `packs`, several at once on a network store.
 fn examine_all(repo: &Repository, packs: &[(Id, u64)]) -> Vec<Result<Examined>> {
     let workers = crate::threads().max(repo.backend().write_concurrency());
@@ -118,7 +160,7 @@ fn examine_all(repo: &Repository, packs: &[(Id, u64)]) -> Vec<Result<Examined>> 
 }
 
 /// Reads one pack's header and checks that the pack is whole and this repository's.
-fn examine(repo: &Repository, id: &Id, size: u64) -> Result<Examined> {
+pub(crate) fn examine(repo: &Repository, id: &Id, size: u64) -> Result<Examined> {
     let name = ObjectName::new(Kind::Pack, id).path();
     if size < SMALLEST_PACK {
         return Err(crate::Error::corrupt(name, "too short to be a pack"));

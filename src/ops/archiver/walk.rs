@@ -679,8 +679,14 @@ impl<'a> Walker<'a> {
             }
             let id = match (d.previous, d.previous_nodes) {
                 // Same nodes, same bytes: the parent's tree blob is in the repository (it
-                // was just loaded from it), so there is nothing to encode or store.
-                (Some(p), Some(nodes)) if nodes == d.nodes => p,
+                // was just loaded from it, perhaps from the local copy of its pack), so
+                // there is nothing to encode or store, unless its pack is missing or
+                // damaged: then it is stored again.
+                (Some(p), Some(nodes))
+                    if nodes == d.nodes && self.known.has(BlobType::Tree, &p)? =>
+                {
+                    p
+                }
                 _ => self.store_tree(Tree::new(d.nodes))?,
             };
             match d.previous {

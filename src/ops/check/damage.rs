@@ -18,7 +18,8 @@ use super::Problem;
 pub(super) struct DamagedPaths<'a> {
     pub(super) repo: &'a Repository,
     pub(super) bad_packs: &'a HashSet<Id>,
-    pub(super) bad_blobs: &'a HashSet<(BlobType, Id)>,
+    /// Blobs that failed to open, by the pack they failed in: a copy elsewhere is sound.
+    pub(super) bad_blobs: &'a HashSet<(Id, BlobType, Id)>,
     pub(super) problems: BTreeMap<String, Problem>,
     pub(super) marked: &'a HashSet<Id>,
     pub(super) marked_needed: BTreeSet<Id>,
@@ -43,7 +44,7 @@ impl DamagedPaths<'_> {
             Err(e) => {
                 self.problems.entry(what.clone()).or_insert(Problem {
                     object: what,
-                    error: e.to_string(),
+                    error: e.detail(),
                 });
                 return false;
             }
@@ -57,7 +58,7 @@ impl DamagedPaths<'_> {
         {
             self.marked_needed.insert(loc.pack);
         }
-        !(self.bad_packs.contains(&loc.pack) || self.bad_blobs.contains(&(kind, *id)))
+        !(self.bad_packs.contains(&loc.pack) || self.bad_blobs.contains(&(loc.pack, kind, *id)))
     }
 }
 
@@ -76,7 +77,7 @@ impl TreeFold for DamagedPaths<'_> {
                 let what = format!("tree {id}");
                 self.problems.entry(what.clone()).or_insert(Problem {
                     object: what,
-                    error: e.to_string(),
+                    error: e.detail(),
                 });
                 Ok(None)
             }

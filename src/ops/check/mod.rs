@@ -21,6 +21,7 @@ use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::repo::cache::MISSING_FROM_STORE;
 use crate::repo::walk::fold_trees;
 use crate::store::{Kind, ObjectName};
 
@@ -108,11 +109,13 @@ pub struct CheckReport {
     pub unindexed_packs: Vec<String>,
     /// Marked packs that a snapshot still needs: the next prune keeps them.
     pub notes: Vec<String>,
+    /// What to do about the problems found, in order (empty when clean).
+    pub next_steps: Vec<String>,
 }
 
 impl CheckReport {
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.affected.is_empty()
     }
 }
 
@@ -137,7 +140,7 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
             Err(e @ Error::UnknownVersion { .. }) => return Err(e),
             Err(e) => report.problems.push(Problem {
                 object: ObjectName::new(Kind::Snapshot, &id).path(),
-                error: e.to_string(),
+                error: e.detail(),
             }),
         }
     }
@@ -160,7 +163,21 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
     report.packs_read = outcome.packs_read;
     report.bytes_read = outcome.bytes_read;
     report.blobs_checked = outcome.blobs_checked;
-    report.problems.extend(outcome.problems);
+    // Damage in a pack marked for deletion is no damage to the repository (`repair
+    // index` marks damaged packs so; a prune deletes them), unless a snapshot needs a blob
+    // only that pack holds: then the paths it affects are listed below.
+    for p in outcome.problems {
+        if p.object.starts_with("data/")
+            && plan.marked.iter().any(|m| p.object.ends_with(&m.to_hex()))
+        {
+            report.notes.push(format!(
+                "{} is marked for deletion and damaged ({}); a prune deletes it after its grace period",
+                p.object, p.error
+            ));
+        } else {
+            report.problems.push(p);
+        }
+    }
     if outcome.archived_size_only > 0 {
         report.notes.push(format!(
             "{} data packs are in an archive storage class: their sizes were checked from the listing, their headers not read",
@@ -173,6 +190,8 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
             outcome.archived_unreadable
         ));
     }
+
+    record_damage(repo, &outcome.damaged, &outcome.sound)?;
 
     progress.start("snapshots", snapshots.len() as u64);
     let mut finder = DamagedPaths {
@@ -200,7 +219,80 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
             "pack {pack} is marked for deletion but a snapshot needs it; the next prune keeps it"
         ));
     }
+    report.next_steps = next_steps(&report);
     Ok(report)
+}
+
+/// The steps that mend what `report` found, in the order that works (README, "When
+/// something is damaged"); each only where its kind of damage was found.
+fn next_steps(report: &CheckReport) -> Vec<String> {
+    if report.is_clean() {
+        return Vec::new();
+    }
+    let any = |prefix: &str| report.problems.iter().any(|p| p.object.starts_with(prefix));
+    let packs = any("data/");
+    let index_files = any("index/");
+    let blobs = any("tree ") || any("data blob ");
+    let snapshot_files = any("snapshots/");
+    let mut steps = vec![
+        "copy the repository aside before changing it (a plain copy of the folder or bucket), so that no repair can make things worse".to_string(),
+    ];
+    // Blobs in no index are found again only if a pack no index lists holds them.
+    if packs || index_files || (blobs && !report.unindexed_packs.is_empty()) {
+        let read_all = if packs {
+            ""
+        } else {
+            " (add --read-all-packs to also read every pack whole and drop blobs that do not open)"
+        };
+        steps.push(format!(
+            "`cairn repair index`{read_all}: rebuilds the index from the packs, drops what is lost, salvages what still opens from damaged packs{}",
+            if report.unindexed_packs.is_empty() {
+                ""
+            } else {
+                ", and indexes the packs no index lists"
+            }
+        ));
+    }
+    // Damage that no snapshot needs (a lost pack whose data a backup has stored again)
+    // only wants the index mended.
+    let lost = blobs || !report.affected.is_empty();
+    if lost {
+        steps.push(
+            "back up the same paths again: every file whose source still has the lost data stores it again, which mends every snapshot that needs the same data".into(),
+        );
+    }
+    if lost || snapshot_files {
+        steps.push(format!(
+            "`cairn repair snapshots`: writes a repaired copy of each snapshot that still needs lost data (tagged `repaired`; add --forget to remove the damaged originals{})",
+            if snapshot_files {
+                " and the snapshot files that cannot be read"
+            } else {
+                ""
+            }
+        ));
+    }
+    steps.push("`cairn check` again (with --read-data to read every pack)".into());
+    steps
+}
+
+/// Keeps what the check found in the local record of damaged packs, so that the next
+/// backup stores again the blobs of damaged packs (see `IndexCache::note_damaged`), and
+/// forgets packs found sound: read whole, or (when recorded only as missing) present with
+/// a header that matches the index.
+fn record_damage(repo: &Repository, damaged: &[(Id, String)], sound: &[(Id, bool)]) -> Result<()> {
+    let index = repo.index()?;
+    let known = index.damaged_packs();
+    let settled: Vec<Id> = sound
+        .iter()
+        .filter(|(id, whole)| {
+            known
+                .get(id)
+                .is_some_and(|why| *whole || why == MISSING_FROM_STORE)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    index.clear_damaged(settled)?;
+    repo.note_damaged_packs(damaged.to_vec())
 }
 
 #[cfg(test)]

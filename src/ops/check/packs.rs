@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::pack::{BlobLocation, BlobType, PackEntry, decode_header};
 use crate::progress::Progress;
+use crate::repo::cache::MISSING_FROM_STORE;
 use crate::repo::{Repository, pool};
 use crate::store::{Kind, ObjectName};
 
@@ -51,7 +52,11 @@ pub(super) struct PackOutcome {
     /// Packs that cannot be used at all (missing, unreadable header).
     pub(super) bad_packs: HashSet<Id>,
     /// Single blobs that failed to open.
-    pub(super) bad_blobs: HashSet<(BlobType, Id)>,
+    pub(super) bad_blobs: HashSet<(Id, BlobType, Id)>,
+    /// Every pack with a problem, and its first, for the local record of damaged packs.
+    pub(super) damaged: Vec<(Id, String)>,
+    /// Packs found sound, and whether they were read whole (else their header only).
+    pub(super) sound: Vec<(Id, bool)>,
 }
 
 /// What was left unchecked of an archived pack.
@@ -69,6 +74,8 @@ struct PackResult {
     /// (problem, whole pack unusable)
     problems: Vec<(String, bool)>,
     bad_blobs: Vec<(BlobType, Id)>,
+    /// Not in the store's listing.
+    missing: bool,
 }
 
 impl PackOutcome {
@@ -83,6 +90,12 @@ impl PackOutcome {
             self.bytes_read += bytes;
         }
         self.blobs_checked += r.blobs_checked;
+        match r.problems.first() {
+            Some(_) if r.missing => self.damaged.push((id, MISSING_FROM_STORE.to_string())),
+            Some((first, _)) => self.damaged.push((id, first.clone())),
+            None if r.archived.is_none() => self.sound.push((id, r.read.is_some())),
+            None => {}
+        }
         let object = ObjectName::new(Kind::Pack, &id).path();
         for (error, whole) in r.problems {
             if whole {
@@ -93,7 +106,8 @@ impl PackOutcome {
                 error,
             });
         }
-        self.bad_blobs.extend(r.bad_blobs);
+        self.bad_blobs
+            .extend(r.bad_blobs.into_iter().map(|(kind, blob)| (id, kind, blob)));
     }
 }
 
@@ -114,11 +128,12 @@ fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
         blobs_checked: 0,
         problems: Vec::new(),
         bad_blobs: Vec::new(),
+        missing: false,
     };
     let name = ObjectName::new(Kind::Pack, id);
     let Some(size) = job.stored_size else {
-        r.problems
-            .push(("is missing from the store".to_string(), true));
+        r.problems.push((format!("is {MISSING_FROM_STORE}"), true));
+        r.missing = true;
         return r;
     };
     if size != job.size {
@@ -140,7 +155,8 @@ fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
                 return r;
             }
             Err(e) => {
-                r.problems.push((format!("cannot be read: {e}"), true));
+                r.problems
+                    .push((format!("cannot be read: {}", e.detail()), true));
                 return r;
             }
         };
@@ -152,7 +168,7 @@ fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
         let header = match decode_header(repo.key(), &bytes, size, &name.path()) {
             Ok(h) => h,
             Err(e) => {
-                r.problems.push((format!("header: {e}"), true));
+                r.problems.push((format!("header: {}", e.detail()), true));
                 return r;
             }
         };
@@ -167,7 +183,13 @@ fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
                 .and_then(|s| crate::format::blob::open_blob(repo.key(), &loc, s));
             r.blobs_checked += 1;
             if let Err(err) = opened {
-                r.problems.push((err.to_string(), false));
+                let kind = if e.kind == BlobType::Tree {
+                    "tree"
+                } else {
+                    "data"
+                };
+                r.problems
+                    .push((format!("{kind} blob {}: {}", e.id, err.detail()), false));
                 r.bad_blobs.push((e.kind, e.id));
             }
         }
@@ -176,7 +198,7 @@ fn check_pack(repo: &Repository, job: &PackJob) -> PackResult {
         match repo.read_pack_header(id, size) {
             Ok((h, _)) => h,
             Err(e) => {
-                r.problems.push((format!("header: {e}"), true));
+                r.problems.push((format!("header: {}", e.detail()), true));
                 return r;
             }
         }

@@ -76,7 +76,7 @@ impl CheckPlan {
                 Err(e) => {
                     plan.problems.push(Problem {
                         object: ObjectName::new(Kind::Index, &id).path(),
-                        error: e.to_string(),
+                        error: e.detail(),
                     });
                     continue;
                 }

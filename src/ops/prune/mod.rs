@@ -147,7 +147,8 @@ pub fn prune(
     let stored = repo.stored_packs()?;
 
     // 3. Decide.
-    let mut plan = PrunePlan::build(needed, index_files, &stored, opts, now_nanos())?;
+    let damaged: HashSet<Id> = repo.index()?.damaged_packs().into_keys().collect();
+    let mut plan = PrunePlan::build(needed, index_files, &stored, &damaged, opts, now_nanos())?;
     plan.stats.snapshots = snapshots.len() as u64;
     drop(snapshots);
     if opts.dry_run {

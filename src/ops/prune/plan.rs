@@ -50,6 +50,9 @@ pub(super) struct PackState {
     pub(super) used: Vec<PackEntry>,
     /// How many blobs the pack's index entry lists.
     blobs: usize,
+    /// Known to be damaged (the local cache's record): its blobs are claimed only after
+    /// every sound pack's, and it is never repacked (its blobs would not copy).
+    damaged: bool,
 }
 
 impl PackState {
@@ -62,6 +65,7 @@ impl PackState {
             used_bytes: 0,
             used: Vec::new(),
             blobs: 0,
+            damaged: false,
         }
     }
 }
@@ -101,12 +105,19 @@ pub struct PrunePlan {
 impl PrunePlan {
     /// Decides. `needed` holds what the snapshots need (frozen); `index_files` yields
     /// every index file of the repository; `stored` is the listing of packs with their
-    /// sizes; `now` is in nanoseconds since the epoch. A needed blob that no pack holds
-    /// is an error: prune deletes nothing in a damaged repository.
+    /// sizes; `damaged` the packs known to be damaged; `now` is in nanoseconds since the
+    /// epoch. A needed blob that no pack holds is an error: prune deletes nothing in a
+    /// damaged repository.
+    ///
+    /// Needed blobs are claimed from sound packs first, then from damaged ones, never from
+    /// packs missing from the store: a blob that a backup stored again after its pack was
+    /// lost is kept where it is sound, and a damaged pack whose blobs all have a sound copy
+    /// is marked like any unneeded pack.
     pub fn build(
         mut needed: NeededBlobs,
         index_files: impl IntoIterator<Item = Result<(Id, IndexFile)>>,
         stored: &HashMap<Id, u64>,
+        damaged: &HashSet<Id>,
         opts: &PruneOptions,
         now: i64,
     ) -> Result<PrunePlan> {
@@ -119,6 +130,9 @@ impl PrunePlan {
         let mut packs: BTreeMap<Id, PackState> = BTreeMap::new();
         let mut marked: BTreeMap<Id, (i64, u64, Vec<PackEntry>)> = BTreeMap::new();
         let mut listings = Vec::new();
+        // Live packs missing from the store or known damaged, with their blobs: claimed
+        // after the sound ones.
+        let mut deferred: Vec<(Id, Vec<PackEntry>)> = Vec::new();
 
         // Live packs first: a blob in a live pack never needs a marked one.
         for file in index_files {
@@ -135,18 +149,13 @@ impl PrunePlan {
                     continue;
                 }
                 let mut state = PackState::new(p.size, Action::Keep);
-                state.blobs = p.blobs.len();
-                for e in &p.blobs {
-                    state.blob_bytes += u64::from(e.length);
-                    if needed.claim(e.kind, &e.id) {
-                        state.used_bytes += u64::from(e.length);
-                        state.used.push(*e);
-                    }
+                if !stored.contains_key(&p.id) || damaged.contains(&p.id) {
+                    state.damaged = true;
+                    packs.insert(p.id, state);
+                    deferred.push((p.id, p.blobs));
+                    continue;
                 }
-                if state.used.len() == p.blobs.len() {
-                    // Wholly used: nothing to repack, so the entries are not needed later.
-                    state.used = Vec::new();
-                }
+                claim_blobs(&mut state, &p.blobs, &mut needed);
                 packs.insert(p.id, state);
             }
             for m in file.delete {
@@ -167,12 +176,27 @@ impl PrunePlan {
             listings.push(listing);
         }
 
+        // Damaged packs that are still stored give what no sound pack holds; a missing
+        // pack gives nothing, but is named when it held a needed blob.
         let mut missing_needed = Vec::new();
+        let mut lost_with_missing = 0;
+        for (id, blobs) in &deferred {
+            let Some(state) = packs.get_mut(id) else {
+                continue;
+            };
+            if stored.contains_key(id) {
+                claim_blobs(state, blobs, &mut needed);
+            } else {
+                let lost = blobs.iter().filter(|e| needed.claim(e.kind, &e.id)).count();
+                if lost > 0 {
+                    missing_needed.push(*id);
+                    lost_with_missing += lost as u64;
+                }
+            }
+        }
+        drop(deferred);
         for (id, p) in packs.iter_mut() {
             if !stored.contains_key(id) {
-                if !p.used.is_empty() || p.used_bytes > 0 {
-                    missing_needed.push(*id);
-                }
                 p.action = Action::Drop;
                 stats.packs_missing_dropped += 1;
                 continue;
@@ -219,8 +243,8 @@ impl PrunePlan {
             packs.insert(id, state);
         }
 
-        let lost = needed.unclaimed();
-        if lost > 0 || !missing_needed.is_empty() {
+        let lost = needed.unclaimed() + lost_with_missing;
+        if lost > 0 {
             let packs_note = if missing_needed.is_empty() {
                 String::new()
             } else {
@@ -235,7 +259,7 @@ impl PrunePlan {
                 )
             };
             return Err(Error::Unsafe(format!(
-                "{lost} blobs that snapshots need are in no pack{packs_note}; prune deletes nothing while the repository is damaged (run `cairn check` to see which snapshots are affected)"
+                "{lost} blobs that snapshots need are in no pack{packs_note}; prune deletes nothing while the repository is damaged. See README, \"When something is damaged\": `cairn check` names what is affected, `cairn repair index` drops what is lost from the index, a backup stores again what the sources still have, and `cairn repair snapshots` mends the snapshots that still need lost data"
             )));
         }
 
@@ -387,6 +411,22 @@ impl PrunePlan {
 
 /// Picks partly used packs to repack, most wasteful first, until the unused bytes left
 /// are within `max_unused` of the used ones.
+/// Counts a live pack's blobs into its state and claims the needed ones for it.
+fn claim_blobs(state: &mut PackState, blobs: &[PackEntry], needed: &mut NeededBlobs) {
+    state.blobs = blobs.len();
+    for e in blobs {
+        state.blob_bytes += u64::from(e.length);
+        if needed.claim(e.kind, &e.id) {
+            state.used_bytes += u64::from(e.length);
+            state.used.push(*e);
+        }
+    }
+    if state.used.len() == blobs.len() {
+        // Wholly used: nothing to repack, so the entries are not needed later.
+        state.used = Vec::new();
+    }
+}
+
 fn choose_repacks(packs: &mut BTreeMap<Id, PackState>, max_unused: f64, stats: &mut PruneStats) {
     let limit = if max_unused >= 1.0 {
         u64::MAX
@@ -396,7 +436,7 @@ fn choose_repacks(packs: &mut BTreeMap<Id, PackState>, max_unused: f64, stats: &
     };
     let mut candidates: Vec<(Id, u64, u64)> = packs
         .iter()
-        .filter(|(_, p)| p.action == Action::Keep && p.used_bytes < p.blob_bytes)
+        .filter(|(_, p)| p.action == Action::Keep && !p.damaged && p.used_bytes < p.blob_bytes)
         .map(|(id, p)| (*id, p.blob_bytes - p.used_bytes, p.blob_bytes))
         .collect();
     // Highest unused share first; ties by more unused bytes.
@@ -506,6 +546,8 @@ mod tests {
         stored: &'static [u8],
         /// Data blobs the snapshots need.
         needed: &'static [u8],
+        /// Packs known to be damaged.
+        damaged: HashSet<Id>,
         keep_delete_hours: i64,
         max_unused: f64,
         actions: &'static [(u8, Action)],
@@ -521,6 +563,7 @@ mod tests {
                 files,
                 stored: &[],
                 needed: &[],
+                damaged: HashSet::new(),
                 keep_delete_hours: 23,
                 max_unused: 0.05,
                 actions: &[],
@@ -562,7 +605,7 @@ mod tests {
                 };
                 Ok((*id, copy))
             });
-            PrunePlan::build(needed, files, &stored, &opts, NOW)
+            PrunePlan::build(needed, files, &stored, &self.damaged, &opts, NOW)
         }
 
         fn check(&self) {
@@ -832,6 +875,47 @@ mod tests {
         };
         let e = lost.plan().err().expect("a plan over a lost blob");
         assert!(e.to_string().starts_with("1 blobs"), "{e}");
+    }
+
+    #[test]
+    fn a_lost_or_damaged_pack_yields_to_a_sound_copy() {
+        // Blob 1 was in pack 1, now missing; a backup stored it again in pack 2.
+        let healed = Case {
+            stored: &[2],
+            needed: &[1],
+            actions: &[(1, Action::Drop), (2, Action::Keep)],
+            rewritten: &[1],
+            ..Case::new(
+                "missing, stored again",
+                vec![
+                    file(1, vec![live(1, &[(1, 1000)])], vec![]),
+                    file(2, vec![live(2, &[(1, 1000)])], vec![]),
+                ],
+            )
+        };
+        healed.check();
+        // Pack 1 is damaged but stored: its blob has a sound copy in pack 2, so it is
+        // marked; pack 3 is damaged and alone in holding blob 3: kept, never repacked.
+        let damaged = Case {
+            stored: &[1, 2, 3],
+            needed: &[1, 3],
+            damaged: HashSet::from([pack(1), pack(3)]),
+            max_unused: 0.0,
+            actions: &[(1, Action::Mark), (2, Action::Keep), (3, Action::Keep)],
+            rewritten: &[1],
+            ..Case::new(
+                "damaged, stored again",
+                vec![
+                    file(
+                        1,
+                        vec![live(1, &[(1, 1000)]), live(3, &[(3, 10), (4, 990)])],
+                        vec![],
+                    ),
+                    file(2, vec![live(2, &[(1, 1000)])], vec![]),
+                ],
+            )
+        };
+        damaged.check();
     }
 
     #[test]

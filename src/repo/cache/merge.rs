@@ -1,22 +1,24 @@
-//! Reading several sorted tables as one: a k-way merge that yields each key once, its live
-//! location before any marked one.
+//! Reading several sorted tables as one: a k-way merge that yields each key once, its best
+//! location by [`Record::rank`]: live before marked, a pack known damaged last.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use crate::error::Result;
+use crate::format::id::Id;
 
 use super::table::{Cursor, Record, Table};
 
-/// The next record of one input, ordered by record and then by input.
+/// The next record of one input, ordered by key, rank and then input.
 struct Head {
     record: Record,
+    rank: u8,
     input: usize,
 }
 
 impl Head {
-    fn rank(&self) -> ((&[u8], u8), usize) {
-        (self.record.order(), self.input)
+    fn rank(&self) -> (&[u8], u8, usize) {
+        (self.record.key(), self.rank, self.input)
     }
 }
 
@@ -38,13 +40,23 @@ impl Ord for Head {
 }
 
 /// Calls `each` with the records of all `tables` in key order, one per key: the first by
-/// [`Record::order`], so a live location wins over a marked one.
-pub fn merge(tables: &[&Table], each: &mut dyn FnMut(&Record) -> Result<()>) -> Result<()> {
+/// [`Record::rank`] under `damaged`, so a live location wins over a marked one and any
+/// location over one in a pack known damaged.
+pub fn merge(
+    tables: &[&Table],
+    damaged: &dyn Fn(&Id) -> bool,
+    each: &mut dyn FnMut(&Record) -> Result<()>,
+) -> Result<()> {
     let mut cursors: Vec<Cursor<'_>> = tables.iter().map(|t| t.cursor()).collect();
     let mut heap = BinaryHeap::with_capacity(cursors.len());
     for (input, c) in cursors.iter_mut().enumerate() {
         if let Some(record) = c.next_record()? {
-            heap.push(Reverse(Head { record, input }));
+            let rank = record.rank(damaged);
+            heap.push(Reverse(Head {
+                record,
+                rank,
+                input,
+            }));
         }
     }
     let mut last: Option<Record> = None;
@@ -55,6 +67,7 @@ pub fn merge(tables: &[&Table], each: &mut dyn FnMut(&Record) -> Result<()>) -> 
         }
         if let Some(record) = cursors[head.input].next_record()? {
             heap.push(Reverse(Head {
+                rank: record.rank(damaged),
                 record,
                 input: head.input,
             }));
@@ -66,7 +79,6 @@ pub fn merge(tables: &[&Table], each: &mut dyn FnMut(&Record) -> Result<()>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::id::Id;
     use crate::format::pack::{BlobType, Compression, PackEntry};
     use crate::repo::cache::table::{LIVE, MARKED, TableWriter};
 
@@ -112,7 +124,7 @@ mod tests {
             (350..500).map(|i| record(i, 3, LIVE)).collect(),
         );
         let mut out = Vec::new();
-        merge(&[&b, &a, &c], &mut |r| {
+        merge(&[&b, &a, &c], &|_| false, &mut |r| {
             out.push(*r);
             Ok(())
         })

@@ -13,6 +13,7 @@
 //! the rest is read block by block. Building the cache from many index files sorts them
 //! in bounded runs and merges the runs.
 
+mod damaged;
 mod merge;
 mod packs;
 mod table;
@@ -30,6 +31,7 @@ use crate::format::id::Id;
 use crate::format::index::IndexFile;
 use crate::format::pack::{BlobLocation, BlobType};
 
+use damaged::DamagedPacks;
 use table::{KEY_LEN, LIVE, MARKED, RECORDS_PER_BLOCK, Record, Table, TableWriter};
 
 /// Creates (or truncates) a cache file readable by its owner only. The cache folder is
@@ -43,6 +45,9 @@ fn create_private(path: &Path) -> std::io::Result<File> {
         .mode(0o600)
         .open(path)
 }
+
+/// Why a pack that index files list and the store lacks is recorded as damaged.
+pub const MISSING_FROM_STORE: &str = "missing from the store";
 
 /// Bumped whenever the cache's encoding changes; a mismatch rebuilds it.
 const CACHE_FORMAT: &str = "cairn-cache-5";
@@ -104,6 +109,9 @@ pub struct IndexCache {
     state: RwLock<State>,
     /// One merge at a time.
     merging: Mutex<()>,
+    /// Packs found missing or damaged (see [`damaged`]): never deduplicated against, and
+    /// read from only when no other location of a blob is known.
+    damaged: RwLock<DamagedPacks>,
     /// Held for as long as the cache is open: one process per cache folder.
     _lock: Option<File>,
     /// Removes a temporary cache when it is dropped.
@@ -159,7 +167,7 @@ impl IndexCache {
             .prefix("cairn-cache-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let mut cache = IndexCache::empty(temp.path().to_path_buf(), None);
+        let mut cache = IndexCache::empty(temp.path().to_path_buf(), None, dir);
         cache._temp = Some(temp);
         Ok(cache)
     }
@@ -169,11 +177,14 @@ impl IndexCache {
         &self.dir
     }
 
-    fn empty(dir: PathBuf, lock: Option<File>) -> IndexCache {
+    /// An empty cache in `dir`, with the record of damaged packs kept in `damaged_dir`
+    /// (the usual cache folder, also for a temporary cache).
+    fn empty(dir: PathBuf, lock: Option<File>, damaged_dir: Option<&Path>) -> IndexCache {
         IndexCache {
             dir,
             state: RwLock::new(State::default()),
             merging: Mutex::new(()),
+            damaged: RwLock::new(DamagedPacks::load(damaged_dir)),
             _lock: lock,
             _temp: None,
         }
@@ -207,7 +218,7 @@ impl IndexCache {
         if sled.exists() {
             let _ = std::fs::remove_dir_all(&sled);
         }
-        let cache = IndexCache::empty(dir.to_path_buf(), Some(lock));
+        let cache = IndexCache::empty(dir.to_path_buf(), Some(lock), Some(dir));
         match cache.load() {
             Ok(state) => *cache.write() = state,
             Err(e) => {
@@ -329,7 +340,7 @@ impl IndexCache {
     }
 
     /// Empties the cache and makes it the cache of `repository`.
-    fn reset(&self, repository: &Id) -> Result<()> {
+    pub(crate) fn reset(&self, repository: &Id) -> Result<()> {
         let mut state = self.write();
         state.parts.clear();
         state.repository = Some(*repository);
@@ -410,9 +421,14 @@ impl IndexCache {
             return Ok(());
         }
         let number = self.allocate();
-        run.records
-            .sort_unstable_by(|a, b| a.order().cmp(&b.order()));
-        // The first of equal keys is the live one, if any.
+        {
+            let damaged = self.damaged_read();
+            let is_damaged = |id: &Id| damaged.contains(id);
+            run.records.sort_unstable_by(|a, b| {
+                (a.key(), a.rank(&is_damaged)).cmp(&(b.key(), b.rank(&is_damaged)))
+            });
+        }
+        // The first of equal keys is the best location: live, in a pack not known damaged.
         run.records
             .dedup_by(|later, first| later.key() == first.key());
         let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
@@ -495,7 +511,10 @@ impl IndexCache {
         let number = self.allocate();
         let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
         let tables: Vec<&Table> = inputs.iter().map(|p| &p.table).collect();
-        merge::merge(&tables, &mut |r| w.push(r))?;
+        {
+            let damaged = self.damaged_read();
+            merge::merge(&tables, &|id| damaged.contains(id), &mut |r| w.push(r))?;
+        }
         let mut table = w.finish()?;
         let mut listed = Vec::new();
         for p in inputs {
@@ -521,15 +540,24 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Looks `key` up in every table: the live location if any table has one, else a
-    /// marked one.
+    /// Looks `key` up in every table: the best location by [`Record::rank`], a live one
+    /// in a pack not known damaged if any table has one.
     fn lookup(&self, key: &[u8; KEY_LEN]) -> Result<Option<Record>> {
         let state = self.read();
-        let mut marked = None;
+        let damaged = self.damaged_read();
+        let is_damaged = |id: &Id| !damaged.is_empty() && damaged.contains(id);
+        let mut best: Option<(u8, Record)> = None;
         for part in &state.parts {
             match part.table.find(key) {
-                Ok(Some(r)) if r.is_live() => return Ok(Some(r)),
-                Ok(Some(r)) => marked = Some(r),
+                Ok(Some(r)) => {
+                    let rank = r.rank(&is_damaged);
+                    if rank == 0 {
+                        return Ok(Some(r));
+                    }
+                    if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                        best = Some((rank, r));
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     drop(state);
@@ -538,7 +566,46 @@ impl IndexCache {
                 }
             }
         }
-        Ok(marked)
+        Ok(best.map(|(_, r)| r))
+    }
+
+    fn damaged_read(&self) -> std::sync::RwLockReadGuard<'_, DamagedPacks> {
+        self.damaged.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn damaged_write(&self) -> std::sync::RwLockWriteGuard<'_, DamagedPacks> {
+        self.damaged.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records packs found missing from the store or damaged, with why: from now on no
+    /// backup on this machine deduplicates against their blobs, and readers take any
+    /// other location first. Kept across runs (see [`damaged`]).
+    ///
+    /// Returns whether a pack was new to the record. Then the tables may hold a blob's
+    /// location in such a pack where another copy exists (a table keeps one location per
+    /// blob, chosen without this knowledge), so the next open rebuilds them; a caller
+    /// that needs the better locations at once rebuilds now (`Repository::rebuild_index`).
+    pub fn note_damaged(&self, packs: impl IntoIterator<Item = (Id, String)>) -> Result<bool> {
+        let new = self.damaged_write().add(packs)?;
+        if new {
+            self.discard();
+        }
+        Ok(new)
+    }
+
+    /// Forgets packs found sound again, or gone from every index file.
+    pub fn clear_damaged(&self, packs: impl IntoIterator<Item = Id>) -> Result<()> {
+        self.damaged_write().remove(packs)
+    }
+
+    /// The packs known to be missing or damaged, and why.
+    pub fn damaged_packs(&self) -> std::collections::BTreeMap<Id, String> {
+        self.damaged_read().all().clone()
+    }
+
+    /// Whether `pack` is known to be missing or damaged.
+    pub fn is_damaged(&self, pack: &Id) -> bool {
+        self.damaged_read().contains(pack)
     }
 
     /// Makes the next open rebuild the cache, after a table was found damaged.
@@ -554,12 +621,13 @@ impl IndexCache {
             .and_then(|r| r.location()))
     }
 
-    /// Whether a blob is in a live pack: only those may be deduplicated against, because a
-    /// marked pack may be deleted before the snapshot that would use it is written.
+    /// Whether a blob is in a live pack not known to be damaged: only those may be
+    /// deduplicated against, because a marked pack may be deleted before the snapshot
+    /// that would use it is written, and a damaged one cannot give the blob back.
     pub fn contains(&self, kind: BlobType, id: &Id) -> Result<bool> {
         Ok(self
             .lookup(&table::key(kind, id))?
-            .is_some_and(|r| r.is_live()))
+            .is_some_and(|r| r.is_live() && !self.is_damaged(&r.pack())))
     }
 
     /// Calls `each` with every cached blob's location (live or marked pack), in key order.
@@ -567,10 +635,15 @@ impl IndexCache {
     pub fn for_each(&self, each: &mut dyn FnMut(&BlobLocation) -> Result<()>) -> Result<()> {
         let parts = self.read().parts.clone();
         let tables: Vec<&Table> = parts.iter().map(|p| &p.table).collect();
-        merge::merge(&tables, &mut |r| match r.location() {
-            Some(loc) => each(&loc),
-            None => Ok(()),
-        })
+        let damaged = self.damaged_packs();
+        merge::merge(
+            &tables,
+            &|id| damaged.contains_key(id),
+            &mut |r| match r.location() {
+                Some(loc) => each(&loc),
+                None => Ok(()),
+            },
+        )
     }
 
     /// Every pack that the cached index files list, live or marked (with or without its
@@ -784,6 +857,59 @@ mod tests {
             cache.get(BlobType::Data, &id(0)).unwrap().unwrap().pack,
             id(10)
         );
+    }
+
+    #[test]
+    fn a_pack_known_damaged_yields_to_any_other_copy_through_merges_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = id(u64::MAX);
+        // Blobs 0..10 in pack 7 (index file 1); blobs 0..5 again in pack 9 (file 2).
+        let cache = cache_of_one_index(dir.path(), &repo);
+        cache.add_index(&id(2), &index(9, 0..5)).unwrap();
+        assert!(cache.note_damaged([(id(7), "flipped".into())]).unwrap());
+        assert!(
+            !cache.note_damaged([(id(7), "flipped".into())]).unwrap(),
+            "not new"
+        );
+        for i in 0..5 {
+            assert_eq!(
+                cache.get(BlobType::Data, &id(i)).unwrap().unwrap().pack,
+                id(9)
+            );
+            assert!(cache.contains(BlobType::Data, &id(i)).unwrap());
+        }
+        for i in 5..10 {
+            // Still readable from the damaged pack (an intact blob may open), but never
+            // deduplicated against.
+            assert_eq!(
+                cache.get(BlobType::Data, &id(i)).unwrap().unwrap().pack,
+                id(7)
+            );
+            assert!(!cache.contains(BlobType::Data, &id(i)).unwrap());
+        }
+        // Merged into one table, the sound copy is the one kept.
+        cache.merge_tables(Merge::AtLeastTwo).unwrap();
+        cache.flush().unwrap();
+        drop(cache);
+        let cache = IndexCache::open(Some(dir.path())).unwrap();
+        assert!(cache.is_damaged(&id(7)), "the record outlives the process");
+        cache
+            .sync(&repo, &[id(1), id(2)], |n| {
+                Ok(if *n == id(1) {
+                    index(7, 0..10)
+                } else {
+                    index(9, 0..5)
+                })
+            })
+            .unwrap();
+        for i in 0..5 {
+            assert_eq!(
+                cache.get(BlobType::Data, &id(i)).unwrap().unwrap().pack,
+                id(9)
+            );
+        }
+        cache.clear_damaged([id(7)]).unwrap();
+        assert!(cache.contains(BlobType::Data, &id(7)).unwrap());
     }
 
     #[test]

@@ -72,10 +72,23 @@ impl Record {
         self.state() == LIVE
     }
 
-    /// The order records are kept in: by key, a live location before a marked one, so
-    /// that the first record of a key is the one to keep.
+    /// By key, a live location before a marked one (tests build tables in this order).
+    #[cfg(test)]
     pub fn order(&self) -> (&[u8], u8) {
         (self.key(), self.state())
+    }
+
+    /// The pack the blob is in.
+    pub fn pack(&self) -> Id {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&self.0[33..65]);
+        Id(id)
+    }
+
+    /// How good a location this is, lower first: live before marked, and a pack known to
+    /// be damaged after every other.
+    pub fn rank(&self, damaged: &dyn Fn(&Id) -> bool) -> u8 {
+        self.state() + if damaged(&self.pack()) { 2 } else { 0 }
     }
 
     pub fn location(&self) -> Option<BlobLocation> {
