@@ -345,6 +345,14 @@ pub fn prune_now(env: &Env) -> serde_json::Value {
     summary_line(&env.ok(&PRUNE_NOW))
 }
 
+/// Flips one bit of the file at `path`, at byte `at` (or its last byte).
+pub fn flip_byte(path: &Path, at: usize) {
+    let mut b = fs::read(path).expect("read");
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x40;
+    fs::write(path, b).expect("write");
+}
+
 pub fn summary_line(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout

@@ -7,6 +7,7 @@ mod bad_input;
 mod cache;
 mod confidentiality;
 mod crash;
+mod damage;
 mod dedup;
 mod faults;
 mod fixtures;

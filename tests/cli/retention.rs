@@ -481,13 +481,6 @@ fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
     assert_eq!(repo.backend().stat(&name).unwrap(), None);
 }
 
-fn flip_byte(path: &Path, at: usize) {
-    let mut b = std::fs::read(path).unwrap();
-    let i = at.min(b.len() - 1);
-    b[i] ^= 0x40;
-    std::fs::write(path, b).unwrap();
-}
-
 fn names_in(dir: &Path) -> BTreeSet<PathBuf> {
     all_files(dir)
         .into_iter()

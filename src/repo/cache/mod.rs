@@ -402,7 +402,10 @@ impl IndexCache {
                     // A damaged index file must not stop restores of what the others
                     // list; it stays out of the cache, so the next run tries it again.
                     Err(e @ Error::Corrupt(..)) => {
-                        tracing::warn!("index/{id} left out: {e}");
+                        tracing::warn!(
+                            "index/{id} is damaged ({}) and left out; `cairn repair index` rebuilds the index",
+                            e.detail()
+                        );
                     }
                     Err(e) => return Err(e),
                 }
