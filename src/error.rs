@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub const EXIT_OK: i32 = 0;
 /// Exit code: a fatal error; nothing (or nothing more) was done.
 pub const EXIT_FATAL: i32 = 1;
+/// Exit code: the command line is wrong (an unknown option, a missing argument, a value
+/// out of range); nothing was done.
+pub const EXIT_USAGE: i32 = 2;
 /// Exit code: backup finished and wrote a snapshot, but some source files could not be read.
 pub const EXIT_PARTIAL: i32 = 3;
 /// Exit code: a restore needs data packs in an archive storage class (S3 GLACIER,
@@ -55,7 +58,9 @@ pub enum Error {
     )]
     KeysDamaged { location: String, why: String },
 
-    #[error("wrong password: no key in {0} can be opened with it")]
+    #[error(
+        "wrong password: no key in {0} can be opened with it (if the password is right, its key file is damaged: a damaged key file cannot be told from a wrong password; another password of the repository still opens it)"
+    )]
     WrongPassword(String),
 
     #[error(
@@ -85,6 +90,10 @@ pub enum Error {
 
     #[error("{0} not found in the repository")]
     ObjectNotFound(String),
+
+    /// A path asked for is not in the snapshot.
+    #[error("{} is not in the snapshot (see `cairn ls SNAPSHOT`)", .0.display())]
+    PathNotInSnapshot(PathBuf),
 
     /// An object that must not be replaced (config, lock) exists with other bytes.
     #[error("{0} already exists")]
@@ -118,7 +127,7 @@ pub enum Error {
     Transient { what: String, message: String },
 
     #[error(
-        "{what}: gave up after {attempts} attempts: {message}; check the network and the storage service, then run the command again (a backup carries on where it stopped)"
+        "{what}: gave up after {attempts} attempts: {message}; check the network and the storage service, then run the command again"
     )]
     GaveUp {
         what: String,
@@ -142,6 +151,11 @@ pub enum Error {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// A value given on the command line (or in the environment) is not one the option
+    /// takes; found before any work is done. The message names the option.
+    #[error("{0}")]
+    Usage(String),
 
     /// Stopped by Ctrl-C (or SIGTERM) after cleaning up; the message says what was left.
     #[error("{0}")]
@@ -228,6 +242,7 @@ impl Error {
             Error::RepositoryNotFound(_) | Error::BucketNotFound(_) => EXIT_NO_REPOSITORY,
             Error::WrongPassword(_) | Error::ForeignKey { .. } => EXIT_WRONG_PASSWORD,
             Error::Locked(_) => EXIT_LOCKED,
+            Error::Usage(_) => EXIT_USAGE,
             Error::Interrupted(_) => EXIT_INTERRUPTED,
             Error::OutputClosed => EXIT_OK,
             Error::During { source, .. } => source.exit_code(),

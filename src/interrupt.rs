@@ -2,9 +2,10 @@
 //!
 //! Most commands need nothing: everything they write to a repository becomes visible
 //! atomically, so the default action (the process ends) is safe. A restore writes into the
-//! user's tree and must remove the files it had not finished; it installs this handler,
-//! which only notes the signal. The restore polls [`requested`] and stops, and the command
-//! exits with code 130.
+//! user's tree and must remove the files it had not finished, and `prune` and `repair
+//! index` hold the repository's lock, which must not outlive them; they install this
+//! handler, which only notes the signal, poll [`requested`] (or [`stop_if_requested`])
+//! between steps and stop, and the command exits with code 130.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +27,17 @@ pub fn install() -> std::io::Result<()> {
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler performs one atomic store, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }.map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// An `Interrupted` error saying what was stopped and what that leaves, when an interrupt
+/// arrived.
+pub fn stop_if_requested(what: &str) -> crate::Result<()> {
+    if requested() {
+        return Err(crate::Error::Interrupted(format!(
+            "interrupted: {what} stopped; the repository is consistent, and running it again finishes the job"
+        )));
     }
     Ok(())
 }

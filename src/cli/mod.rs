@@ -87,7 +87,7 @@ struct S3Args {
     #[arg(long = "s3-path-style", global = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     path_style: Option<bool>,
     /// Uploads in flight at once (each holds one pack of up to 16 MiB in memory)
-    #[arg(long = "s3-connections", global = true, default_value_t = s3::DEFAULT_CONNECTIONS, value_name = "N")]
+    #[arg(long = "s3-connections", global = true, default_value_t = s3::DEFAULT_CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: usize,
     /// Storage class of data packs (e.g. STANDARD_IA, GLACIER_IR); metadata and tree packs
     /// stay STANDARD. See README for what each class means for restores
@@ -96,7 +96,7 @@ struct S3Args {
     /// Put an object-lock retention of N days on every object written. Given to `init`,
     /// it is recorded in the repository and applies to every later write without the
     /// option; later, only a longer retention may be asked for
-    #[arg(long = "s3-object-lock-days", global = true, value_name = "N")]
+    #[arg(long = "s3-object-lock-days", global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(i64::from(*OBJECT_LOCK_DAYS.start())..=i64::from(*OBJECT_LOCK_DAYS.end())))]
     object_lock_days: Option<u32>,
     /// Object-lock mode for --s3-object-lock-days (default: the repository's, or
     /// governance for a new one)
@@ -151,7 +151,7 @@ impl S3Args {
             return Ok(None);
         };
         if !OBJECT_LOCK_DAYS.contains(&days) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "--s3-object-lock-days must be {} to {}",
                 OBJECT_LOCK_DAYS.start(),
                 OBJECT_LOCK_DAYS.end()
@@ -172,7 +172,7 @@ impl S3Args {
 
     fn options(&self, cache_base: Option<&std::path::Path>) -> Result<S3Options> {
         if self.connections == 0 {
-            return Err(Error::Invalid("--s3-connections must be at least 1".into()));
+            return Err(Error::Usage("--s3-connections must be at least 1".into()));
         }
         Ok(S3Options {
             endpoint: self.endpoint.clone(),

@@ -30,7 +30,8 @@ pub enum Modifier {
     /// `T`: the path is a different kind of thing (a file became a directory, say).
     #[serde(rename = "T")]
     TypeChanged,
-    /// `U`: same content, other metadata (mode, owner, mtime, device number).
+    /// `U`: same content, other metadata (mode, owner, mtime, device number, extended
+    /// attributes with ACLs and capabilities).
     #[serde(rename = "U")]
     Metadata,
 }
@@ -93,8 +94,9 @@ struct Walk<'a> {
 }
 
 fn metadata_differs(a: &Node, b: &Node) -> bool {
-    // ctime, inode and link count change whenever a tree is copied or restored; they say
-    // nothing a user changed.
+    // ctime, inode, device and link count change whenever a tree is copied or restored;
+    // they say nothing a user changed. Extended attributes hold ACLs and file
+    // capabilities as well as users' own attributes.
     a.mode != b.mode
         || a.uid != b.uid
         || a.gid != b.gid
@@ -102,10 +104,12 @@ fn metadata_differs(a: &Node, b: &Node) -> bool {
         || a.group != b.group
         || a.mtime != b.mtime
         || a.rdev != b.rdev
+        || a.xattrs != b.xattrs
 }
 
 fn content_differs(a: &Node, b: &Node) -> bool {
-    a.size != b.size || a.content != b.content || a.target != b.target
+    // The same blobs with other holes between them are other bytes.
+    a.size != b.size || a.content != b.content || a.target != b.target || a.holes != b.holes
 }
 
 impl Walk<'_> {

@@ -26,13 +26,14 @@ pub enum Count {
 
 impl Count {
     /// `-1` means unlimited, `0` means the rule is off.
-    pub fn from_arg(n: i64) -> Result<Count> {
+    /// The count given to `option` (named in the error).
+    pub fn from_arg(option: &str, n: i64) -> Result<Count> {
         match n {
             -1 => Ok(Count::All),
             0 => Ok(Count::None),
             n if n > 0 && n <= i64::from(u32::MAX) => Ok(Count::Some(n as u32)),
-            n => Err(Error::Invalid(format!(
-                "{n} is not a keep count: give a number of snapshots, or -1 for all"
+            n => Err(Error::Usage(format!(
+                "{option} {n}: not a keep count; give a number of snapshots, or -1 for all"
             ))),
         }
     }
@@ -55,8 +56,8 @@ pub struct Span {
 impl Span {
     pub fn parse(s: &str) -> Result<Span> {
         let bad = || {
-            Error::Invalid(format!(
-                "{s:?} is not a duration: write numbers with units y, m, d, h, like 1y6m or 14d or 36h"
+            Error::Usage(format!(
+                "--keep-within {s:?} is not a duration: write numbers with units y, m, d, h, like 1y6m or 14d or 36h"
             ))
         };
         let mut span = Span::default();
@@ -285,7 +286,7 @@ impl GroupBy {
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
                 other => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Usage(format!(
                         "--group-by: unknown field {other:?}; use host, paths and tags, comma-separated, or '' for one group"
                     )));
                 }
@@ -564,8 +565,11 @@ mod tests {
         for bad in ["", "3", "d", "3w", "1d2", "-1d"] {
             assert!(Span::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Count::from_arg(-1).expect("count"), Count::All);
-        assert!(Count::from_arg(-2).is_err());
+        assert_eq!(
+            Count::from_arg("--keep-last", -1).expect("count"),
+            Count::All
+        );
+        assert!(Count::from_arg("--keep-last", -2).is_err());
         assert!(Policy::default().is_empty());
         assert!(GroupBy::parse("host,oops").is_err());
         assert_eq!(

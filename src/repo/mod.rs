@@ -185,7 +185,10 @@ fn keep_config_copy(dir: &Path, bytes: &[u8]) {
         return;
     }
     let temp = dir.join(format!("{CONFIG_COPY}.tmp"));
-    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path));
+    // Private like every cache file (section 11 of format-spec.md).
+    let written = cache::create_private(&temp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .and_then(|()| std::fs::rename(&temp, &path));
     if let Err(e) = written {
         tracing::debug!("no copy of the config kept in {}: {e}", dir.display());
     }
@@ -359,7 +362,7 @@ impl Repository {
             let kf = match KeyFile::decode(&bytes, &name.path()) {
                 Ok(kf) => kf,
                 Err(e) => {
-                    damaged.push(e.to_string());
+                    damaged.push(format!("{}: {}", name.path(), e.detail()));
                     continue;
                 }
             };
@@ -386,7 +389,7 @@ impl Repository {
             });
         }
         for d in damaged {
-            tracing::warn!("{d}");
+            tracing::warn!("key file {d}: damaged, passed over");
         }
         match foreign {
             Some(key) => Err(Error::ForeignKey {

@@ -88,10 +88,7 @@ pub fn find_node(repo: &Repository, root: Id, path: &Path) -> Result<Node> {
 }
 
 fn not_in_snapshot(path: &Path) -> Error {
-    Error::Invalid(format!(
-        "{} is not in the snapshot (see `cairn ls SNAPSHOT`)",
-        path.display()
-    ))
+    Error::PathNotInSnapshot(path.to_path_buf())
 }
 
 /// Calls `each` with every node below `node` (itself included when `with_self`), depth

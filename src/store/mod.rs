@@ -29,7 +29,7 @@ pub enum Location {
 impl Location {
     pub fn parse(repo: &str) -> Result<Location> {
         if repo.is_empty() {
-            return Err(Error::Invalid(
+            return Err(Error::Usage(
                 "no repository given: use -r/--repo or set CAIRN_REPOSITORY".into(),
             ));
         }
@@ -37,7 +37,7 @@ impl Location {
             return Ok(Location::S3(s3::S3Location::parse(repo)?));
         }
         if let Some((scheme, _)) = repo.split_once("://") {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "repository {repo:?}: unknown scheme {scheme}://; give a local directory path or s3://BUCKET/PREFIX"
             )));
         }

@@ -400,7 +400,7 @@ fn new_repository_options_are_range_checked_and_refused_where_they_do_nothing() 
         assert!(stderr(&out).contains(option), "{}", stderr(&out));
     }
     let out = env.run(&["init", "--chunk-min", "1048576", "--chunk-avg", "524288"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--chunk-avg 524288"),
         "{}",
@@ -442,7 +442,7 @@ fn impossible_dates_unlistable_folders_and_dumped_sockets_are_explained() {
         "2020-02-30 10:00:00",
         src.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("not a valid date"),
         "{}",
@@ -502,4 +502,103 @@ fn restore_usage_asks_only_for_what_is_missing() {
         !usage.contains("--repo") && !usage.contains("--cache-dir"),
         "{usage}"
     );
+}
+
+/// Every value out of range is a command-line error (exit 2, the option named), found
+/// before any work: no snapshot written, none forgotten, nothing stored.
+#[test]
+fn out_of_range_values_exit_2_before_any_work() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let src = src.to_str().unwrap();
+    env.ok(&["backup", src]);
+    let objects_before = all_files(&env.repo_dir()).len();
+    let cases: &[(&[&str], &str)] = &[
+        (&["forget", "--keep-daily", "-5"], "--keep-daily"),
+        (&["forget", "--keep-within", "3x"], "--keep-within"),
+        (
+            &["forget", "--keep-last", "1", "--group-by", "planet"],
+            "--group-by",
+        ),
+        (
+            &["forget", "latest", "--prune", "--keep-delete", "5x"],
+            "--keep-delete",
+        ),
+        (
+            &["check", "--read-data-subset", "150%"],
+            "--read-data-subset",
+        ),
+        (&["prune", "--max-unused", "200%"], "--max-unused"),
+        (&["prune", "--keep-delete", "5x"], "--keep-delete"),
+        (&["backup", "--time", "yesterday", src], "--time"),
+        (&["find", "x", "--oldest", "yesterday"], "--oldest"),
+        (
+            &["init", "--s3-object-lock-days", "0"],
+            "--s3-object-lock-days",
+        ),
+        (&["snapshots", "--s3-connections", "0"], "--s3-connections"),
+    ];
+    for (args, option) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(option), "{args:?}: {}", stderr(&out));
+    }
+    // A local time that does not exist (skipped by a daylight-saving change).
+    let out = env
+        .cmd(&["find", "x", "--oldest", "2026-03-29 02:30:00"])
+        .env("TZ", "Europe/Berlin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert_eq!(
+        snapshot_count(&env),
+        1,
+        "nothing forgotten, nothing backed up"
+    );
+    assert_eq!(
+        all_files(&env.repo_dir()).len(),
+        objects_before,
+        "nothing written"
+    );
+}
+
+/// A file written to while the backup reads it is saved as read, named in a warning, and
+/// the backup exits 3; files left alone are not named.
+#[test]
+fn a_file_changing_while_read_is_named_and_exits_3() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(40);
+    let busy = src.join("busy.log");
+    std::fs::write(&busy, random_bytes(&mut rng, 64 << 20)).unwrap();
+    std::fs::write(src.join("still"), b"left alone").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(busy).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"another line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("busy.log: file changed while it was read"),
+        "{err}"
+    );
+    assert!(!err.contains("src/still"), "{err}");
+    assert_eq!(snapshot_count(&env), 1, "the snapshot is saved");
 }

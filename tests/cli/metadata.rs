@@ -29,6 +29,15 @@ fn acl(uid: u32) -> Vec<u8> {
     v
 }
 
+/// A file capability as the kernel stores it in `security.capability`: version 2,
+/// cap_net_bind_service permitted.
+fn net_bind_cap() -> [u8; 20] {
+    [
+        0x00, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00,
+    ]
+}
+
 /// Bytes the file system allocated for `p`.
 fn allocated(p: &Path) -> u64 {
     fs::metadata(p).unwrap().blocks() * 512
@@ -66,12 +75,7 @@ fn hard_links_xattrs_acls_and_holes_are_backed_up_and_restored() {
     std::os::unix::fs::symlink("noted", src.join("link")).unwrap();
     if is_root() {
         xattr::set(src.join("noted"), "trusted.mark", b"root only").unwrap();
-        // cap_net_bind_service=ep, version 2.
-        let cap = [
-            0x00, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        ];
-        xattr::set(src.join("d/a"), "security.capability", &cap).unwrap();
+        xattr::set(src.join("d/a"), "security.capability", &net_bind_cap()).unwrap();
         xattr::set(src.join("link"), "trusted.on-a-symlink", b"yes").unwrap();
     } else {
         eprintln!("not root: trusted.* and security.capability are not tried");
@@ -248,4 +252,44 @@ fn refused_xattrs_are_reported_once_per_kind() {
     assert!(err.contains("needs root"), "{err}");
     let f0 = target.join(src.strip_prefix("/").unwrap()).join("f0");
     assert_eq!(xattrs_of(&f0), vec![(b"user.kept".to_vec(), b"u".to_vec())]);
+}
+
+/// `diff --metadata` sees a changed ACL, a new user attribute and (as root) a file
+/// capability as `U` changes: the whole entry is compared, not only mode and owner.
+#[test]
+fn diff_metadata_sees_acls_xattrs_and_capabilities() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for name in ["acl", "attr", "cap", "same"] {
+        fs::write(src.join(name), name).unwrap();
+    }
+    let first = env.backup_json(&[&src], &[]);
+    xattr::set(src.join("acl"), "system.posix_acl_access", &acl(4321)).unwrap();
+    xattr::set(src.join("attr"), "user.note", b"added").unwrap();
+    if is_root() {
+        xattr::set(src.join("cap"), "security.capability", &net_bind_cap()).unwrap();
+    }
+    let second = env.backup_json(&[&src], &[]);
+    let out = env.ok(&[
+        "diff",
+        "--metadata",
+        first["snapshot_id"].as_str().unwrap(),
+        second["snapshot_id"].as_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let changed: Vec<&str> = text.lines().filter(|l| l.starts_with("U ")).collect();
+    let mut want = vec!["acl", "attr"];
+    if is_root() {
+        want.push("cap");
+    }
+    for name in &want {
+        assert!(
+            changed.iter().any(|l| l.ends_with(&format!("/{name}"))),
+            "{name}: {text}"
+        );
+    }
+    assert!(!changed.iter().any(|l| l.ends_with("/same")), "{text}");
+    assert_eq!(changed.len(), want.len(), "{text}");
 }

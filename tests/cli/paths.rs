@@ -2,6 +2,7 @@
 //! trailing slashes, symlinks on the way, missing paths, cairn's own folders inside the
 //! backed-up tree, and the same rule for every command that takes a snapshot path.
 
+use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Output;
@@ -278,14 +279,26 @@ fn a_symlink_given_as_a_path_is_stored_as_the_link_unless_a_slash_follows_it() {
     env.init();
     let deploy = deploy_tree(&env);
     let current = deploy.join("current");
-    env.backup_json(&[&current], &[]);
+    let out = env.ok(&["backup", s(&current)]);
+    assert!(
+        stderr(&out).contains("warning:") && stderr(&out).contains("symbolic link to a folder"),
+        "the link alone is rarely what was meant: {}",
+        stderr(&out)
+    );
+    let json = env.ok(&["backup", "--json", s(&current)]);
+    assert!(
+        String::from_utf8_lossy(&json.stdout).contains(r#""message_type":"warning""#),
+        "{}",
+        String::from_utf8_lossy(&json.stdout)
+    );
     assert_eq!(
         listed(&env, s(&current)),
         [(s(&current).to_string(), "symlink".to_string())]
     );
 
     let slashed = format!("{}/", s(&current));
-    env.backup_json(&[Path::new(&slashed)], &[]);
+    let out = env.ok(&["backup", &slashed]);
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
     assert_eq!(latest_paths(&env), [s(&current)]);
     let entries = listed(&env, s(&current));
     assert!(
@@ -439,3 +452,50 @@ fn filters_and_snapshot_paths_resolve_like_backup() {
 }
 
 on_both_backends!(own_repository_and_cache_are_left_out);
+
+/// Below `SNAPSHOT:PATH`, a relative `--include` is taken from that folder; a path that
+/// a bare `latest` lacks is explained: which snapshot `latest` was, and the filter that
+/// finds the right one.
+#[test]
+fn relative_includes_below_a_folder_and_latest_without_the_path() {
+    let env = Env::new();
+    env.init();
+    let site = env.path("srv/site1");
+    fs::create_dir_all(site.join("wp-content/uploads")).unwrap();
+    fs::write(site.join("wp-content/x"), b"the x").unwrap();
+    fs::write(site.join("wp-content/uploads/y"), b"the y").unwrap();
+    fs::write(site.join("index.php"), b"<?php").unwrap();
+    let first = env.backup_json(&[&site], &[]);
+    let first = first["snapshot_id"].as_str().unwrap().to_string();
+    let other = env.path("elsewhere");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("z"), b"z").unwrap();
+    env.backup_json(&[&other], &[]);
+
+    let target = env.path("restored");
+    let rooted = format!("{}:{}", &first[..8], s(&site));
+    env.ok(&[
+        "restore",
+        &rooted,
+        "--target",
+        s(&target),
+        "--include",
+        "wp-content/x",
+    ]);
+    assert_eq!(fs::read(target.join("wp-content/x")).unwrap(), b"the x");
+    assert!(!target.join("index.php").exists());
+    assert!(!target.join("wp-content/uploads").exists());
+
+    let wanted = site.join("wp-content/x");
+    let out = env.run(&["dump", "latest", s(&wanted)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the newest of all") && err.contains("--path"),
+        "{err}"
+    );
+    assert!(err.contains(s(&other)), "the snapshot's paths named: {err}");
+    // With the filter it names, `latest` is the right one.
+    let out = env.ok(&["dump", "latest", "--path", s(&site), s(&wanted)]);
+    assert_eq!(out.stdout, b"the x");
+}

@@ -506,3 +506,74 @@ fn interrupted_in_place_updates_are_finished_by_the_next(env: Env) {
         assert_same_tree(&src, &at);
     }
 }
+
+/// `--overwrite never` (and `if-newer`) over a target where a symlink stands in place of
+/// a snapshot folder: the symlink is kept, nothing below it is restored, and both the dry
+/// run and the real run say so and count alike.
+#[test]
+fn a_kept_symlink_in_place_of_a_folder_is_reported() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for sub in ["site/a", "site/b/c", "other"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+        std::fs::write(src.join(sub).join("f"), sub).unwrap();
+    }
+    env.backup_json(&[&src], &[]);
+    for mode in ["never", "if-newer"] {
+        let target = env.path(&format!("target-{mode}"));
+        let at = below(&target, &src);
+        std::fs::create_dir_all(at.join("other")).unwrap();
+        std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+        symlink(env.path("elsewhere"), at.join("site")).unwrap();
+        let run = |extra: &[&str]| {
+            let mut args = vec![
+                "restore",
+                "latest",
+                "-t",
+                target.to_str().unwrap(),
+                "--json",
+                "--overwrite",
+                mode,
+            ];
+            args.extend_from_slice(extra);
+            env.ok(&args)
+        };
+        let dry = summary_line(&run(&["--dry-run"]));
+        let out = run(&[]);
+        let real = summary_line(&out);
+        assert_eq!(
+            dry["dirs_restored"], real["dirs_restored"],
+            "{mode}: {dry} {real}"
+        );
+        let site = at.join("site").to_string_lossy().into_owned();
+        assert_eq!(
+            real["folders_not_restored"],
+            serde_json::json!([site]),
+            "{real}"
+        );
+        assert_eq!(dry["folders_not_restored"], real["folders_not_restored"]);
+        let text = env.ok(&[
+            "restore",
+            "latest",
+            "-t",
+            target.to_str().unwrap(),
+            "--overwrite",
+            mode,
+        ]);
+        let err = String::from_utf8_lossy(&text.stderr);
+        assert!(err.contains("nothing below it was restored"), "{err}");
+        assert!(
+            std::fs::symlink_metadata(at.join("site"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "kept"
+        );
+        assert!(
+            !env.path("elsewhere/a").exists(),
+            "never written through the link"
+        );
+        assert_eq!(std::fs::read(at.join("other/f")).unwrap(), b"other");
+    }
+}

@@ -147,12 +147,22 @@ fn symlinks_in_the_target_are_replaced_not_followed(env: Env) {
 /// content) without reading a pack, and fixes a file whose content was changed behind
 /// the same size and mtime.
 fn restore_again_keeps_identical_files(env: Env) {
+    use std::os::unix::fs::MetadataExt;
     env.init();
     let src = env.path("src");
     random_tree(&src, 17);
+    nix::unistd::mkfifo(
+        &src.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
     let snap = snapshot_of(&env, &src);
     let target = env.path("target");
     env.ok(&["restore", &snap, "--target", target.to_str().unwrap()]);
+    // A FIFO the same as the snapshot's is kept (same inode), not made again.
+    let fifo_inode = std::fs::symlink_metadata(below(&target, &src).join("pipe"))
+        .unwrap()
+        .ino();
     let files = summary_line(&env.ok(&[
         "restore",
         &snap,
@@ -163,6 +173,8 @@ fn restore_again_keeps_identical_files(env: Env) {
     assert_eq!(files["files_restored"], 0, "{files}");
     assert!(files["files_unchanged"].as_u64().unwrap() > 50, "{files}");
     assert_same_tree(&src, &below(&target, &src));
+    let pipe = std::fs::symlink_metadata(below(&target, &src).join("pipe")).unwrap();
+    assert_eq!(pipe.ino(), fifo_inode, "the FIFO was made again");
 
     // Same size and mtime, other bytes: found by the content check and restored.
     let victim = below(&target, &src).join("media/big.bin");
@@ -170,7 +182,6 @@ fn restore_again_keeps_identical_files(env: Env) {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[1000] ^= 0xff;
     std::fs::write(&victim, &bytes).unwrap();
-    use std::os::unix::fs::MetadataExt;
     set_mtime(&victim, meta.mtime(), meta.mtime_nsec());
     let again = summary_line(&env.ok(&[
         "restore",

@@ -194,10 +194,10 @@ fn forget_refuses_an_empty_policy_and_mixed_arguments(env: Env) {
     random_tree(&src, 3);
     env.backup_json(&[&src], &[]);
     let out = env.run(&["forget"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a command-line error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("never removes everything"));
     let out = env.run(&["forget", "--keep-last", "1", "latest"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(snapshot_ids(&env).len(), 1);
     // By id, with --prune.
     env.ok(&["forget", "latest", "--prune", "--keep-delete", "0"]);
@@ -432,6 +432,52 @@ fn prune_leaves_objects_under_retention_and_deletes_them_later(env: Env) {
     env.assert_restores(&second, &src);
 }
 
+/// Ctrl-C (or SIGTERM) during a prune stops it between steps and removes its lock: no
+/// lock object and no temporary file is left in `locks/`, the repository checks clean, and
+/// the next prune (which no stale lock stops) finishes the job.
+fn an_interrupted_prune_leaves_no_lock(env: Env) {
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = fastrand::Rng::with_seed(31);
+    for i in 0..12 {
+        std::fs::write(src.join("f"), random_bytes(&mut rng, 300 << 10)).unwrap();
+        std::fs::write(src.join(format!("g{i}")), random_bytes(&mut rng, 1000)).unwrap();
+        env.backup_json(&[&src], &[]);
+    }
+    env.ok(&["forget", "--keep-last", "1"]);
+    let locks = env.repo_dir().join("locks");
+    let mut interrupted = 0;
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let cmd = env.cmd(&["prune", "--keep-delete", "0", "--max-unused", "0%"]);
+        let held = || std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some());
+        let status = signal_when(cmd, signal, held);
+        eprintln!("{signal}: {status:?}");
+        if let Some(status) = status {
+            assert!(
+                matches!(status.code(), Some(130) | Some(0)),
+                "{signal}: {status:?}"
+            );
+            interrupted += usize::from(status.code() == Some(130));
+        }
+        let left: Vec<_> = std::fs::read_dir(&locks)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{signal}: left in locks/: {left:?}");
+        env.ok(&["check"]);
+    }
+    assert!(
+        interrupted > 0,
+        "no signal landed while prune held its lock"
+    );
+    env.ok(&["prune", "--keep-delete", "0", "--max-unused", "0%"]);
+    env.ok(&["check", "--read-data"]);
+    env.assert_restores("latest", &src);
+}
+
 fn locks_keep_a_second_prune_out_and_unlock_removes_stale_ones(env: Env) {
     env.init();
     if let Store::Local = env.store {
@@ -591,6 +637,7 @@ on_both_backends!(
     prune_killed_at_several_moments_then_the_next_finishes,
     prune_leaves_objects_under_retention_and_deletes_them_later,
     locks_keep_a_second_prune_out_and_unlock_removes_stale_ones,
+    an_interrupted_prune_leaves_no_lock,
     check_names_damaged_objects_and_other_files_still_restore,
     prune_report_adds_up_and_its_dry_run_foresees_the_requests,
 );

@@ -72,6 +72,7 @@ fn unreachable_endpoint_and_bad_urls_are_clear_errors() {
     for (url, says) in [
         ("s3://", "names no bucket"),
         ("s3://Bad_Bucket/x", "invalid bucket name"),
+        ("s3://ab/x", "invalid bucket name"),
         ("s3:bucket", "does not start with s3://"),
         ("s3://bucket/a/../b", "'..'"),
         ("gs://bucket", "unknown scheme gs://"),
@@ -79,7 +80,7 @@ fn unreachable_endpoint_and_bad_urls_are_clear_errors() {
         let mut bad = Env::s3();
         bad.repo = url.into();
         let out = bad.run(&["snapshots"]);
-        assert_eq!(out.status.code(), Some(1), "{url}");
+        assert_eq!(out.status.code(), Some(2), "{url}");
         assert!(stderr(&out).contains(says), "{url}: {}", stderr(&out));
     }
 }

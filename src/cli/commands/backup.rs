@@ -202,6 +202,8 @@ fn open_or_init(g: &Global, args: &Args) -> Result<Repository> {
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    // Values are checked before anything is read or stored.
+    snapshot_time(args)?;
     if args.stdin || args.stdin_from_command {
         return run_stream(g, args);
     }
@@ -214,6 +216,15 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         .collect::<Result<Vec<_>>>()?;
     // Before the repository is opened (or created): with nothing to read, nothing is done.
     check_paths(&paths)?;
+    for p in paths.iter().filter(|p| p.links_to_folder()) {
+        let shown = p.path.display();
+        warn(
+            g,
+            &format!(
+                "{shown} is a symbolic link to a folder: the snapshot holds the link, not what the folder holds; give {shown}/ to back up the folder it points to"
+            ),
+        )?;
+    }
     let excludes = Excludes::new(&ExcludeRules {
         patterns: PatternRules {
             patterns: args.excludes.clone(),
@@ -329,7 +340,14 @@ fn with_status_lines(
                 }
             });
         }
-        let r = run(&meter);
+        let r = run(&meter).map_err(|e| match e {
+            // What a user most wants to hear when the store went away mid-backup.
+            Error::GaveUp { .. } => e.during(
+                "",
+                " (the next backup carries on where this one stopped: what it stored is kept)",
+            ),
+            e => e,
+        });
         drop(stop_tx);
         r
     })
@@ -368,16 +386,41 @@ fn report(g: &Global, args: &Args, result: &BackupResult) -> Result<i32> {
     for (path, err) in &result.failed {
         errln!("error: {}: {err} ({})", path.display(), fate(path));
     }
+    for path in &result.changed {
+        warn(
+            g,
+            &format!(
+                "{}: file changed while it was read; the snapshot holds what was read, which may mix old and new content (back it up again once it is still, or from a dump or a file system snapshot)",
+                path.display()
+            ),
+        )?;
+    }
     // The snapshot is saved: its exit code must not depend on whether anyone reads.
     regardless(print_result(g, args, result))?;
-    if result.failed.is_empty() {
-        Ok(EXIT_OK)
-    } else {
+    if !result.failed.is_empty() {
         errln!(
             "warning: {} files or folders could not be read; the snapshot lacks them or their contents (listed above)",
             result.failed.len()
         );
+    }
+    if result.failed.is_empty() && result.changed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
         Ok(EXIT_PARTIAL)
+    }
+}
+
+/// A warning: a `warning` line with `--json`, else on stderr (unless quiet).
+fn warn(g: &Global, message: &str) -> Result<()> {
+    if g.json {
+        regardless(print_json(
+            &serde_json::json!({"message_type": "warning", "message": message}),
+        ))
+    } else {
+        if !g.quiet {
+            errln!("warning: {message}");
+        }
+        Ok(())
     }
 }
 

@@ -25,8 +25,9 @@ pub struct Args {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (_, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
-    let (path, node) = find_path(&repo, snap.tree, &args.path)?;
+    let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
+    let found = find_path(&repo, snap.tree, &args.path);
+    let (path, node) = super::explain_missing(found, &args.snapshot, &args.filter, &id, &snap)?;
     only_files(&path, &node)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, Raw(stdout.lock()));

@@ -59,14 +59,16 @@ pub struct Args {
 
 impl Args {
     fn policy(&self) -> Result<Policy> {
-        let count = |n: Option<i64>| n.map_or(Ok(Count::None), Count::from_arg);
+        let count = |option: &str, n: Option<i64>| {
+            n.map_or(Ok(Count::None), |n| Count::from_arg(option, n))
+        };
         Ok(Policy {
-            last: count(self.keep_last)?,
-            hourly: count(self.keep_hourly)?,
-            daily: count(self.keep_daily)?,
-            weekly: count(self.keep_weekly)?,
-            monthly: count(self.keep_monthly)?,
-            yearly: count(self.keep_yearly)?,
+            last: count("--keep-last", self.keep_last)?,
+            hourly: count("--keep-hourly", self.keep_hourly)?,
+            daily: count("--keep-daily", self.keep_daily)?,
+            weekly: count("--keep-weekly", self.keep_weekly)?,
+            monthly: count("--keep-monthly", self.keep_monthly)?,
+            yearly: count("--keep-yearly", self.keep_yearly)?,
             within: self
                 .keep_within
                 .as_deref()
@@ -140,13 +142,17 @@ fn print_table(title: &str, rows: &[(&Verdict, &Snapshot)]) -> Result<()> {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let policy = args.policy()?;
+    // Every value is checked before any work: prune's too, which runs last.
+    if args.prune {
+        args.prune_args.check()?;
+    }
     if policy.is_empty() && args.snapshots.is_empty() {
-        return Err(Error::Invalid(
+        return Err(Error::Usage(
             "no policy and no snapshots given: say what to keep (--keep-last, --keep-daily, …) or which snapshots to forget; forget never removes everything by default".into(),
         ));
     }
     if !policy.is_empty() && !args.snapshots.is_empty() {
-        return Err(Error::Invalid(
+        return Err(Error::Usage(
             "give either a policy (--keep-…) or snapshot ids, not both".into(),
         ));
     }

@@ -57,7 +57,7 @@ impl NewRepoArgs {
             max: self.chunk_max.unwrap_or(defaults.chunker.max),
         };
         if !(chunker.min <= chunker.avg && chunker.avg <= chunker.max) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "chunk sizes must grow: --chunk-min {} ≤ --chunk-avg {} ≤ --chunk-max {} does not hold",
                 chunker.min, chunker.avg, chunker.max
             )));

@@ -59,9 +59,10 @@ fn mtime(node: &Node) -> chrono::DateTime<chrono::Local> {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
-    let (_, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
+    let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
     let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let (start, node) = find_path(&repo, snap.tree, &start)?;
+    let found = find_path(&repo, snap.tree, &start);
+    let (start, node) = super::explain_missing(found, &args.snapshot, &args.filter, &id, &snap)?;
     let with_self = start != Path::new("/");
     walk_nodes(&repo, &start, &node, with_self, &mut |path, node| {
         if g.json {

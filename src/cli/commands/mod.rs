@@ -54,7 +54,8 @@ pub fn pick_snapshot(
                 "{wanted:?}: give a folder after the colon, as in {which}:/home/me"
             )));
         }
-        let (path, node) = find_path(repo, snap.tree, Path::new(folder))?;
+        let found = find_path(repo, snap.tree, Path::new(folder));
+        let (path, node) = explain_missing(found, wanted, filter, &id, &snap)?;
         match (node.kind, node.subtree) {
             (NodeKind::Dir, Some(tree)) => snap.tree = tree,
             _ => {
@@ -68,6 +69,29 @@ pub fn pick_snapshot(
         }
     }
     Ok((id, snap))
+}
+
+/// `result`, where a path is missing from a snapshot that a bare `latest` picked, with
+/// the snapshot named and the way to the right one: the newest snapshot of all may be of
+/// other paths or another host.
+pub fn explain_missing<T>(
+    result: Result<T>,
+    wanted: &str,
+    filter: &SnapshotFilter,
+    id: &Id,
+    snap: &Snapshot,
+) -> Result<T> {
+    let bare_latest = wanted.split(':').next() == Some("latest") && filter.is_empty();
+    match result {
+        Err(Error::PathNotInSnapshot(path)) if bare_latest => Err(Error::Invalid(format!(
+            "{} is not in snapshot {} (the newest of all: host {}, paths {}); `latest` looks at every snapshot: add --path (or --host, --tag) to take the newest that holds it, or name a snapshot from `cairn snapshots`",
+            path.display(),
+            id.short(),
+            snap.hostname,
+            snap.paths.join(", ")
+        ))),
+        other => other,
+    }
 }
 
 /// The snapshot path a command-line argument names: made absolute as backup makes its
@@ -87,6 +111,12 @@ pub fn find_path(repo: &Repository, tree: Id, arg: &Path) -> Result<(PathBuf, No
     let path = snapshot_path(repo, tree, arg)?;
     let node = find_node(repo, tree, &path)?;
     Ok((path, node))
+}
+
+/// From now on Ctrl-C and SIGTERM only ask the work to stop (see `cairn::interrupt`): for
+/// commands that must clean up (a restore's unfinished files, a held lock).
+pub fn install_interrupt() -> Result<()> {
+    cairn::interrupt::install().map_err(|e| Error::System(format!("cannot handle Ctrl-C: {e}")))
 }
 
 /// Lossy text form of raw name bytes, for display.
@@ -110,6 +140,11 @@ pub struct SnapshotFilter {
 }
 
 impl SnapshotFilter {
+    /// Whether no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.tags.is_empty() && self.paths.is_empty()
+    }
+
     /// The snapshots that pass, in their order. `--path` is compared after the same
     /// normalisation backup applies to the paths it records.
     pub fn select(&self, snapshots: &[(Id, Snapshot)]) -> Result<Vec<(Id, Snapshot)>> {
@@ -147,12 +182,12 @@ pub fn parse_time(option: &str, s: &str) -> Result<i64> {
         (_, Ok(d)) => d.and_time(chrono::NaiveTime::MIN),
         // In the right format, but no such day or time (February 30th, 25 o'clock).
         (Err(e), _) | (_, Err(e)) if matches!(e.kind(), OutOfRange | Impossible) => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "{option} {s:?} is not a valid date and time: check the day of the month and the hours, minutes and seconds"
             )));
         }
         _ => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "{option} {s:?}: write it as \"YYYY-MM-DD HH:MM:SS\" (local time)"
             )));
         }
@@ -162,7 +197,7 @@ pub fn parse_time(option: &str, s: &str) -> Result<i64> {
         .earliest()
         .and_then(|t| t.timestamp_nanos_opt())
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "{option} {s:?} does not exist in the local time zone"
             ))
         })

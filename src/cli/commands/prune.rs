@@ -45,7 +45,7 @@ fn parse_max_unused(s: &str) -> Result<f64> {
         .ok()
         .filter(|n: &f64| n.is_finite() && (0.0..100.0).contains(n))
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "--max-unused {s:?}: give a percentage below 100 (like 5%) or `unlimited`"
             ))
         })?;
@@ -55,7 +55,7 @@ fn parse_max_unused(s: &str) -> Result<f64> {
 /// `0`, or a number with one unit: s, m (minutes), h, d.
 fn parse_grace(s: &str) -> Result<chrono::Duration> {
     let bad = || {
-        Error::Invalid(format!(
+        Error::Usage(format!(
             "--keep-delete {s:?}: give a number with a unit s, m (minutes), h or d, like 23h, or 0"
         ))
     };
@@ -78,6 +78,11 @@ fn parse_grace(s: &str) -> Result<chrono::Duration> {
 }
 
 impl Options {
+    /// Checks the values given, before any work.
+    pub fn check(&self) -> Result<()> {
+        self.prune_options(false).map(|_| ())
+    }
+
     fn prune_options(&self, dry_run: bool) -> Result<PruneOptions> {
         Ok(PruneOptions {
             max_unused: parse_max_unused(&self.max_unused)?,
@@ -103,6 +108,8 @@ fn run_prune(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<i32> 
     let lock = if opts.dry_run {
         None
     } else {
+        // Ctrl-C and SIGTERM stop the prune between steps, so that the lock is released.
+        super::install_interrupt()?;
         Some(cairn::repo::lock::acquire(repo, "prune")?)
     };
     let meter = Meter::items(g.progress(), "prune");

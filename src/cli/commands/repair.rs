@@ -152,6 +152,7 @@ fn run_index(g: &Global, args: &IndexArgs) -> Result<i32> {
     let lock = if args.dry_run {
         None
     } else {
+        super::install_interrupt()?;
         Some(cairn::repo::lock::acquire(&repo, "repair index")?)
     };
     let meter = Meter::items(g.progress(), "repair index");

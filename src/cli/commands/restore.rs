@@ -1,8 +1,8 @@
 use std::path::{Path, PathBuf};
 
-use cairn::Result;
 use cairn::error::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
 use cairn::format::id::Id;
+use cairn::format::snapshot::Snapshot;
 use cairn::ops::patterns::{PatternRules, Patterns};
 use cairn::ops::restorer::archived::{self, ArchivedPack, Retrieval};
 use cairn::ops::restorer::select::Choice;
@@ -10,6 +10,7 @@ use cairn::ops::restorer::{Action, Change, Overwrite, RestoreOptions, restore};
 use cairn::repo::Repository;
 use cairn::repo::walk::find_node;
 use cairn::store::RetrievalTier;
+use cairn::{Error, Result};
 use indicatif::HumanBytes;
 
 use super::{pick_snapshot, snapshot_path};
@@ -117,15 +118,27 @@ impl OverwriteArg {
     }
 }
 
-/// `--include` paths and patterns, `--exclude` patterns.
-fn choice(repo: &Repository, tree: Id, args: &Args) -> Result<Choice> {
+/// `--include` paths and patterns, `--exclude` patterns. Below `SNAPSHOT:PATH` a relative
+/// include is taken from that folder (the root of what is restored), not from the working
+/// directory.
+fn choice(repo: &Repository, (id, snap): (&Id, &Snapshot), args: &Args) -> Result<Choice> {
+    let tree = snap.tree;
+    let rooted = args.snapshot.contains(':');
     let mut paths = Vec::new();
     let mut patterns = Vec::new();
     for inc in &args.includes {
-        let path = snapshot_path(repo, tree, Path::new(inc))?;
+        let given = if rooted && !inc.starts_with('/') {
+            format!("/{inc}")
+        } else {
+            inc.clone()
+        };
+        let path = snapshot_path(repo, tree, Path::new(&given))?;
         let held = find_node(repo, tree, &path).is_ok();
         if !held && inc.contains(['*', '?', '[']) {
             patterns.push(inc.clone());
+        } else if !held {
+            let missing = Err(Error::PathNotInSnapshot(path));
+            return super::explain_missing(missing, &args.snapshot, &args.filter, id, snap);
         } else {
             paths.push(path);
         }
@@ -177,7 +190,7 @@ fn total(packs: &[ArchivedPack]) -> HumanBytes {
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
-    let choice = choice(&repo, snap.tree, args)?;
+    let choice = choice(&repo, (&id, &snap), args)?;
     if args.retrieve_cold {
         let retrieval = Retrieval {
             tier: match args.tier {
@@ -236,8 +249,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         args.target.display()
     ));
     // A restore removes the files it had not finished when interrupted (exit code 130).
-    cairn::interrupt::install()
-        .map_err(|e| cairn::Error::System(format!("cannot handle Ctrl-C: {e}")))?;
+    super::install_interrupt()?;
     let whole = choice.paths.is_empty() && choice.include.is_empty();
     let opts = RestoreOptions {
         target: args.target.clone(),
@@ -336,6 +348,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "files_unchanged": summary.files_unchanged,
             "files_updated": summary.files_updated,
             "kept": summary.kept,
+            "folders_not_restored": summary
+                .folders_not_restored
+                .iter()
+                .map(|p| p.to_string_lossy())
+                .collect::<Vec<_>>(),
             "deleted": summary.deleted,
             "dry_run": args.dry_run,
             "hard_links": summary.hard_links,
@@ -382,6 +399,13 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             line += &format!(
                 "; {} existing entries left as they are (--overwrite {})",
                 summary.kept,
+                args.overwrite.name()
+            );
+        }
+        for path in &summary.folders_not_restored {
+            errln!(
+                "warning: {}: something other than a folder stands where the snapshot has a folder; it was left as it is (--overwrite {}), so nothing below it was restored (--overwrite always replaces it)",
+                escape_path(path),
                 args.overwrite.name()
             );
         }

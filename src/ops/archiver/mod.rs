@@ -61,6 +61,10 @@ pub struct BackupResult {
     pub requests: RequestStats,
     #[serde(skip)]
     pub failed: Vec<(PathBuf, String)>,
+    /// Files whose size, mtime or ctime changed while they were read: saved as read,
+    /// which may mix old and new content.
+    #[serde(skip)]
+    pub changed: Vec<PathBuf>,
     /// Folders of cairn's own that the walk met and left out.
     #[serde(skip)]
     pub left_out: Vec<PathBuf>,
@@ -94,6 +98,15 @@ impl SourcePath {
             path: path.into(),
             follow: false,
         }
+    }
+
+    /// Whether the path is a symlink to a folder that is stored as the link (it was not
+    /// spelled `PATH/`): then the snapshot holds the link only, which is rarely what was
+    /// meant.
+    pub fn links_to_folder(&self) -> bool {
+        !self.follow
+            && std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink())
+            && std::fs::metadata(&self.path).is_ok_and(|m| m.is_dir())
     }
 
     /// What the backup stores at the path: `lstat`, or `stat` when following, which
@@ -321,6 +334,7 @@ pub fn backup(
         duration_secs: started.elapsed().as_secs_f64(),
         requests: repo.request_stats(),
         failed: outcome.failed,
+        changed: outcome.changed,
         left_out: outcome.left_out,
         notes: Vec::new(),
     })

@@ -46,6 +46,11 @@ impl SparseReader {
     }
 
     /// The holes met so far (all of them once the reader is at its end).
+    /// The file being read.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     pub fn holes(&self) -> &[Hole] {
         &self.holes
     }

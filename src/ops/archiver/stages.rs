@@ -47,6 +47,9 @@ pub enum FileOutcome {
         content: Vec<Id>,
         holes: Vec<Hole>,
         size: u64,
+        /// The file's size, mtime or ctime changed while it was read: what was read may
+        /// mix old and new content.
+        changed: bool,
     },
     Failed(String),
 }
@@ -289,10 +292,11 @@ impl FileWorker<'_> {
                 &mut job,
             );
             let outcome = match worked {
-                Ok((content, holes, size)) => FileOutcome::Done {
+                Ok((content, holes, size, changed)) => FileOutcome::Done {
                     content,
                     holes,
                     size,
+                    changed,
                 },
                 Err(ChunkError::Io(e)) => FileOutcome::Failed(e.to_string()),
                 Err(ChunkError::Sink(e)) => {
@@ -349,13 +353,15 @@ impl FileWorker<'_> {
         jobs: &Receiver<FileJob>,
         handoff: &Sender<Handoff>,
         job: &mut FileJob,
-    ) -> Result<(Vec<Id>, Vec<Hole>, u64), ChunkError> {
+    ) -> Result<(Vec<Id>, Vec<Hole>, u64, bool), ChunkError> {
         // A sparse file is read by its data regions; the reader then knows its holes.
         let (mut stream, mut plain, mut sparse) = (job.stream.take(), None, None);
+        let mut opened = None;
         let file: &mut dyn Read = match &mut stream {
             Some(stream) => stream,
             None => {
                 let (file, meta) = open_regular(&job.path).map_err(ChunkError::Io)?;
+                opened = Some(meta.clone());
                 if sparse::may_have_holes(&meta) {
                     sparse.insert(SparseReader::new(file, meta.len()))
                 } else {
@@ -415,10 +421,18 @@ impl FileWorker<'_> {
         st.spare.truncate(crate::threads());
         cut?;
         settled.map_err(ChunkError::Sink)?;
+        let after = match (&plain, &sparse) {
+            (Some(f), _) => f.metadata().ok(),
+            (_, Some(r)) => r.file().metadata().ok(),
+            _ => None,
+        };
+        let changed = opened
+            .zip(after)
+            .is_some_and(|(a, b)| changed_meanwhile(&a, &b));
         let holes = sparse.map_or_else(Vec::new, |r| r.holes().to_vec());
         let hole_bytes: u64 = holes.iter().map(|h| h.length).sum();
         self.progress.advance(hole_bytes);
-        Ok((st.content, holes, st.size + hole_bytes))
+        Ok((st.content, holes, st.size + hole_bytes, changed))
     }
 
     /// Waits until every chunk this file handed off is stored. A chunk may still wait in
@@ -458,6 +472,15 @@ pub struct Packer<'a> {
     /// Memory of uploaded data packs, back from the uploaders for the next ones.
     spare_tx: Sender<Vec<u8>>,
     spare_rx: Receiver<Vec<u8>>,
+}
+
+/// Whether a file changed between two looks at it: its size, content time or change time
+/// differ (as borg tells "file changed while we backed it up").
+fn changed_meanwhile(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    before.len() != after.len()
+        || (before.mtime(), before.mtime_nsec()) != (after.mtime(), after.mtime_nsec())
+        || (before.ctime(), before.ctime_nsec()) != (after.ctime(), after.ctime_nsec())
 }
 
 /// Opens a file the walker saw as a regular file. It may have been replaced since: a

@@ -172,6 +172,7 @@ pub fn backup_stream(
         duration_secs: started.elapsed().as_secs_f64(),
         requests: repo.request_stats(),
         failed: Vec::new(),
+        changed: Vec::new(),
         left_out: Vec::new(),
         notes: input.notes(),
     })

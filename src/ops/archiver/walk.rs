@@ -135,6 +135,8 @@ pub struct WalkOutcome {
     pub root: Id,
     pub summary: Summary,
     pub failed: Vec<(PathBuf, String)>,
+    /// Files that changed while they were read (saved as read).
+    pub changed: Vec<PathBuf>,
     /// Folders of cairn's own that were met and left out.
     pub left_out: Vec<PathBuf>,
 }
@@ -179,6 +181,7 @@ pub struct Walker<'a> {
     root: Option<Id>,
     summary: Summary,
     failed: Vec<(PathBuf, String)>,
+    changed: Vec<PathBuf>,
     left_out: Vec<PathBuf>,
     /// Parent content of files handed to workers, to tell changed from unmodified.
     previous_content: HashMap<(u64, usize), Vec<Id>>,
@@ -222,6 +225,7 @@ impl<'a> Walker<'a> {
             root: None,
             summary: Summary::default(),
             failed: Vec::new(),
+            changed: Vec::new(),
             left_out: Vec::new(),
             previous_content: HashMap::new(),
             linked: HashMap::new(),
@@ -252,6 +256,7 @@ impl<'a> Walker<'a> {
             root,
             summary: self.summary,
             failed: self.failed,
+            changed: self.changed,
             left_out: self.left_out,
         })
     }
@@ -481,6 +486,7 @@ impl<'a> Walker<'a> {
                                 content: content.clone(),
                                 holes: holes.clone(),
                                 size: *size,
+                                changed: false,
                             };
                             self.progress.advance(*size);
                             return self.settle(key, idx, path, done);
@@ -583,12 +589,14 @@ impl<'a> Walker<'a> {
                         content,
                         holes,
                         size,
+                        changed,
                     } => {
                         self.progress.advance(*size);
                         FileOutcome::Done {
                             content: content.clone(),
                             holes: holes.clone(),
                             size: *size,
+                            changed: *changed,
                         }
                     }
                     FileOutcome::Failed(msg) => FileOutcome::Failed(format!(
@@ -602,6 +610,7 @@ impl<'a> Walker<'a> {
                 content,
                 holes,
                 size,
+                ..
             } = &r.outcome
             {
                 let known = LinkedContent::Known {
@@ -623,7 +632,11 @@ impl<'a> Walker<'a> {
                 content,
                 holes,
                 size,
+                changed,
             } => {
+                if changed {
+                    self.changed.push(path.to_path_buf());
+                }
                 match previous {
                     None => self.summary.files_new += 1,
                     Some(p) if p == content => self.summary.files_unmodified += 1,

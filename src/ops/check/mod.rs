@@ -41,7 +41,7 @@ impl DataSubset {
     /// `N%` or `n/m`.
     pub fn parse(s: &str) -> Result<DataSubset> {
         let bad = || {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "--read-data-subset {s:?}: give a percentage (10%) or a part n/m (3/30)"
             ))
         };

@@ -184,6 +184,7 @@ fn execute(
         .map(|(id, p)| (*id, p.size))
         .collect();
     for (id, _) in &expired {
+        crate::interrupt::stop_if_requested("prune")?;
         if !delete_pack(repo, id, &mut plan.stats)? {
             // Under retention: it stays marked for a later prune.
             plan.retained(id);
@@ -198,6 +199,7 @@ fn execute(
     let mut emitted: HashSet<Id> = HashSet::new();
     let rewrite: Vec<Id> = plan.rewritten().copied().collect();
     for index_id in &rewrite {
+        crate::interrupt::stop_if_requested("prune")?;
         let file: IndexFile = repo.load_meta(index_id)?;
         for p in file.packs {
             match plan.emit_live(&p.id, &mut emitted) {
@@ -265,6 +267,7 @@ fn execute(
             .map(|(id, _)| *id)
             .collect();
         for id in &marked {
+            crate::interrupt::stop_if_requested("prune")?;
             if !delete_pack(repo, id, &mut plan.stats)? {
                 plan.retained(id);
             }
@@ -307,6 +310,7 @@ fn repack(
             if p.action != Action::Repack {
                 continue;
             }
+            crate::interrupt::stop_if_requested("prune")?;
             let mut locs: Vec<BlobLocation> = p
                 .used
                 .iter()

@@ -155,7 +155,7 @@ fn master_keys(backend: &dyn Backend, password: &[u8]) -> Result<Vec<MasterKey>>
         let bytes = backend.read(&name)?;
         match KeyFile::decode(&bytes, &name.path()) {
             Ok(kf) => masters.extend(kf.open(password, &name.path())?),
-            Err(e) => damaged.push(e.to_string()),
+            Err(e) => damaged.push(format!("{}: {}", name.path(), e.detail())),
         }
     }
     if damaged.len() == keys.len() {

@@ -156,6 +156,9 @@ pub fn repair_index(
     progress.start("packs", jobs.len() as u64);
     let workers = crate::threads().max(repo.backend().write_concurrency());
     let verdicts = pool::map(&jobs, workers, |(id, listed, look)| {
+        if crate::interrupt::requested() {
+            return Err(Error::Stopped("reading packs"));
+        }
         let v = look_at(repo, id, listed, *look, listings.live.get(id));
         progress.advance(1);
         v
@@ -176,7 +179,9 @@ pub fn repair_index(
     // holds them too (a backup may have stored them again).
     let mut gone: HashSet<(BlobType, Id)> = HashSet::new();
     progress.message("salvaging");
+    crate::interrupt::stop_if_requested("repair index")?;
     for ((id, listed, look), verdict) in jobs.iter().zip(verdicts) {
+        crate::interrupt::stop_if_requested("repair index")?;
         let object = ObjectName::new(Kind::Pack, id).path();
         if *look == Look::Header {
             report.packs_header_read += 1;

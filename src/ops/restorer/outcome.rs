@@ -56,6 +56,9 @@ pub struct RestoreSummary {
     pub files_updated: u64,
     /// Entries left as they stood because `--overwrite` said so.
     pub kept: u64,
+    /// Of those, entries other than folders standing where the snapshot has a folder:
+    /// nothing below them was restored.
+    pub folders_not_restored: Vec<PathBuf>,
     /// Entries removed by `--delete` (a folder counts once, with all in it).
     pub deleted: u64,
     /// Sockets, which are not restored (the program that listens on one makes it).

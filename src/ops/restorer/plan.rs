@@ -255,6 +255,8 @@ impl Planner<'_> {
             Some(f) if f.kind == Existing::Dir => {}
             Some(f) if self.keeps(&f, node) => {
                 self.keep(&dest, "dir");
+                self.tally
+                    .count(|s| s.folders_not_restored.push(dest.clone()));
                 return Ok(false);
             }
             Some(_) => self.tell(Change::Replace, &dest, "dir", 0),
@@ -268,9 +270,12 @@ impl Planner<'_> {
             }
         } else {
             self.target.ensure_dir(rel)?;
-            // `never` leaves even the metadata of a folder that was there.
+            // `never` leaves even the metadata of a folder that was there; it counts as
+            // restored, as in a dry run.
             if !(existed && self.opts.overwrite == Overwrite::Never) {
                 self.dirs.push((rel.to_path_buf(), node.clone()));
+            } else if !rel.as_os_str().is_empty() {
+                self.tally.count(|s| s.dirs += 1);
             }
         }
         if let Some(tree) = clean {
@@ -517,16 +522,19 @@ impl Planner<'_> {
             }
             self.clear_dir(v, dest, f)?;
             change = Change::Replace;
-            if f.symlink && v.node.kind == NodeKind::Symlink {
-                let (dir, name) = self.target.parent(v.rel)?;
-                if self.target.read_link(&dir, name, v.rel)? == v.node.target {
-                    self.tell(Change::Unchanged, dest, kind, 0);
-                    if !self.opts.dry_run {
-                        self.meta.at(&dir, name, dest, v.node)?;
-                    }
-                    self.tally.count(|s| s.other += 1);
-                    return Ok(());
+            let (dir, name) = self.target.parent(v.rel)?;
+            let same = if f.symlink && v.node.kind == NodeKind::Symlink {
+                self.target.read_link(&dir, name, v.rel)? == v.node.target
+            } else {
+                same_special(f, v.node)
+            };
+            if same {
+                self.tell(Change::Unchanged, dest, kind, 0);
+                if !self.opts.dry_run {
+                    self.meta.at(&dir, name, dest, v.node)?;
                 }
+                self.tally.count(|s| s.other += 1);
+                return Ok(());
             }
         }
         self.tell(change, dest, kind, 0);
@@ -542,6 +550,19 @@ impl Planner<'_> {
         self.batches
             .send(std::mem::take(&mut self.batch))
             .map_err(|_| Error::Stopped("the restore (its writers are gone)"))
+    }
+}
+
+/// Whether a FIFO or device node standing in the target is the snapshot's: the same kind
+/// (and device number), so it is kept rather than made again.
+fn same_special(found: &target::Found, node: &Node) -> bool {
+    use nix::sys::stat::SFlag;
+    let format = |flag: SFlag| found.format == flag.bits();
+    match node.kind {
+        NodeKind::Fifo => format(SFlag::S_IFIFO),
+        NodeKind::Chardev => format(SFlag::S_IFCHR) && found.rdev == node.rdev,
+        NodeKind::Blockdev => format(SFlag::S_IFBLK) && found.rdev == node.rdev,
+        _ => false,
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Found {
     pub symlink: bool,
     /// Device and inode: which names are links of one file.
     pub inode: (u64, u64),
+    /// The file type bits (`st_mode & S_IFMT`) and, for device nodes, the device number:
+    /// a FIFO or device node the same as the snapshot's is kept.
+    pub format: u32,
+    pub rdev: u64,
 }
 
 /// A directory that a file may not replace because it holds entries: restoring over it
@@ -222,6 +226,8 @@ impl Target {
                 mode: st.st_mode & 0o7777,
                 symlink: st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits(),
                 inode: (st.st_dev, st.st_ino),
+                format: st.st_mode & SFlag::S_IFMT.bits(),
+                rdev: st.st_rdev,
             })),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(io(&self.display(rel), e)),

@@ -36,7 +36,7 @@ use table::{KEY_LEN, LIVE, MARKED, RECORDS_PER_BLOCK, Record, Table, TableWriter
 
 /// Creates (or truncates) a cache file readable by its owner only. The cache folder is
 /// 0700 already; the files are 0600 as well so that a copy of the folder keeps them private.
-fn create_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     File::options()
         .create(true)

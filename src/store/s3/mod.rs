@@ -54,7 +54,7 @@ impl S3Location {
     /// Parses `s3://bucket` or `s3://bucket/some/prefix`.
     pub fn parse(url: &str) -> Result<S3Location> {
         let bad = |why: &str| {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "repository URL {url:?} {why}; write it as s3://BUCKET or s3://BUCKET/PREFIX"
             ))
         };
