@@ -81,7 +81,16 @@ pub fn remove(repo: &Repository, ids: &[Id]) -> Result<Removal> {
         match repo.backend().remove(&ObjectName::new(Kind::Snapshot, id)) {
             Ok(()) => out.removed.push(*id),
             Err(Error::Retained { until, .. }) => out.retained.push((*id, until)),
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(e.during(
+                    format!("removing snapshot {}: ", id.short()),
+                    format!(
+                        "; {} of the {} snapshots to forget were removed before this, the others are kept",
+                        out.removed.len(),
+                        ids.len()
+                    ),
+                ));
+            }
         }
     }
     Ok(out)

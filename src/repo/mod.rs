@@ -184,12 +184,8 @@ fn keep_config_copy(dir: &Path, bytes: &[u8]) {
     if std::fs::read(&path).is_ok_and(|old| old == bytes) {
         return;
     }
-    let temp = dir.join(format!("{CONFIG_COPY}.tmp"));
     // Private like every cache file (section 11 of format-spec.md).
-    let written = cache::create_private(&temp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
-        .and_then(|()| std::fs::rename(&temp, &path));
-    if let Err(e) = written {
+    if let Err(e) = cache::write_private(&path, bytes) {
         tracing::debug!("no copy of the config kept in {}: {e}", dir.display());
     }
 }

@@ -602,3 +602,32 @@ fn a_file_changing_while_read_is_named_and_exits_3() {
     assert!(!err.contains("src/still"), "{err}");
     assert_eq!(snapshot_count(&env), 1, "the snapshot is saved");
 }
+
+/// `forget` on a repository it may not change: the error names the snapshot and says
+/// how many of those it set out to remove were removed (none), so the plan it printed is
+/// not mistaken for what happened.
+#[test]
+fn forget_that_cannot_remove_says_what_was_removed() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"one").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("f"), b"two").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let snapshots = env.repo_dir().join("snapshots");
+    std::fs::set_permissions(&snapshots, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut cmd = env.cmd(&["forget", "--keep-last", "1"]);
+    drop_read_override(&mut cmd);
+    let out = cmd.output().unwrap();
+    std::fs::set_permissions(&snapshots, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("removing snapshot"), "{err}");
+    assert!(
+        err.contains("0 of the 1 snapshots to forget were removed"),
+        "{err}"
+    );
+    assert_eq!(snapshot_count(&env), 2);
+}

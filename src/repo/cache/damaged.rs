@@ -122,14 +122,7 @@ impl DamagedPacks {
                 })
                 .collect(),
         };
-        let mut bytes = crate::format::cbor::encode(&on_disk);
-        let sum = *blake3::hash(&bytes).as_bytes();
-        bytes.extend_from_slice(&sum);
-        let temp = path.with_extension("tmp");
-        super::create_private(&temp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
-            .map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
+        super::write_sealed_file(path, crate::format::cbor::encode(&on_disk))
     }
 }
 

@@ -36,7 +36,7 @@ use table::{KEY_LEN, LIVE, MARKED, RECORDS_PER_BLOCK, Record, Table, TableWriter
 
 /// Creates (or truncates) a cache file readable by its owner only. The cache folder is
 /// 0700 already; the files are 0600 as well so that a copy of the folder keeps them private.
-pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     File::options()
         .create(true)
@@ -48,6 +48,27 @@ pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
 
 /// Why a pack that index files list and the store lacks is recorded as damaged.
 pub const MISSING_FROM_STORE: &str = "missing from the store";
+
+/// Writes `bytes` followed by their BLAKE3 hash as the file at `path`, private to its
+/// owner, under a temporary name renamed into place once whole: the way every small file
+/// of the cache (manifest, pack lists, the record of damaged packs) is written.
+pub(crate) fn write_sealed_file(path: &Path, mut bytes: Vec<u8>) -> Result<()> {
+    let sum = *blake3::hash(&bytes).as_bytes();
+    bytes.extend_from_slice(&sum);
+    write_private(path, &bytes)
+}
+
+/// Writes `bytes` as the file at `path`, private to its owner, under a temporary name
+/// renamed into place once whole.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    create_private(&temp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(|e| Error::io(&temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
+}
 
 /// Bumped whenever the cache's encoding changes; a mismatch rebuilds it.
 const CACHE_FORMAT: &str = "cairn-cache-5";
@@ -309,15 +330,10 @@ impl IndexCache {
                 })
                 .collect(),
         };
-        let mut bytes = crate::format::cbor::encode(&manifest);
-        let sum = *blake3::hash(&bytes).as_bytes();
-        bytes.extend_from_slice(&sum);
-        let path = self.dir.join(MANIFEST);
-        let temp = self.dir.join(format!("{MANIFEST}.tmp"));
-        create_private(&temp)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
-            .map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
+        write_sealed_file(
+            &self.dir.join(MANIFEST),
+            crate::format::cbor::encode(&manifest),
+        )
     }
 
     /// Deletes table files the manifest does not name: leftovers of an interrupted run.

@@ -21,13 +21,7 @@ pub fn write(path: &Path, mut packs: Vec<Id>) -> Result<()> {
     for p in &packs {
         bytes.extend_from_slice(&p.0);
     }
-    let sum = *blake3::hash(&bytes).as_bytes();
-    bytes.extend_from_slice(&sum);
-    let temp = path.with_extension("tmp");
-    super::create_private(&temp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
-        .map_err(|e| Error::io(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
+    super::write_sealed_file(path, bytes)
 }
 
 /// Reads the pack list at `path`, checking its hash.
