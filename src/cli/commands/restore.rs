@@ -237,17 +237,19 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             ));
         }
     }
+    // Said before the progress bar starts drawing, which would otherwise leave a stale
+    // copy of itself above this line on a terminal.
+    g.info(format!(
+        "restoring snapshot {} to {}",
+        id.short(),
+        args.target.display()
+    ));
     let meter = Meter::bytes(g.progress() && !args.dry_run, false, "restoring");
     if let Some(s) = &snap.summary
         && args.includes.is_empty()
     {
         meter.total(s.total_bytes_processed);
     }
-    g.info(format!(
-        "restoring snapshot {} to {}",
-        id.short(),
-        args.target.display()
-    ));
     // A restore removes the files it had not finished when interrupted (exit code 130).
     super::install_interrupt()?;
     let whole = choice.paths.is_empty() && choice.include.is_empty();
