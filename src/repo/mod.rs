@@ -211,34 +211,50 @@ pub(crate) fn opens_repository_objects(backend: &dyn Backend, master: &MasterKey
     Ok(false)
 }
 
-/// What repository objects a place without a config holds, said for a message ("3 key
-/// files, 12 snapshots"), or `None` when it holds none. Key files, snapshots and index
-/// files are listed; packs too with `with_packs` (a listing that can be long, for `init`
-/// only), else a place holding nothing but packs counts as empty.
-pub(crate) fn repository_objects(
-    backend: &dyn Backend,
-    with_packs: bool,
-) -> Result<Option<String>> {
+/// The damage of a place that has no config but holds repository objects: a lost config
+/// (`repair config` brings it back), or with no key file either, a repository no password
+/// can open. `None` when the place holds no repository object: it is empty.
+fn config_lost(backend: &dyn Backend) -> Result<Option<Error>> {
     let mut found = Vec::new();
-    let mut kinds = vec![
+    let mut keys = 0;
+    for (kind, what) in [
         (Kind::Key, "key files"),
         (Kind::Snapshot, "snapshots"),
         (Kind::Index, "index files"),
-    ];
-    if with_packs {
-        kinds.push((Kind::Pack, "packs"));
-    }
-    for (kind, what) in kinds {
+        (Kind::Pack, "packs"),
+    ] {
+        // Packs are listed only when nothing else is there: a long listing, and a place
+        // with key files, snapshots or index files holds a repository already.
+        if kind == Kind::Pack && !found.is_empty() {
+            break;
+        }
         let n = match backend.list_ids(kind) {
             Ok(ids) => ids.len(),
             Err(Error::BucketNotFound(_) | Error::RepositoryNotFound(_)) => 0,
             Err(e) => return Err(e),
         };
+        if kind == Kind::Key {
+            keys = n;
+        }
         if n > 0 {
             found.push(format!("{n} {what}"));
         }
     }
-    Ok((!found.is_empty()).then(|| found.join(", ")))
+    let location = backend.location();
+    Ok(match (found.is_empty(), keys) {
+        (true, _) => None,
+        (false, 0) => Some(Error::KeysDamaged {
+            location,
+            why: format!(
+                "it holds {} but neither a config nor a key file",
+                found.join(", ")
+            ),
+        }),
+        (false, _) => Some(Error::ConfigMissing {
+            location,
+            found: found.join(", "),
+        }),
+    })
 }
 
 /// The default cache base: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
@@ -268,11 +284,8 @@ impl Repository {
             Err(Error::BucketNotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        if let Some(found) = repository_objects(&backend, true)? {
-            return Err(Error::ConfigMissing {
-                location: backend.location(),
-                found,
-            });
+        if let Some(damage) = config_lost(&backend)? {
+            return Err(damage);
         }
         // Before anything is made: a store that cannot lock objects refuses here.
         backend.require_object_lock(opts.object_lock.as_ref())?;
@@ -299,13 +312,8 @@ impl Repository {
         let config_bytes = match backend.read(&ObjectName::config()) {
             Ok(b) => b,
             Err(Error::ObjectNotFound(_)) => {
-                return Err(match repository_objects(backend.as_ref(), false)? {
-                    Some(found) => Error::ConfigMissing {
-                        location: backend.location(),
-                        found,
-                    },
-                    None => Error::RepositoryNotFound(backend.location()),
-                });
+                return Err(config_lost(backend.as_ref())?
+                    .unwrap_or_else(|| Error::RepositoryNotFound(backend.location())));
             }
             Err(e) => return Err(e),
         };
@@ -558,10 +566,24 @@ impl Repository {
         })
     }
 
-    /// Reads, opens and checks one blob.
+    /// Reads, opens and checks one blob. When its pack turns out missing or damaged, and
+    /// that was not known before, the index cache is rebuilt with that knowledge and the
+    /// blob read from another pack that holds it, if any (a backup may have stored it
+    /// again).
     pub fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id)?;
-        self.load_blob_at(&loc)
+        let known_damaged = self.index.is_damaged(&loc.pack);
+        match self.load_blob_at(&loc) {
+            Err(e @ (Error::Corrupt(..) | Error::ObjectNotFound(_))) if !known_damaged => {
+                // `load_blob_at` recorded the pack; the tables still pick it.
+                self.rebuild_index()?;
+                match self.locate(kind, id) {
+                    Ok(other) if other.pack != loc.pack => self.load_blob_at(&other),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
@@ -716,7 +738,20 @@ impl Repository {
                 Err(_) => cache.drop_copy(&loc.pack),
             }
         }
-        let pack = cache.fetch(self.backend.as_ref(), &loc.pack)?;
+        let pack = match cache.fetch(self.backend.as_ref(), &loc.pack) {
+            Ok(pack) => pack,
+            // A pack whose bytes do not match its name is not kept; its other trees may
+            // well be sound, so this one is read by itself, as from a local store.
+            Err(Error::Corrupt(..)) => {
+                let sealed = self.backend.read_range(
+                    &ObjectName::new(Kind::Pack, &loc.pack),
+                    offset,
+                    length,
+                )?;
+                return open_blob(&self.key, loc, &sealed);
+            }
+            Err(e) => return Err(e),
+        };
         let sealed = usize::try_from(offset + length)
             .ok()
             .and_then(|end| pack.get(offset as usize..end))

@@ -1,7 +1,7 @@
 //! `cairn repair config | index | snapshots`: bring a damaged repository back (see
 //! `cairn::ops::repair`, and README's "When something is damaged" for the order).
 
-use cairn::error::{EXIT_FATAL, EXIT_OK};
+use cairn::error::EXIT_OK;
 use cairn::ops::repair::config::{ConfigRepair, ConfigSource, repair_config};
 use cairn::ops::repair::index::{IndexRepairOptions, IndexRepairReport, repair_index};
 use cairn::ops::repair::snapshots::{
@@ -197,15 +197,25 @@ fn print_index(g: &Global, r: &IndexRepairReport) -> Result<()> {
         r.index_files_written,
         r.index_files_removed
     )?;
+    let salvaged = if r.dry_run {
+        format!(
+            "{} blobs would be salvaged into new packs",
+            r.blobs_salvaged
+        )
+    } else {
+        format!(
+            "{} blobs salvaged into {} new packs, {}",
+            r.blobs_salvaged,
+            r.new_packs,
+            HumanBytes(r.new_pack_bytes)
+        )
+    };
     outln!(
-        "packs: {} indexed ({} newly), {} missing from the store, {} damaged ({} blobs salvaged into {} new packs, {}; {} blobs lost)",
+        "packs: {} {would}indexed ({} newly), {} missing from the store, {} damaged ({salvaged}; {} blobs lost)",
         r.packs_indexed,
         r.packs_added,
         r.packs_missing,
         r.packs_damaged,
-        r.blobs_salvaged,
-        r.new_packs,
-        HumanBytes(r.new_pack_bytes),
         r.blobs_lost
     )?;
     if r.dry_run {
@@ -228,12 +238,7 @@ fn run_snapshots(g: &Global, args: &SnapshotsArgs) -> Result<i32> {
     let report = repair_snapshots(&repo, opts, &meter)?;
     meter.finish();
     regardless(print_snapshots(g, &report))?;
-    let kept_lost = report.repaired.iter().any(|s| s.lost && !s.forgotten);
-    Ok(if kept_lost && !args.dry_run {
-        EXIT_FATAL
-    } else {
-        EXIT_OK
-    })
+    Ok(EXIT_OK)
 }
 
 fn print_snapshots(g: &Global, r: &SnapshotRepairReport) -> Result<()> {
@@ -241,16 +246,18 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport) -> Result<()> {
         return print_summary_json(r);
     }
     let would = if r.dry_run { "would be " } else { "" };
+    // What becomes of an object that only --forget removes.
+    let fate = |removed: bool| match (removed, r.forget, r.dry_run) {
+        (true, _, _) => "; removed",
+        (false, true, true) => "; would be removed",
+        _ => "; `cairn repair snapshots --forget` removes it",
+    };
     for s in &r.repaired {
         let short = &s.original[..8.min(s.original.len())];
         if s.lost {
             errln!(
                 "snapshot {short}: its root tree is lost, nothing of it can be restored{}",
-                if s.forgotten {
-                    "; removed"
-                } else {
-                    "; `cairn repair snapshots --forget` removes it"
-                }
+                fate(s.forgotten)
             );
             continue;
         }
@@ -282,11 +289,7 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport) -> Result<()> {
     for u in &r.unreadable {
         errln!(
             "snapshots/{u} cannot be read{}",
-            if r.unreadable_removed > 0 {
-                "; removed"
-            } else {
-                "; `cairn repair snapshots --forget` removes it"
-            }
+            fate(r.unreadable_removed > 0)
         );
     }
     if !g.quiet {

@@ -296,7 +296,9 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         };
         let _ = regardless(printed);
     };
+    let damaged_before = repo.known_damaged_packs().len();
     let summary = restore(&repo, snap.tree, &opts, &meter, &report)?;
+    let newly_damaged = repo.known_damaged_packs().len() > damaged_before;
     let met = summary.files + summary.other + summary.files_unchanged + summary.kept;
     if !opts.choice.include.is_empty() && opts.choice.paths.is_empty() && met == 0 {
         errln!(
@@ -454,6 +456,11 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
             "error: {} items could not be restored (listed above)",
             summary.errors.len()
         );
+        if newly_damaged {
+            errln!(
+                "the damaged packs are now recorded: run the restore again, and what a backup stored again since is read from its other copy; README, \"When something is damaged\", says how to mend the rest"
+            );
+        }
         Ok(EXIT_FATAL)
     }
 }

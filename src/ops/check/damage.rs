@@ -10,8 +10,12 @@ use crate::format::pack::BlobType;
 use crate::format::tree::{NodeKind, Tree};
 use crate::repo::Repository;
 use crate::repo::walk::TreeFold;
+use crate::store::{Kind, ObjectName};
 
 use super::Problem;
+
+/// What a problem says of a blob that no index lists.
+pub(super) const NOT_INDEXED: &str = "is in no index";
 
 /// Finds the damaged paths of snapshot trees, each distinct tree once (`fold_trees`), so
 /// that every snapshot sharing a damaged subtree is reported.
@@ -37,7 +41,7 @@ impl DamagedPaths<'_> {
             Ok(None) => {
                 self.problems.entry(what.clone()).or_insert(Problem {
                     object: what,
-                    error: "is in no index: the repository is missing it".into(),
+                    error: format!("{NOT_INDEXED}: the repository is missing it"),
                 });
                 return false;
             }
@@ -75,9 +79,17 @@ impl TreeFold for DamagedPaths<'_> {
             Ok(t) => Ok(Some(t)),
             Err(e) => {
                 let what = format!("tree {id}");
+                // The pack it was read from, so that the damaged object is named.
+                let pack = repo
+                    .index()
+                    .and_then(|index| index.get(BlobType::Tree, id))
+                    .ok()
+                    .flatten()
+                    .map(|loc| format!("in {}: ", ObjectName::new(Kind::Pack, &loc.pack)))
+                    .unwrap_or_default();
                 self.problems.entry(what.clone()).or_insert(Problem {
                     object: what,
-                    error: e.detail(),
+                    error: format!("{pack}{}", e.detail()),
                 });
                 Ok(None)
             }

@@ -123,7 +123,7 @@ mod damage;
 mod packs;
 mod plan;
 
-use damage::DamagedPaths;
+use damage::{DamagedPaths, NOT_INDEXED};
 use plan::CheckPlan;
 
 /// Checks in three steps: the snapshots and index files are opened and a plan made of
@@ -154,6 +154,11 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
         .map(|(id, _)| (id, repo.load_meta::<IndexFile>(&id)));
     let listing = repo.backend().list_ids(Kind::Pack)?;
     let plan = CheckPlan::build(index_files, &listing, data)?;
+    if !plan.problems.is_empty() {
+        // The cache may hold what a damaged index file said before it was damaged; what
+        // the snapshots need must be judged by the index files as they are now.
+        repo.rebuild_index()?;
+    }
     report.index_files = plan.index_files;
     report.problems.extend(plan.problems);
     report.unindexed_packs = plan.unindexed;
@@ -232,13 +237,21 @@ fn next_steps(report: &CheckReport) -> Vec<String> {
     let any = |prefix: &str| report.problems.iter().any(|p| p.object.starts_with(prefix));
     let packs = any("data/");
     let index_files = any("index/");
-    let blobs = any("tree ") || any("data blob ");
+    let blob_problems = || {
+        report
+            .problems
+            .iter()
+            .filter(|p| p.object.starts_with("tree ") || p.object.starts_with("data blob "))
+    };
+    let blobs = blob_problems().next().is_some();
+    // A blob that is indexed but does not open lies in a damaged pack.
+    let blobs_damaged = blob_problems().any(|p| !p.error.contains(NOT_INDEXED));
     let snapshot_files = any("snapshots/");
     let mut steps = vec![
         "copy the repository aside before changing it (a plain copy of the folder or bucket), so that no repair can make things worse".to_string(),
     ];
     // Blobs in no index are found again only if a pack no index lists holds them.
-    if packs || index_files || (blobs && !report.unindexed_packs.is_empty()) {
+    if packs || index_files || blobs_damaged || (blobs && !report.unindexed_packs.is_empty()) {
         let read_all = if packs {
             ""
         } else {

@@ -75,6 +75,7 @@ pub struct RepairedSnapshot {
 #[derive(Debug, Default, Serialize)]
 pub struct SnapshotRepairReport {
     pub dry_run: bool,
+    pub forget: bool,
     pub snapshots: u64,
     /// Snapshots that need lost data.
     pub damaged: u64,
@@ -289,6 +290,7 @@ pub fn repair_snapshots(
 ) -> Result<SnapshotRepairReport> {
     let mut report = SnapshotRepairReport {
         dry_run: opts.dry_run,
+        forget: opts.forget,
         ..SnapshotRepairReport::default()
     };
     let mut snapshots = Vec::new();
@@ -340,6 +342,11 @@ pub fn repair_snapshots(
         report.trees_written = w.finish()?;
     }
     for (id, snap, outcome) in plans {
+        // Repaired before (a run without --forget, or one interrupted): that copy stands,
+        // so a second run writes none and, with --forget, only removes the original.
+        let done_before = outcome
+            .id
+            .and_then(|root| repaired_copy(&snapshots, &snap, root));
         let mut entry = RepairedSnapshot {
             original: id.to_hex(),
             repaired: None,
@@ -354,7 +361,12 @@ pub fn repair_snapshots(
                 })
                 .collect(),
         };
-        if !opts.dry_run {
+        if let Some(copy) = done_before {
+            entry.repaired = Some(copy.to_hex());
+            if opts.forget && !opts.dry_run {
+                entry.forgotten = remove_snapshot(repo, &id)?;
+            }
+        } else if !opts.dry_run {
             if let Some(root) = outcome.id {
                 let mut repaired = snap.clone();
                 repaired.tree = root;
@@ -381,6 +393,20 @@ pub fn repair_snapshots(
     }
     report.requests = repo.request_stats();
     Ok(report)
+}
+
+/// A repaired copy of `original` already in the repository: a snapshot tagged
+/// [`REPAIRED_TAG`] of the same time, host and paths whose tree is `root`.
+fn repaired_copy(all: &[(Id, Snapshot)], original: &Snapshot, root: Id) -> Option<Id> {
+    all.iter()
+        .find(|(_, s)| {
+            s.tree == root
+                && s.time == original.time
+                && s.hostname == original.hostname
+                && s.paths == original.paths
+                && s.tags.iter().any(|t| t == REPAIRED_TAG)
+        })
+        .map(|(id, _)| *id)
 }
 
 /// Removes a snapshot object; `false` when object lock keeps it.
