@@ -158,6 +158,12 @@ fn a_flipped_byte_is_healed_and_the_pack_salvaged(env: Env) {
         stderr(&out)
     );
 
+    // A plain check reads headers only, and says what the record knows.
+    let (_, plain) = check_json(&env, &[]);
+    assert!(
+        plain["notes"].to_string().contains("found damaged before"),
+        "{plain}"
+    );
     // Known damaged since the check: the next backup stores the pack's data again.
     let healed = env.backup_json(&[&src], &[]);
     assert!(healed["data_added"].as_u64().unwrap() > 0, "{healed}");

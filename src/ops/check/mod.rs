@@ -197,6 +197,16 @@ pub fn check(repo: &Repository, data: DataSubset, progress: &dyn Progress) -> Re
     }
 
     record_damage(repo, &outcome.damaged, &outcome.sound)?;
+    // Damage an earlier `--read-data` found is not seen by reading a header: say so.
+    let recorded = repo.known_damaged_packs();
+    for (id, _) in outcome.sound.iter().filter(|(_, whole)| !whole) {
+        if let Some(why) = recorded.get(id) {
+            report.notes.push(format!(
+                "{} was found damaged before on this machine ({why}); its header is sound: `cairn check --read-data` reads it whole, `cairn repair index` salvages it",
+                ObjectName::new(Kind::Pack, id)
+            ));
+        }
+    }
 
     progress.start("snapshots", snapshots.len() as u64);
     let mut finder = DamagedPaths {
