@@ -526,21 +526,9 @@ fn a_kept_symlink_in_place_of_a_folder_is_reported() {
         std::fs::create_dir_all(at.join("other")).unwrap();
         std::fs::create_dir_all(env.path("elsewhere")).unwrap();
         symlink(env.path("elsewhere"), at.join("site")).unwrap();
-        let run = |extra: &[&str]| {
-            let mut args = vec![
-                "restore",
-                "latest",
-                "-t",
-                target.to_str().unwrap(),
-                "--json",
-                "--overwrite",
-                mode,
-            ];
-            args.extend_from_slice(extra);
-            env.ok(&args)
-        };
-        let dry = summary_line(&run(&["--dry-run"]));
-        let out = run(&[]);
+        let (dry, _) = listed(&env, &target, &at, &["--overwrite", mode, "--dry-run"]);
+        let dry = summary_line(&dry);
+        let (out, _) = listed(&env, &target, &at, &["--overwrite", mode]);
         let real = summary_line(&out);
         assert_eq!(
             dry["dirs_restored"], real["dirs_restored"],
