@@ -2,6 +2,7 @@
 
 mod commands;
 mod escape;
+mod file_time;
 mod output;
 mod password;
 mod progress;

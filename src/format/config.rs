@@ -9,11 +9,12 @@ use crate::format::id::Id;
 
 /// Repository format version written by this build. Bumped with every change to
 /// format-spec.md.
-pub const REPO_VERSION: u64 = 4;
+pub const REPO_VERSION: u64 = 5;
 /// Version 1 repositories differ only in having no prune marks in their index files,
-/// version 2 ones in having no object-lock setting in their config, and version 3 ones in
-/// having only version 1 trees (no hard-link device, extended attributes or holes), so
-/// they are read as they are.
+/// version 2 ones in having no object-lock setting in their config, version 3 ones in
+/// having only version 1 trees (no hard-link device, extended attributes or holes), and
+/// version 4 ones in having no version 3 trees (times beyond 64-bit nanoseconds), so they
+/// are read as they are.
 pub const OLDEST_REPO_VERSION: u64 = 1;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -32,6 +32,41 @@ impl NodeKind {
     }
 }
 
+/// A file's time in nanoseconds since the Unix epoch. File systems keep 64-bit seconds
+/// (ext4 reaches 2446, XFS 2486, btrfs further), which 64-bit nanoseconds cover only from
+/// 1677 to 2262; 128 bits hold every time exactly. Encoded as a CBOR integer, so a time
+/// inside the 64-bit range has the same bytes it had in version 2 trees.
+pub type FileTime = i128;
+
+/// The [`FileTime`] of `secs` seconds and `nsec` nanoseconds, as `stat` gives them.
+pub fn file_time(secs: i64, nsec: i64) -> FileTime {
+    FileTime::from(secs) * 1_000_000_000 + FileTime::from(nsec)
+}
+
+/// Seconds and nanoseconds (0 to 999,999,999) of `t`, as `utimensat` takes them. A time
+/// beyond 64-bit seconds (which only a forged tree holds) is clamped to their range.
+pub fn file_time_parts(t: FileTime) -> (i64, i64) {
+    let secs = t.div_euclid(1_000_000_000);
+    let nsec = t.rem_euclid(1_000_000_000) as i64;
+    match i64::try_from(secs) {
+        Ok(secs) => (secs, nsec),
+        Err(_) if secs < 0 => (i64::MIN, 0),
+        Err(_) => (i64::MAX, 999_999_999),
+    }
+}
+
+/// `t` as a date and time in UTC, for display; `None` outside the years -262,143 to
+/// 262,142, which chrono cannot show.
+pub fn file_time_utc(t: FileTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, nsec) = file_time_parts(t);
+    chrono::DateTime::from_timestamp(secs, nsec as u32)
+}
+
+/// True when `t` fits in the 64-bit nanoseconds of version 2 trees.
+fn fits_version_2(t: FileTime) -> bool {
+    i64::try_from(t).is_ok()
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
@@ -51,9 +86,10 @@ pub struct Node {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Nanoseconds since the Unix epoch.
-    pub mtime: i64,
-    pub ctime: i64,
+    /// Modification and status-change times, in nanoseconds since the Unix epoch
+    /// ([`FileTime`]).
+    pub mtime: FileTime,
+    pub ctime: FileTime,
     pub inode: u64,
     /// Hard link count at backup time.
     pub links: u64,
@@ -175,6 +211,107 @@ impl Layout<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::cbor::{decode, encode};
+
+    fn file(name: &str, mtime: FileTime) -> Node {
+        Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime,
+            ctime: 1,
+            inode: 1,
+            links: 1,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: Vec::new(),
+            rdev: 0,
+            dev: None,
+            xattrs: Vec::new(),
+            holes: Vec::new(),
+        }
+    }
+
+    /// The version 2 node, field for field: times were `i64`.
+    #[derive(Serialize)]
+    struct NodeV2<'a> {
+        #[serde(with = "crate::format::id::bytes")]
+        name: &'a [u8],
+        #[serde(rename = "type")]
+        kind: NodeKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+        ctime: i64,
+        inode: u64,
+        links: u64,
+        size: u64,
+    }
+
+    #[derive(Serialize)]
+    struct TreeV2<'a> {
+        v: u64,
+        nodes: Vec<NodeV2<'a>>,
+    }
+
+    #[test]
+    fn times_inside_64_bit_nanoseconds_keep_the_version_2_bytes() {
+        for mtime in [0i64, -1, 1_780_272_000_123_456_789, i64::MIN, i64::MAX] {
+            let tree = Tree::new(vec![file("a", mtime.into())]);
+            assert_eq!(tree.v, 2);
+            let v2 = TreeV2 {
+                v: 2,
+                nodes: vec![NodeV2 {
+                    name: b"a",
+                    kind: NodeKind::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime,
+                    ctime: 1,
+                    inode: 1,
+                    links: 1,
+                    size: 0,
+                }],
+            };
+            assert_eq!(encode(&tree), encode(&v2), "mtime {mtime}");
+        }
+    }
+
+    #[test]
+    fn times_beyond_2262_and_before_1677_make_a_version_3_tree() {
+        // 2300-01-01 12:00:00.123456789 and 1600-06-01, as `stat` gives them.
+        let later = file_time(10_413_835_200, 123_456_789);
+        let earlier = file_time(-11_670_912_000, 500_000_000);
+        for t in [
+            later,
+            earlier,
+            file_time(i64::MAX, 999_999_999),
+            file_time(i64::MIN, 0),
+        ] {
+            let tree = Tree::new(vec![file("a", 5), file("b", t)]);
+            assert_eq!(tree.v, 3);
+            let back: Tree = decode(&encode(&tree), "t").unwrap();
+            assert_eq!(back, tree);
+        }
+        assert_eq!(file_time_parts(later), (10_413_835_200, 123_456_789));
+        assert_eq!(file_time_parts(earlier), (-11_670_912_000, 500_000_000));
+        assert_eq!(file_time_parts(-1), (-1, 999_999_999));
+        assert_eq!(
+            file_time_utc(later).unwrap().to_rfc3339(),
+            "2300-01-01T12:00:00.123456789+00:00"
+        );
+        // Only a forged tree holds more than 64-bit seconds: clamped, never a panic.
+        assert_eq!(file_time_parts(FileTime::MAX), (i64::MAX, 999_999_999));
+        assert_eq!(file_time_parts(FileTime::MIN), (i64::MIN, 0));
+        assert!(file_time_utc(FileTime::MAX).is_none());
+    }
 
     #[test]
     fn content_offsets_step_over_holes() {
@@ -214,15 +351,22 @@ pub struct Tree {
 }
 
 // Version 2 adds `dev`, `xattrs` and `holes` to nodes; version 1 trees read as version 2
-// ones without them.
-crate::format::cbor::versioned!(Tree, "tree", 2, 1);
+// ones without them. Version 3 lets `mtime` and `ctime` leave the 64-bit range; it is
+// written only for a tree that needs it, so every other tree keeps the bytes (and so the
+// id) it had, and a cairn that knows only version 2 still reads all trees it can.
+crate::format::cbor::versioned!(Tree, "tree", 3, 1);
 
 impl Tree {
     pub fn new(nodes: Vec<Node>) -> Tree {
-        Tree {
-            v: Tree::VERSION,
-            nodes,
-        }
+        let v = if nodes
+            .iter()
+            .all(|n| fits_version_2(n.mtime) && fits_version_2(n.ctime))
+        {
+            2
+        } else {
+            Tree::VERSION
+        };
+        Tree { v, nodes }
     }
 
     /// Finds a node by name (nodes are sorted by name).

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{FileTime, Node, NodeKind, Tree};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::walk::{TreeFold, fold_trees};
@@ -21,10 +21,10 @@ pub struct FindQuery {
     /// Glob patterns (`*`, `?`, `[…]`, `{a,b}`) matched against names; any one may match.
     pub patterns: Vec<String>,
     pub ignore_case: bool,
-    /// Only entries modified at or after this time (nanoseconds since the epoch).
-    pub oldest: Option<i64>,
+    /// Only entries modified at or after this time.
+    pub oldest: Option<FileTime>,
     /// Only entries modified at or before this time.
-    pub newest: Option<i64>,
+    pub newest: Option<FileTime>,
 }
 
 /// One entry found.
@@ -36,8 +36,7 @@ pub struct Found {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub size: u64,
-    /// Nanoseconds since the Unix epoch.
-    pub mtime: i64,
+    pub mtime: FileTime,
 }
 
 /// The matches in one snapshot.

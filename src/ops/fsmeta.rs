@@ -13,12 +13,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
 use crate::error::{Error, Result};
-use crate::format::tree::{Node, NodeKind, Xattr};
+use crate::format::tree::{FileTime, Node, NodeKind, Xattr, file_time, file_time_parts};
 use crate::sysinfo::NameCache;
-
-fn nanos(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
 
 pub fn kind_of(meta: &Metadata) -> NodeKind {
     let ft = meta.file_type();
@@ -51,8 +47,8 @@ pub fn node_from_metadata(name: &std::ffi::OsStr, meta: &Metadata, names: &mut N
         gid: meta.gid(),
         user: names.user(meta.uid()),
         group: names.group(meta.gid()),
-        mtime: nanos(meta.mtime(), meta.mtime_nsec()),
-        ctime: nanos(meta.ctime(), meta.ctime_nsec()),
+        mtime: file_time(meta.mtime(), meta.mtime_nsec()),
+        ctime: file_time(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
         links: meta.nlink(),
         size: if kind == NodeKind::File {
@@ -84,8 +80,9 @@ pub fn unchanged(current: &Node, parent: &Node) -> bool {
         && current.inode == parent.inode
 }
 
-fn timespec(ns: i64) -> TimeSpec {
-    TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+fn timespec(t: FileTime) -> TimeSpec {
+    let (secs, nsec) = file_time_parts(t);
+    TimeSpec::new(secs, nsec)
 }
 
 /// Sets owner (when running as root), mode and mtime of the restored entry `name` in the

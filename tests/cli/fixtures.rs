@@ -177,3 +177,82 @@ fn version_3_repository_is_read_restored_checked_and_extended() {
         pattern
     );
 }
+
+#[test]
+fn version_4_repository_is_read_restored_checked_and_extended() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v4"), std::path::Path::new(&env.repo));
+    let pw = "fixture-v4";
+    let data = restore_and_check_hello(
+        &env,
+        pw,
+        "tmp/fx4/src/data",
+        b"hello from a version 4 repository\n",
+        1_793_491_200, // 2026-11-01 00:00:00 UTC
+    );
+    assert_eq!(
+        xattr::get(data.join("hello.txt"), "user.fixture").unwrap(),
+        Some(b"version 4".to_vec())
+    );
+    // Version 2 trees record the device: the two names come back as one file.
+    let (a, b) = (data.join("hard/a.txt"), data.join("sub/b.txt"));
+    assert_eq!(std::fs::read(&b).unwrap(), b"one inode, two names\n");
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().ino(),
+        std::fs::metadata(&b).unwrap().ino()
+    );
+    let pattern: Vec<u8> = (0..300_000u64)
+        .map(|i| {
+            if (8192..200_000).contains(&i) {
+                0
+            } else {
+                ((i * 7919) % 251) as u8
+            }
+        })
+        .collect();
+    let img = data.join("sparse.img");
+    assert_eq!(std::fs::read(&img).unwrap(), pattern);
+    let allocated = std::fs::metadata(&img).unwrap().blocks() * 512;
+    assert!(allocated < 200_000, "{allocated} bytes allocated");
+
+    // This cairn writes a version 3 tree into it (a time after 2262) beside the old ones.
+    let src = env.path("src");
+    random_tree(&src, 63);
+    std::fs::write(src.join("far"), b"far").unwrap();
+    set_mtime(&src.join("far"), 10_413_835_200, 9);
+    let out = run_ok(&env, pw, &["backup", "--json", src.to_str().unwrap()]);
+    let new = summary_line(&out)["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run_ok(&env, pw, &["prune"]);
+    run_ok(&env, pw, &["check", "--read-data"]);
+    let again = env.path("again");
+    run_ok(
+        &env,
+        pw,
+        &["restore", &new, "--target", again.to_str().unwrap()],
+    );
+    let restored = again.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &restored);
+    let far = std::fs::metadata(restored.join("far")).unwrap();
+    assert_eq!((far.mtime(), far.mtime_nsec()), (10_413_835_200, 9));
+    // The fixture's snapshot (dated after this test was written) is whole still.
+    let old = env.path("old");
+    run_ok(
+        &env,
+        pw,
+        &[
+            "restore",
+            "latest",
+            "--host",
+            "fixture",
+            "--target",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(old.join("tmp/fx4/src/data/hello.txt")).unwrap(),
+        b"hello from a version 4 repository\n"
+    );
+}

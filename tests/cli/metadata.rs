@@ -293,3 +293,86 @@ fn diff_metadata_sees_acls_xattrs_and_capabilities() {
     assert!(!changed.iter().any(|l| l.ends_with("/same")), "{text}");
     assert_eq!(changed.len(), want.len(), "{text}");
 }
+
+/// Seconds and nanoseconds of `p`'s mtime, as the file system holds it.
+fn mtime_of(p: &Path) -> (i64, i64) {
+    let m = fs::symlink_metadata(p).unwrap();
+    (m.mtime(), m.mtime_nsec())
+}
+
+#[test]
+fn times_beyond_2262_and_before_1677_are_kept_exactly() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for name in ["future", "past", "d/deep"] {
+        fs::write(src.join(name), name).unwrap();
+    }
+    // 2300-01-01 12:00:00.123456789 UTC and 1600-06-01 00:00:00.5 UTC: 64-bit nanoseconds
+    // reach only 2262-04-11 and 1677-09-21. A file system without 64-bit seconds clamps
+    // them; the test compares with what the source holds.
+    set_mtime(&src.join("future"), 10_413_835_200, 123_456_789);
+    set_mtime(&src.join("past"), -11_670_912_000, 500_000_000);
+    set_mtime(&src.join("d"), 10_413_835_200, 7);
+    let want: Vec<_> = ["future", "past", "d", "d/deep"]
+        .iter()
+        .map(|n| (*n, mtime_of(&src.join(n))))
+        .collect();
+    assert_eq!(
+        want[0].1,
+        (10_413_835_200, 123_456_789),
+        "the test's file system cannot hold 2300"
+    );
+    let first = env.backup_json(&[&src], &[]);
+    let first = first["snapshot_id"].as_str().unwrap().to_string();
+
+    let target = env.path("restore");
+    env.ok(&["restore", &first, "--target", target.to_str().unwrap()]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    for (name, t) in &want {
+        assert_eq!(mtime_of(&restored.join(name)), *t, "{name}");
+    }
+
+    // Shown as dates, and found by them.
+    let ls = env
+        .cmd(&["ls", "--json", &first])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.contains(r#""mtime":"2300-01-01T12:00:00.123456789+00:00""#),
+        "{ls}"
+    );
+    let found = env.ok(&["find", "--json", "--oldest", "2299-01-01", "*"]);
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    let names: Vec<&str> = found[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(names, ["d", "future"], "{found}");
+
+    // Unchanged, they are taken from the parent unread; a second later is a change.
+    let again = env.backup_json(&[&src], &[]);
+    assert_eq!(again["files_unmodified"], 3, "{again}");
+    set_mtime(&src.join("future"), 10_413_835_201, 123_456_789);
+    let third = env.backup_json(&[&src], &[]);
+    let out = env.ok(&[
+        "diff",
+        "--metadata",
+        &first,
+        third["snapshot_id"].as_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The folder above src/ changed too: the restore target was made in it.
+    let changed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("U ") && l.contains("/src"))
+        .collect();
+    assert_eq!(changed.len(), 1, "{text}");
+    assert!(changed[0].ends_with("/src/future"), "{text}");
+    env.ok(&["check", "--read-data"]);
+}

@@ -355,10 +355,16 @@ fn with_status_lines(
 
 /// `--time`, when given.
 fn snapshot_time(args: &Args) -> Result<Option<i64>> {
-    args.time
-        .as_deref()
-        .map(|t| parse_time("--time", t))
-        .transpose()
+    let Some(text) = args.time.as_deref() else {
+        return Ok(None);
+    };
+    let time = parse_time("--time", text)?;
+    // Snapshot times are 64-bit nanoseconds (format-spec §8), as restic's and borg's.
+    i64::try_from(time).map(Some).map_err(|_| {
+        Error::Usage(format!(
+            "--time {text:?} is beyond what a snapshot time can hold (1677-09-22 to 2262-04-11)"
+        ))
+    })
 }
 
 /// Prints what the backup did; the exit code says whether everything was read.

@@ -6,6 +6,7 @@ use cairn::ops::find::{FindQuery, find};
 use indicatif::HumanBytes;
 
 use crate::cli::escape::escape;
+use crate::cli::file_time;
 use crate::cli::output::outln;
 use crate::cli::progress::Meter;
 use crate::cli::{Global, print_json};
@@ -48,12 +49,6 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let meter = Meter::items(g.progress(), "find");
     let results = find(&repo, &snapshots, &query, &meter)?;
     drop(meter);
-    let time = |nanos: i64| {
-        chrono::DateTime::from_timestamp_nanos(nanos)
-            .with_timezone(&chrono::Local)
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string()
-    };
     if g.json {
         let items: Vec<_> = results
             .iter()
@@ -68,9 +63,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                         "path": String::from_utf8_lossy(&f.path),
                         "type": f.kind,
                         "size": f.size,
-                        "mtime": chrono::DateTime::from_timestamp_nanos(f.mtime)
-                            .with_timezone(&chrono::Local)
-                            .to_rfc3339(),
+                        "mtime": file_time::rfc3339(f.mtime),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -91,7 +84,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 escape(&f.path),
                 f.kind,
                 HumanBytes(f.size),
-                time(f.mtime)
+                file_time::text(f.mtime)
             )?;
         }
     }

@@ -7,6 +7,7 @@ use cairn::repo::walk::walk_nodes;
 
 use super::{display_bytes, find_path, pick_snapshot};
 use crate::cli::escape::{escape, escape_path};
+use crate::cli::file_time;
 use crate::cli::output::outln;
 use crate::cli::{Global, print_json};
 
@@ -53,10 +54,6 @@ fn mode_string(node: &Node) -> String {
     s
 }
 
-fn mtime(node: &Node) -> chrono::DateTime<chrono::Local> {
-    chrono::DateTime::from_timestamp_nanos(node.mtime).with_timezone(&chrono::Local)
-}
-
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let repo = g.open()?;
     let (id, snap) = pick_snapshot(&repo, &args.snapshot, &args.filter)?;
@@ -77,7 +74,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 "user": node.user,
                 "group": node.group,
                 "size": node.size,
-                "mtime": mtime(node).to_rfc3339(),
+                "mtime": file_time::rfc3339(node.mtime),
                 "inode": node.inode,
                 "links": node.links,
                 "xattrs": node.xattrs.iter().map(|x| display_bytes(&x.name)).collect::<Vec<_>>(),
@@ -102,7 +99,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 owner,
                 group,
                 node.size,
-                mtime(node).format("%Y-%m-%d %H:%M:%S"),
+                file_time::text(node.mtime),
                 escape_path(path),
                 link
             )?;

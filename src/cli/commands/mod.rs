@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use cairn::format::id::Id;
 use cairn::format::snapshot::{Snapshot, resolve};
-use cairn::format::tree::{Node, NodeKind};
+use cairn::format::tree::{FileTime, Node, NodeKind, file_time};
 use cairn::ops::archiver::absolute_path;
 use cairn::repo::Repository;
 use cairn::repo::walk::find_node;
@@ -172,7 +172,7 @@ impl SnapshotFilter {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD`) in local time, as nanoseconds since the epoch.
-pub fn parse_time(option: &str, s: &str) -> Result<i64> {
+pub fn parse_time(option: &str, s: &str) -> Result<FileTime> {
     use chrono::format::ParseErrorKind::{Impossible, OutOfRange};
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
     let with_time = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S");
@@ -195,7 +195,7 @@ pub fn parse_time(option: &str, s: &str) -> Result<i64> {
     chrono::Local
         .from_local_datetime(&naive)
         .earliest()
-        .and_then(|t| t.timestamp_nanos_opt())
+        .map(|t| file_time(t.timestamp(), i64::from(t.timestamp_subsec_nanos())))
         .ok_or_else(|| {
             Error::Usage(format!(
                 "{option} {s:?} does not exist in the local time zone"

@@ -19,7 +19,7 @@ use crate::format::cbor;
 use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind, Tree, file_time};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::walk::find_node;
@@ -194,7 +194,8 @@ fn stream_content(
 /// The stream's file node: mode 0644 and owner the user running the backup, as restic
 /// records a stream; its time is now.
 fn stream_node(name: &str, size: u64, content: Vec<Id>) -> Node {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let now = chrono::Utc::now();
+    let now = file_time(now.timestamp(), i64::from(now.timestamp_subsec_nanos()));
     let (uid, gid) = (
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),

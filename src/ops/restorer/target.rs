@@ -27,6 +27,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
+use crate::format::tree::{FileTime, file_time};
 
 /// What stands at a path of the target before the restore writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,17 +37,15 @@ pub enum Existing {
     /// A regular file, with its size and mtime (nanoseconds).
     File {
         size: u64,
-        mtime: i64,
+        mtime: FileTime,
     },
     /// A symlink, FIFO, socket or device node.
     Other,
 }
 
 /// A stat's mtime in nanoseconds, as nodes record it.
-fn mtime_ns(st: &FileStat) -> i64 {
-    st.st_mtime
-        .saturating_mul(1_000_000_000)
-        .saturating_add(st.st_mtime_nsec)
+fn mtime_ns(st: &FileStat) -> FileTime {
+    file_time(st.st_mtime, st.st_mtime_nsec)
 }
 
 impl Existing {
@@ -66,8 +65,7 @@ impl Existing {
 #[derive(Debug, Clone, Copy)]
 pub struct Found {
     pub kind: Existing,
-    /// Nanoseconds.
-    pub mtime: i64,
+    pub mtime: FileTime,
     pub links: u64,
     /// Permission bits.
     pub mode: u32,
