@@ -14,6 +14,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::error::{Error, Result};
 use crate::format::tree::{FileTime, Node, NodeKind, Xattr, file_time, file_time_parts};
+use crate::ops::long_path::reachable;
 use crate::sysinfo::NameCache;
 
 pub fn kind_of(meta: &Metadata) -> NodeKind {
@@ -143,7 +144,8 @@ fn unsupported(e: &std::io::Error) -> bool {
 /// sorted by name. A file system without extended attributes gives none. Namespaces the
 /// running user may not read (`trusted.*` unless root) are not listed by the kernel.
 pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
-    let names = match xattr::list(path) {
+    let path = reachable(path)?;
+    let names = match xattr::list(&*path) {
         Ok(names) => names,
         Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -151,7 +153,7 @@ pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
     let mut out = Vec::new();
     for name in names {
         // None: removed since it was listed.
-        if let Some(value) = xattr::get(path, &name)? {
+        if let Some(value) = xattr::get(&*path, &name)? {
             out.push(Xattr {
                 name: name.as_bytes().to_vec(),
                 value,

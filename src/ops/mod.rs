@@ -9,6 +9,7 @@ pub mod find;
 pub mod forget;
 pub(crate) mod fsmeta;
 pub mod keys;
+pub(crate) mod long_path;
 pub mod patterns;
 pub mod prune;
 pub mod repair;

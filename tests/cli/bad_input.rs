@@ -460,7 +460,9 @@ fn impossible_dates_unlistable_folders_and_dumped_sockets_are_explained() {
         .map(str::to_string)
         .unwrap_or_default();
     assert!(
-        line.contains("in the snapshot, but without what it holds"),
+        line.contains(
+            "the folder is in the snapshot, without the entries that could not be listed"
+        ),
         "{line}"
     );
     let listing = String::from_utf8_lossy(&env.ok(&["ls", "latest"]).stdout).into_owned();

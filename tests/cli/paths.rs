@@ -499,3 +499,135 @@ fn relative_includes_below_a_folder_and_latest_without_the_path() {
     let out = env.ok(&["dump", "latest", "--path", s(&site), s(&wanted)]);
     assert_eq!(out.stdout, b"the x");
 }
+
+/// Folders of `depth` 250-byte names below `root`, made through descriptors (the full
+/// path soon passes what a system call takes); returns the deepest one, open, and the
+/// names.
+fn deep_folders(root: &Path, depth: usize) -> (std::os::fd::OwnedFd, Vec<String>) {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let mut dir = open(root, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    let mut names = Vec::new();
+    for i in 0..depth {
+        let name = format!("{i:02}{}", "d".repeat(248));
+        mkdirat(&dir, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        dir = openat(&dir, name.as_str(), OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        names.push(name);
+    }
+    (dir, names)
+}
+
+/// Opens `names` one after another below `root`.
+fn open_below(root: &Path, names: &[String]) -> std::os::fd::OwnedFd {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    let mut dir = open(root, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    for name in names {
+        dir = openat(&dir, name.as_str(), OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    }
+    dir
+}
+
+/// Writes `data` to a new file `name` in the open folder `dir`.
+fn write_at(dir: &std::os::fd::OwnedFd, name: &str, data: &[u8]) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    nix::unistd::write(&fd, data).unwrap();
+}
+
+/// Reads the file `name` in the open folder `dir`.
+fn read_at(dir: &std::os::fd::OwnedFd, name: &str) -> Vec<u8> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    use std::io::Read;
+    let fd = openat(dir, name, OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let mut out = Vec::new();
+    fs::File::from(fd).read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn paths_longer_than_path_max_are_backed_up_and_restored() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 20 levels of 250-byte names: a path of over 5,000 bytes.
+    let (deep, names) = deep_folders(&src, 20);
+    write_at(&deep, "file", b"deep content\n");
+    nix::unistd::symlinkat("file", &deep, "link").unwrap();
+    // Extended attributes of the deepest folder, read through its descriptor.
+    let deep_path = format!("/proc/self/fd/{}/.", std::os::fd::AsRawFd::as_raw_fd(&deep));
+    xattr::set(&deep_path, "user.deep", b"yes").unwrap();
+    // A cache folder down there, tagged: --exclude-caches must see the tag.
+    nix::sys::stat::mkdirat(
+        &deep,
+        "cache",
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .unwrap();
+    let cache = open_below(&src, &[names.clone(), vec!["cache".into()]].concat());
+    write_at(
+        &cache,
+        "CACHEDIR.TAG",
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    );
+    write_at(&cache, "junk", b"cached");
+
+    let out = env.run(&[
+        "backup",
+        "--json",
+        "--exclude-caches",
+        src.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    let summary = summary_line(&out);
+    assert_eq!(summary["files_failed"], 0, "{summary}");
+    assert_eq!(summary["total_files_processed"], 1, "{summary}");
+    let id = summary["snapshot_id"].as_str().unwrap().to_string();
+
+    let ls = env.ok(&["ls", &id]);
+    let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+    let file = ls
+        .lines()
+        .find(|l| l.ends_with("/file"))
+        .unwrap_or_else(|| panic!("no deep file listed"));
+    assert!(file.len() > 5000, "{}", file.len());
+    assert!(!ls.contains("/cache"), "the tagged cache is left out");
+
+    let target = env.path("restore");
+    for round in 0..2 {
+        // The second round restores over the first: all there already, and kept.
+        env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+        let restored_src = target.join(src.strip_prefix("/").unwrap());
+        let dir = open_below(&restored_src, &names);
+        assert_eq!(read_at(&dir, "file"), b"deep content\n", "round {round}");
+        assert_eq!(
+            nix::fcntl::readlinkat(&dir, "link").unwrap(),
+            std::ffi::OsString::from("file")
+        );
+        let dir_path = format!("/proc/self/fd/{}/.", std::os::fd::AsRawFd::as_raw_fd(&dir));
+        assert_eq!(
+            xattr::get(&dir_path, "user.deep").unwrap(),
+            Some(b"yes".to_vec())
+        );
+    }
+
+    // Unchanged, the deep file is taken from the parent unread.
+    let again = env.backup_json(&[&src], &["--exclude-caches"]);
+    assert_eq!(again["files_unmodified"], 1, "{again}");
+    env.ok(&["check", "--read-data"]);
+}

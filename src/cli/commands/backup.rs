@@ -389,8 +389,13 @@ fn report(g: &Global, args: &Args, result: &BackupResult) -> Result<i32> {
             names.join(", ")
         ));
     }
-    for (path, err) in &result.failed {
-        errln!("error: {}: {err} ({})", path.display(), fate(path));
+    for u in &result.failed {
+        errln!(
+            "error: {}: {} ({})",
+            u.path.display(),
+            u.error,
+            u.kept.describe()
+        );
     }
     for path in &result.changed {
         warn(
@@ -405,8 +410,8 @@ fn report(g: &Global, args: &Args, result: &BackupResult) -> Result<i32> {
     regardless(print_result(g, args, result))?;
     if !result.failed.is_empty() {
         errln!(
-            "warning: {} files or folders could not be read; the snapshot lacks them or their contents (listed above)",
-            result.failed.len()
+            "warning: {} files or folders could not be read, or not wholly (listed above)",
+            result.summary.files_failed
         );
     }
     if result.failed.is_empty() && result.changed.is_empty() {
@@ -430,25 +435,16 @@ fn warn(g: &Global, message: &str) -> Result<()> {
     }
 }
 
-/// What became of a path that could not be read. Only folders that cannot be listed fail
-/// as themselves and not as one of their entries; they are kept in the snapshot, empty.
-fn fate(path: &Path) -> &'static str {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        "the folder is in the snapshot, but without what it holds"
-    } else {
-        "left out of the snapshot"
-    }
-}
-
 fn print_result(g: &Global, args: &Args, result: &BackupResult) -> Result<()> {
     if g.json {
-        for (path, err) in &result.failed {
+        for u in &result.failed {
             print_json(&serde_json::json!({
                 "message_type": "error",
-                "path": path.to_string_lossy(),
-                "path_escaped": escape_path(path),
-                "error": err,
-                "fate": fate(path),
+                "path": u.path.to_string_lossy(),
+                "path_escaped": escape_path(&u.path),
+                "error": u.error,
+                "kept": u.kept.as_str(),
+                "fate": u.kept.describe(),
             }))?;
         }
     }

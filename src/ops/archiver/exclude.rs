@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::ops::long_path::reachable;
 use crate::ops::patterns::{PatternRules, Patterns};
 
 /// What the user asked to leave out.
@@ -53,10 +54,9 @@ impl Excludes {
     /// Whether directory `dir` holds one of the marker files, or with `caches` a valid
     /// `CACHEDIR.TAG`.
     pub fn marked(&self, dir: &Path) -> bool {
-        self.if_present
-            .iter()
-            .any(|name| std::fs::symlink_metadata(dir.join(name)).is_ok())
-            || (self.caches && is_tagged_cache(dir))
+        self.if_present.iter().any(|name| {
+            reachable(&dir.join(name)).is_ok_and(|p| std::fs::symlink_metadata(&*p).is_ok())
+        }) || (self.caches && is_tagged_cache(dir))
     }
 
     /// Whether the entry at `path` is left out, by any rule.
@@ -71,11 +71,14 @@ impl Excludes {
 /// A regular file `CACHEDIR.TAG` in `dir` that begins with the signature.
 fn is_tagged_cache(dir: &Path) -> bool {
     let tag = dir.join("CACHEDIR.TAG");
-    if !std::fs::symlink_metadata(&tag).is_ok_and(|m| m.is_file()) {
+    let Ok(tag) = reachable(&tag) else {
+        return false;
+    };
+    if !std::fs::symlink_metadata(&*tag).is_ok_and(|m| m.is_file()) {
         return false;
     }
     let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
-    std::fs::File::open(&tag)
+    std::fs::File::open(&*tag)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|()| head == CACHEDIR_SIGNATURE)
 }

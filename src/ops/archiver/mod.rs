@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::{Snapshot, Summary};
+use crate::ops::long_path::reachable;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
@@ -33,6 +34,7 @@ use stages::{BlobStore, Counters, Failure, Known, Packer};
 use walk::{LeaveOut, PathTrie, Walker};
 
 pub use stream::{StreamOptions, StreamSource, backup_stream, stream_path};
+pub use walk::{Kept, Unread};
 
 pub struct BackupOptions {
     pub paths: Vec<SourcePath>,
@@ -60,7 +62,7 @@ pub struct BackupResult {
     pub duration_secs: f64,
     pub requests: RequestStats,
     #[serde(skip)]
-    pub failed: Vec<(PathBuf, String)>,
+    pub failed: Vec<Unread>,
     /// Files whose size, mtime or ctime changed while they were read: saved as read,
     /// which may mix old and new content.
     #[serde(skip)]
@@ -112,10 +114,11 @@ impl SourcePath {
     /// What the backup stores at the path: `lstat`, or `stat` when following, which
     /// must then find a directory (POSIX: a trailing slash on a file is ENOTDIR).
     pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        let path = reachable(&self.path)?;
         if !self.follow {
-            return std::fs::symlink_metadata(&self.path);
+            return std::fs::symlink_metadata(&*path);
         }
-        let meta = std::fs::metadata(&self.path)?;
+        let meta = std::fs::metadata(&*path)?;
         if meta.is_dir() {
             Ok(meta)
         } else {

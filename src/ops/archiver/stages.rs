@@ -27,6 +27,7 @@ use crate::format::chunker::{ChunkError, Chunker};
 use crate::format::id::Id;
 use crate::format::pack::{BlobType, FinishedPack, PackBuilder};
 use crate::format::tree::Hole;
+use crate::ops::long_path::reachable;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::cache::IndexCache;
@@ -493,7 +494,7 @@ fn open_regular(path: &std::path::Path) -> std::io::Result<(File, std::fs::Metad
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
+        .open(&*reachable(path)?)
         .map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ELOOP) => {
                 std::io::Error::other("replaced by a symlink during the backup; left out")

@@ -22,6 +22,7 @@ use crate::format::pack::BlobType;
 use crate::format::snapshot::Summary;
 use crate::format::tree::{Hole, Node, NodeKind, Tree};
 use crate::ops::fsmeta::{node_from_metadata, read_xattrs, unchanged};
+use crate::ops::long_path::reachable;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::sysinfo::NameCache;
@@ -134,11 +135,53 @@ struct PendingDir {
 pub struct WalkOutcome {
     pub root: Id,
     pub summary: Summary,
-    pub failed: Vec<(PathBuf, String)>,
+    pub failed: Vec<Unread>,
     /// Files that changed while they were read (saved as read).
     pub changed: Vec<PathBuf>,
     /// Folders of cairn's own that were met and left out.
     pub left_out: Vec<PathBuf>,
+}
+
+/// A source path that could not be read, or not wholly, and what the snapshot holds of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    pub path: PathBuf,
+    pub error: String,
+    pub kept: Kept,
+}
+
+/// What the snapshot holds of a path that could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Nothing: it is left out.
+    Nothing,
+    /// A folder that could not be listed, or not wholly: it is in the snapshot with the
+    /// entries that were listed.
+    Folder,
+    /// The entry, without its extended attributes.
+    WithoutXattrs,
+}
+
+impl Kept {
+    /// Its name in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kept::Nothing => "nothing",
+            Kept::Folder => "folder",
+            Kept::WithoutXattrs => "without_xattrs",
+        }
+    }
+
+    /// What the user is told.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kept::Nothing => "left out of the snapshot",
+            Kept::Folder => {
+                "the folder is in the snapshot, without the entries that could not be listed"
+            }
+            Kept::WithoutXattrs => "in the snapshot without its extended attributes",
+        }
+    }
 }
 
 /// What the walk stores besides names, types and contents.
@@ -180,7 +223,7 @@ pub struct Walker<'a> {
     device: u64,
     root: Option<Id>,
     summary: Summary,
-    failed: Vec<(PathBuf, String)>,
+    failed: Vec<Unread>,
     changed: Vec<PathBuf>,
     left_out: Vec<PathBuf>,
     /// Parent content of files handed to workers, to tell changed from unmodified.
@@ -320,18 +363,18 @@ impl<'a> Walker<'a> {
             let meta = if child.target {
                 child.target_metadata(&child_path)
             } else {
-                std::fs::metadata(&child_path)
+                reachable(&child_path).and_then(|p| std::fs::metadata(&*p))
             };
             let meta = match meta {
                 Ok(m) if child.target || m.is_dir() => m,
                 Ok(_) => {
                     let e = std::io::Error::from_raw_os_error(nix::libc::ENOTDIR);
-                    self.fail(&child_path, e.to_string());
+                    self.fail(&child_path, e.to_string(), Kept::Nothing);
                     continue;
                 }
                 Err(e) => {
                     // A missing backup path: the others are saved, this one reported.
-                    self.fail(&child_path, e.to_string());
+                    self.fail(&child_path, e.to_string(), Kept::Nothing);
                     continue;
                 }
             };
@@ -378,7 +421,7 @@ impl<'a> Walker<'a> {
                 Ok(m) => m,
                 Err(e) => {
                     // Vanished since listing, or unreadable: leave it out, say so.
-                    self.fail(&child, e.to_string());
+                    self.fail(&child, e.to_string(), Kept::Nothing);
                     continue;
                 }
             };
@@ -405,24 +448,32 @@ impl<'a> Walker<'a> {
     /// descends, so deep trees do not hold one descriptor per level.
     fn list_dir(&mut self, path: &Path) -> Vec<(OsString, std::io::Result<std::fs::Metadata>)> {
         let mut entries = Vec::new();
-        match std::fs::read_dir(path) {
+        match reachable(path).and_then(|p| std::fs::read_dir(&*p)) {
             Ok(rd) => {
                 for e in rd {
                     match e {
                         Ok(e) => entries.push((e.file_name(), e.metadata())),
-                        Err(e) => self.fail(path, e.to_string()),
+                        Err(e) => self.fail(path, e.to_string(), Kept::Folder),
                     }
                 }
             }
-            Err(e) => self.fail(path, e.to_string()),
+            Err(e) => self.fail(path, e.to_string(), Kept::Folder),
         }
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         entries
     }
 
-    fn fail(&mut self, path: &Path, msg: String) {
-        self.summary.files_failed += 1;
-        self.failed.push((path.to_path_buf(), msg));
+    /// Notes a path that could not be read. `files_failed` counts paths: a folder whose
+    /// extended attributes and entries both fail is one.
+    fn fail(&mut self, path: &Path, error: String, kept: Kept) {
+        if self.failed.last().is_none_or(|u| u.path != path) {
+            self.summary.files_failed += 1;
+        }
+        self.failed.push(Unread {
+            path: path.to_path_buf(),
+            error,
+            kept,
+        });
     }
 
     /// Adds one entry of directory `key`.
@@ -522,10 +573,10 @@ impl<'a> Walker<'a> {
                 }
             }
             NodeKind::Symlink => {
-                match std::fs::read_link(path) {
+                match reachable(path).and_then(|p| std::fs::read_link(&*p)) {
                     Ok(t) => node.target = t.into_os_string().as_bytes().to_vec(),
                     Err(e) => {
-                        self.fail(path, e.to_string());
+                        self.fail(path, e.to_string(), Kept::Nothing);
                         return Ok(());
                     }
                 }
@@ -648,7 +699,7 @@ impl<'a> Walker<'a> {
                 node.size = size;
             }
             FileOutcome::Failed(msg) => {
-                self.fail(path, msg);
+                self.fail(path, msg, Kept::Nothing);
                 self.dir(dir).dropped.push(idx);
             }
         }
@@ -665,7 +716,11 @@ impl<'a> Walker<'a> {
         }
         match read_xattrs(path) {
             Ok(x) => node.xattrs = x,
-            Err(e) => self.fail(path, format!("extended attributes not read: {e}")),
+            Err(e) => self.fail(
+                path,
+                format!("extended attributes not read: {e}"),
+                Kept::WithoutXattrs,
+            ),
         }
     }
 
@@ -781,11 +836,11 @@ impl Scan<'_> {
     }
 
     fn dir(&mut self, dir: &Path) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
+        let Ok(rd) = reachable(dir).and_then(|p| std::fs::read_dir(&*p)) else {
             return;
         };
         for e in rd.flatten() {
-            let path = e.path();
+            let path = dir.join(e.file_name());
             let Ok(meta) = e.metadata() else { continue };
             if self.leave_out.judge(&path, &meta) != Verdict::Keep {
                 continue;

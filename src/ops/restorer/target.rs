@@ -28,6 +28,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
 use crate::format::tree::{FileTime, file_time};
+use crate::ops::long_path::pieces;
 
 /// What stands at a path of the target before the restore writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +173,13 @@ impl Target {
             let how = OpenHow::new()
                 .flags(DIR_FLAGS)
                 .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-            return openat2(root, rel, how).map_err(err);
+            // A path past PATH_MAX is opened a piece at a time, each beneath the last.
+            let mut dir: Option<OwnedFd> = None;
+            for piece in pieces(rel) {
+                let base = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
+                dir = Some(openat2(base, piece.as_path(), how).map_err(err)?);
+            }
+            return dir.ok_or_else(|| err(Errno::ENOENT));
         }
         walk_beneath(root, rel).map_err(|e| match e {
             WalkError::Sys(e) => err(e),
