@@ -11,6 +11,7 @@ pub(crate) mod testing;
 pub mod walk;
 pub(crate) mod writer;
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,10 @@ pub struct Repository {
     index: IndexCache,
     index_synced: AtomicBool,
     index_syncing: Mutex<()>,
+    /// Packs found damaged by a read of this run that the index cache was rebuilt for,
+    /// so that it names other copies of their blobs: once per pack, however many of its
+    /// blobs fail.
+    rebuilt_for_damage: Mutex<HashSet<Id>>,
     /// Local copies of tree packs, for remote stores with a cache folder.
     pack_cache: Option<PackCache>,
 }
@@ -337,6 +342,7 @@ impl Repository {
             index,
             index_synced: AtomicBool::new(false),
             index_syncing: Mutex::new(()),
+            rebuilt_for_damage: Mutex::new(HashSet::new()),
             pack_cache,
         };
         Ok(repo)
@@ -572,18 +578,62 @@ impl Repository {
     /// again).
     pub fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id)?;
-        let known_damaged = self.index.is_damaged(&loc.pack);
         match self.load_blob_at(&loc) {
-            Err(e @ (Error::Corrupt(..) | Error::ObjectNotFound(_))) if !known_damaged => {
-                // `load_blob_at` recorded the pack; the tables still pick it.
-                self.rebuild_index()?;
-                match self.locate(kind, id) {
-                    Ok(other) if other.pack != loc.pack => self.load_blob_at(&other),
-                    _ => Err(e),
-                }
+            Err(e @ (Error::Corrupt(..) | Error::ObjectNotFound(_))) => {
+                self.load_blob_elsewhere(kind, id, &loc.pack)?.ok_or(e)
             }
             other => other,
         }
+    }
+
+    /// Blob `id` read from another pack than `failed`, whose read of it just went wrong
+    /// (see [`Self::locate_elsewhere`]); `None` when no other pack holds it.
+    pub fn load_blob_elsewhere(
+        &self,
+        kind: BlobType,
+        id: &Id,
+        failed: &Id,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(other) = self.locate_elsewhere(kind, id, failed)? else {
+            return Ok(None);
+        };
+        let data = self.load_blob_at(&other)?;
+        tracing::info!(
+            "blob {} read from pack {} instead of damaged pack {}",
+            id.short(),
+            other.pack.short(),
+            failed.short()
+        );
+        Ok(Some(data))
+    }
+
+    /// Where else blob `id` can be read from, after a read from `failed` found that pack
+    /// missing or the blob damaged (the read recorded it): `None` when no other pack holds
+    /// it. The index cache keeps one location per blob in each table, so the first such
+    /// failure of a pack in a run rebuilds it with the damage known; later failures of the
+    /// same pack (or of the same pack on another thread, which waits for the rebuild) look
+    /// the blob up only.
+    pub fn locate_elsewhere(
+        &self,
+        kind: BlobType,
+        id: &Id,
+        failed: &Id,
+    ) -> Result<Option<BlobLocation>> {
+        let loc = self.locate(kind, id)?;
+        if loc.pack != *failed {
+            return Ok(Some(loc));
+        }
+        {
+            let mut rebuilt = self
+                .rebuilt_for_damage
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if rebuilt.insert(*failed) {
+                self.rebuild_index()?;
+            }
+        }
+        let loc = self.locate(kind, id)?;
+        Ok((loc.pack != *failed).then_some(loc))
     }
 
     pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {

@@ -543,6 +543,67 @@ fn a_flipped_tree_pack_is_one_damaged_tree(env: Env) {
 }
 
 /// The full id of a snapshot given by a prefix.
+/// Two copies of the same data: the damaged pack's and the one a healing backup stored.
+/// Another machine, whose cache knows nothing of the damage, restores and dumps from the
+/// sound copy within the run. Each copy is damaged in turn, so that whichever copy its
+/// index picks first, one of the two rounds meets the damaged one.
+fn a_sound_copy_is_read_when_the_first_one_fails(env: Env) {
+    env.init();
+    let src = source(&env, 11);
+    let first = snapshot_id(&env.backup_json(&[&src], &[]));
+    let before = objects(&env, "data");
+    let p1 = largest_pack(&env);
+    let p1_sound = std::fs::read(&p1).unwrap();
+    flip_byte(&p1, 1000);
+    assert_eq!(env.run(&["check", "--read-data"]).status.code(), Some(1));
+    env.backup_json(&[&src], &[]);
+    let p2 = objects(&env, "data")
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("the healing backup's pack");
+    let wanted: Vec<(PathBuf, Vec<u8>)> = ["big", "docs/report"]
+        .iter()
+        .map(|n| (src.join(n), std::fs::read(src.join(n)).unwrap()))
+        .collect();
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::write(&p1, &p1_sound).unwrap();
+            flip_byte(&p2, 1000);
+        }
+        let elsewhere = |c: &mut std::process::Command, name: &str| {
+            c.env(
+                "CAIRN_CACHE_DIR",
+                env.path(&format!("cache-{round}-{name}")),
+            );
+        };
+        let target = env.path(&format!("restore-{round}"));
+        let mut restore = env.cmd(&[
+            "restore",
+            &first,
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ]);
+        elsewhere(&mut restore, "restore");
+        let out = restore.output().unwrap();
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+        for (k, (path, bytes)) in wanted.iter().enumerate() {
+            let mut dump = env.cmd(&["dump", &first, path.to_str().unwrap()]);
+            elsewhere(&mut dump, &format!("dump-{k}"));
+            let out = dump.output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+            assert!(
+                out.stdout == *bytes,
+                "round {round}: {} differs",
+                path.display()
+            );
+        }
+    }
+}
+
 fn full_id(env: &Env, prefix: &str) -> String {
     objects(env, "snapshots")
         .into_iter()
@@ -562,4 +623,5 @@ on_both_backends!(
     lost_or_damaged_key_files_are_named,
     snapshots_needing_lost_data_are_repaired,
     a_flipped_tree_pack_is_one_damaged_tree,
+    a_sound_copy_is_read_when_the_first_one_fails,
 );

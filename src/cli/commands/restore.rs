@@ -458,7 +458,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
         );
         if newly_damaged {
             errln!(
-                "the damaged packs are now recorded: run the restore again, and what a backup stored again since is read from its other copy; README, \"When something is damaged\", says how to mend the rest"
+                "no other copy of that data is in the repository; the damaged packs are now recorded, so the next backup stores their data again where the source still has it, and a restore after it succeeds; README, \"When something is damaged\", says how to mend the rest"
             );
         }
         Ok(EXIT_FATAL)

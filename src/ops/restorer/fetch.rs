@@ -347,14 +347,14 @@ fn write_pack(
             return;
         }
         if members.len() == 1 {
-            writer.fail_all(members, &e);
+            writer.other_copy_or_fail(members[0], &e);
             continue;
         }
         // One unreadable blob (an index entry past the end of its pack, a pack cut short)
         // must not take its neighbours down: read them one at a time.
         for k in run {
             if let Err(e) = writer.write_run(&order[k..=k], &locs[k..=k]) {
-                writer.fail_all(&order[k..=k], &e);
+                writer.other_copy_or_fail(order[k], &e);
             }
         }
     }
@@ -378,31 +378,46 @@ impl RunWriter<'_> {
     /// Reads one run and writes each blob; an error means the read failed and nothing of
     /// the run was handed over.
     fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
-        let (files, stop, progress, done) = (self.files, self.stop, self.progress, self.done);
-        let (target, sparse) = (self.target, self.sparse);
-        let open = &mut self.open;
-        self.repo.read_run(locs, &mut |i, plain| {
+        let (repo, files, done) = (self.repo, self.files, self.done);
+        let mut out = Output {
+            target: self.target,
+            stop: self.stop,
+            progress: self.progress,
+            open: &mut self.open,
+            sparse: self.sparse,
+        };
+        repo.read_run(locs, &mut |i, plain| {
             let w = members[i];
             let f = &files[w.file];
             match plain {
-                Ok(data) => {
-                    if f.error().is_none()
-                        && let Err(e) = write_at(target, open, w.file, f, data, w.offset, sparse)
-                    {
-                        stop.note(&e);
-                        f.fail(e);
-                    }
-                    progress.advance(data.len() as u64);
-                }
-                Err(e) => f.fail(e),
+                Ok(data) => out.write(f, w, data),
+                Err(e) => match from_other_copy(repo, w) {
+                    Some(data) => out.write(f, w, &data),
+                    None => f.fail(e),
+                },
             }
-            let descriptor = match &*open {
-                Some((i, file)) if *i == w.file => Some(file),
-                _ => None,
-            };
-            finish_one(f, descriptor, done);
+            finish_one(f, out.descriptor(w.file), done);
             Ok(())
         })
+    }
+
+    /// A blob whose read failed: written from another pack that holds it, if one does
+    /// (a backup after the damage stored it again), else its file fails with `e`.
+    fn other_copy_or_fail(&mut self, w: &Want, e: &Error) {
+        let f = &self.files[w.file];
+        let Some(data) = from_other_copy(self.repo, w) else {
+            self.fail_all(&[w], e);
+            return;
+        };
+        let mut out = Output {
+            target: self.target,
+            stop: self.stop,
+            progress: self.progress,
+            open: &mut self.open,
+            sparse: self.sparse,
+        };
+        out.write(f, w, &data);
+        finish_one(f, out.descriptor(w.file), self.done);
     }
 
     /// The read failed: every file waiting on these blobs fails with it.
@@ -413,6 +428,52 @@ impl RunWriter<'_> {
             finish_one(f, None, self.done);
         }
     }
+}
+
+/// Where the blobs of a run go: the files of the target, one kept open.
+struct Output<'a, 'o> {
+    target: &'a Target,
+    stop: &'a Stop,
+    progress: &'a dyn Progress,
+    open: &'o mut Option<(usize, File)>,
+    sparse: bool,
+}
+
+impl Output<'_, '_> {
+    /// Writes one blob where `w` wants it, unless its file failed already.
+    fn write(&mut self, f: &FileTarget, w: &Want, data: &[u8]) {
+        if f.error().is_none()
+            && let Err(e) = write_at(
+                self.target,
+                self.open,
+                w.file,
+                f,
+                data,
+                w.offset,
+                self.sparse,
+            )
+        {
+            self.stop.note(&e);
+            f.fail(e);
+        }
+        self.progress.advance(data.len() as u64);
+    }
+
+    /// The descriptor of file `index`, when it is the one kept open.
+    fn descriptor(&self, index: usize) -> Option<&File> {
+        match &*self.open {
+            Some((i, file)) if *i == index => Some(file),
+            _ => None,
+        }
+    }
+}
+
+/// The blob `w` wants, read from another pack than the one whose read failed, if the
+/// index names one and it opens.
+fn from_other_copy(repo: &Repository, w: &Want) -> Option<Vec<u8>> {
+    repo.load_blob_elsewhere(BlobType::Data, &w.loc.entry.id, &w.loc.pack)
+        .ok()
+        .flatten()
 }
 
 fn finish_one(f: &FileTarget, descriptor: Option<&File>, done: &Done<'_>) {

@@ -47,28 +47,85 @@ pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Res
         .iter()
         .map(|id| repo.locate(BlobType::Data, id))
         .collect::<Result<Vec<_>>>()?;
-    let failed = |e: std::io::Error| Error::Output(format!("writing output: {e}"));
-    let layout = node.layout();
-    // Bytes written so far (the file's offset) and content bytes taken.
-    let (mut written, mut taken) = (0u64, 0u64);
+    let mut stream = ContentStream {
+        out,
+        layout: node.layout(),
+        sparse: !node.holes.is_empty(),
+        written: 0,
+        taken: 0,
+    };
     for run in fetch::runs(&locs) {
-        repo.read_run(&locs[run], &mut |_, plain| {
-            let data = plain?;
-            for (at, range) in layout.pieces(taken, data.len()) {
-                write_zeros(out, at.saturating_sub(written)).map_err(failed)?;
-                out.write_all(&data[range.clone()]).map_err(failed)?;
-                written = at + range.len() as u64;
+        let run = &locs[run];
+        // Blobs of the run handed over; a read of the whole run fails before the first.
+        let mut handed = 0;
+        let read = repo.read_run(run, &mut |i, plain| {
+            handed = i + 1;
+            match plain {
+                Ok(data) => stream.put(data),
+                Err(e) => {
+                    let loc = &run[i];
+                    let data = repo
+                        .load_blob_elsewhere(BlobType::Data, &loc.entry.id, &loc.pack)?
+                        .ok_or(e)?;
+                    stream.put(&data)
+                }
             }
-            taken += data.len() as u64;
-            Ok(())
-        })?;
+        });
+        match read {
+            Ok(()) => {}
+            Err(e @ Error::Output(_)) => return Err(e),
+            Err(e) if handed > 0 => return Err(e),
+            // The pack is missing or cut short: each blob from another copy, if any.
+            Err(e) => {
+                for loc in run {
+                    match repo.load_blob_elsewhere(BlobType::Data, &loc.entry.id, &loc.pack)? {
+                        Some(data) => stream.put(&data)?,
+                        None => return Err(e),
+                    }
+                }
+            }
+        }
     }
-    if !node.holes.is_empty() {
-        // The hole at the end, if the file has one.
-        write_zeros(out, node.size.saturating_sub(written)).map_err(failed)?;
-        written = written.max(node.size);
+    stream.finish(node.size)
+}
+
+/// A file's content written in order to a stream, holes as zeros.
+struct ContentStream<'a, 'o> {
+    out: &'o mut dyn Write,
+    layout: crate::format::tree::Layout<'a>,
+    /// The file has holes (and may end in one).
+    sparse: bool,
+    /// Bytes written so far (the file's offset).
+    written: u64,
+    /// Content bytes taken.
+    taken: u64,
+}
+
+impl ContentStream<'_, '_> {
+    fn put(&mut self, data: &[u8]) -> Result<()> {
+        for (at, range) in self.layout.pieces(self.taken, data.len()) {
+            write_zeros(self.out, at.saturating_sub(self.written)).map_err(output_failed)?;
+            self.out
+                .write_all(&data[range.clone()])
+                .map_err(output_failed)?;
+            self.written = at + range.len() as u64;
+        }
+        self.taken += data.len() as u64;
+        Ok(())
     }
-    Ok(written)
+
+    /// Writes the hole at the end, if the file has one; returns the bytes written.
+    fn finish(mut self, size: u64) -> Result<u64> {
+        if self.sparse {
+            write_zeros(self.out, size.saturating_sub(self.written)).map_err(output_failed)?;
+            self.written = self.written.max(size);
+        }
+        Ok(self.written)
+    }
+}
+
+fn output_failed(e: std::io::Error) -> Error {
+    Error::Output(format!("writing output: {e}"))
 }
 
 /// Writes `n` zero bytes: a hole of a sparse file, to a stream.

@@ -134,7 +134,10 @@ mod tests {
         let pack_of = |i: u64| {
             let key = record(i, 0, LIVE);
             let r = out.iter().find(|r| r.key() == key.key()).unwrap();
-            (r.location().unwrap().pack.0[0], r.is_live())
+            (
+                r.location().unwrap().pack.0[0],
+                r.state() == crate::repo::cache::table::LIVE,
+            )
         };
         assert_eq!(pack_of(10), (1, true));
         assert_eq!(pack_of(250), (1, true));

@@ -443,8 +443,14 @@ impl IndexCache {
         {
             let damaged = self.damaged_read();
             let is_damaged = |id: &Id| damaged.contains(id);
+            // Index files arrive in no fixed order: the pack id settles ties, so that the
+            // location picked does not change from one build of the cache to the next.
             run.records.sort_unstable_by(|a, b| {
-                (a.key(), a.rank(&is_damaged)).cmp(&(b.key(), b.rank(&is_damaged)))
+                (a.key(), a.rank(&is_damaged), a.pack()).cmp(&(
+                    b.key(),
+                    b.rank(&is_damaged),
+                    b.pack(),
+                ))
             });
         }
         // The first of equal keys is the best location: live, in a pack not known damaged.
@@ -559,9 +565,9 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Looks `key` up in every table: the best location by [`Record::rank`], a live one
-    /// in a pack not known damaged if any table has one.
-    fn lookup(&self, key: &[u8; KEY_LEN]) -> Result<Option<Record>> {
+    /// Looks `key` up in every table: the best location by [`Record::rank`], with its
+    /// rank; rank 0 (live, in a pack not known damaged) if any table has one.
+    fn lookup(&self, key: &[u8; KEY_LEN]) -> Result<Option<(u8, Record)>> {
         let state = self.read();
         let damaged = self.damaged_read();
         let is_damaged = |id: &Id| !damaged.is_empty() && damaged.contains(id);
@@ -571,7 +577,7 @@ impl IndexCache {
                 Ok(Some(r)) => {
                     let rank = r.rank(&is_damaged);
                     if rank == 0 {
-                        return Ok(Some(r));
+                        return Ok(Some((0, r)));
                     }
                     if best.as_ref().is_none_or(|(b, _)| rank < *b) {
                         best = Some((rank, r));
@@ -579,13 +585,14 @@ impl IndexCache {
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    drop(damaged);
                     drop(state);
                     self.discard();
                     return Err(e);
                 }
             }
         }
-        Ok(best.map(|(_, r)| r))
+        Ok(best)
     }
 
     fn damaged_read(&self) -> std::sync::RwLockReadGuard<'_, DamagedPacks> {
@@ -637,16 +644,15 @@ impl IndexCache {
     pub fn get(&self, kind: BlobType, id: &Id) -> Result<Option<BlobLocation>> {
         Ok(self
             .lookup(&table::key(kind, id))?
-            .and_then(|r| r.location()))
+            .and_then(|(_, r)| r.location()))
     }
 
     /// Whether a blob is in a live pack not known to be damaged: only those may be
     /// deduplicated against, because a marked pack may be deleted before the snapshot
     /// that would use it is written, and a damaged one cannot give the blob back.
     pub fn contains(&self, kind: BlobType, id: &Id) -> Result<bool> {
-        Ok(self
-            .lookup(&table::key(kind, id))?
-            .is_some_and(|r| r.is_live() && !self.is_damaged(&r.pack())))
+        // Rank 0 is exactly that, and the lookup ranked it under the damage lock already.
+        Ok(matches!(self.lookup(&table::key(kind, id))?, Some((0, _))))
     }
 
     /// Calls `each` with every cached blob's location (live or marked pack), in key order.

@@ -68,10 +68,6 @@ impl Record {
         self.0[RECORD_LEN - 1]
     }
 
-    pub fn is_live(&self) -> bool {
-        self.state() == LIVE
-    }
-
     /// By key, a live location before a marked one (tests build tables in this order).
     #[cfg(test)]
     pub fn order(&self) -> (&[u8], u8) {
@@ -525,7 +521,7 @@ mod tests {
         let loc = r.location().unwrap();
         assert_eq!(loc.entry.offset, 7);
         assert_eq!(loc.entry.raw_length, 200);
-        assert!(!r.is_live());
+        assert_ne!(r.state(), LIVE);
     }
 
     #[test]
