@@ -94,6 +94,8 @@ pub struct Repository {
     /// so that it names other copies of their blobs: once per pack, however many of its
     /// blobs fail.
     rebuilt_for_damage: Mutex<HashSet<Id>>,
+    /// `repair index` runs: damaged index files are reported by it, not by the cache.
+    repairing_index: AtomicBool,
     /// Local copies of tree packs, for remote stores with a cache folder.
     pack_cache: Option<PackCache>,
 }
@@ -343,6 +345,7 @@ impl Repository {
             index_synced: AtomicBool::new(false),
             index_syncing: Mutex::new(()),
             rebuilt_for_damage: Mutex::new(HashSet::new()),
+            repairing_index: AtomicBool::new(false),
             pack_cache,
         };
         Ok(repo)
@@ -456,8 +459,23 @@ impl Repository {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        self.index
-            .sync(&self.config.id, &ids, |id| self.load_meta(id))
+        let damaged = self
+            .index
+            .sync(&self.config.id, &ids, |id| self.load_meta(id))?;
+        if !self.repairing_index.load(Ordering::Relaxed) {
+            for (id, why) in damaged {
+                tracing::warn!(
+                    "index/{id} is damaged ({why}) and left out; `cairn repair index` rebuilds the index"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Says that the caller is rebuilding the index: damaged index files it meets are
+    /// its work, not something to warn about.
+    pub fn repairing_index(&self) {
+        self.repairing_index.store(true, Ordering::Relaxed);
     }
 
     /// Seals a metadata object and returns its name and bytes without writing it.

@@ -134,6 +134,7 @@ pub fn repair_index(
         dry_run: opts.dry_run,
         ..IndexRepairReport::default()
     };
+    repo.repairing_index();
     progress.message("reading the index");
     let listings = read_index_files(repo, &mut report)?;
     let stored: Vec<(Id, Listed)> = repo.backend().list_ids(Kind::Pack)?;

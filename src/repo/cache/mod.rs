@@ -367,13 +367,14 @@ impl IndexCache {
     }
 
     /// Brings the cache in line with the repository's index files. `listed` is the names
-    /// of all index files; `load` reads one.
+    /// of all index files; `load` reads one. Returns the index files left out as damaged,
+    /// with why, for the caller to report.
     pub fn sync(
         &self,
         repo_id: &Id,
         listed: &[Id],
         load: impl Fn(&Id) -> Result<IndexFile> + Sync,
-    ) -> Result<()> {
+    ) -> Result<Vec<(Id, String)>> {
         if self.read().repository != Some(*repo_id) {
             self.reset(repo_id)?;
         }
@@ -398,6 +399,7 @@ impl IndexCache {
             .filter(|id| !cached.contains(id))
             .copied()
             .collect();
+        let mut damaged = Vec::new();
         // Index files are decrypted on all cores; their records are sorted into runs here.
         let (tx, rx) = crossbeam_channel::bounded::<(Id, Result<IndexFile>)>(4);
         std::thread::scope(|s| -> Result<()> {
@@ -417,12 +419,7 @@ impl IndexCache {
                     Ok(index) => run.add(&id, &index),
                     // A damaged index file must not stop restores of what the others
                     // list; it stays out of the cache, so the next run tries it again.
-                    Err(e @ Error::Corrupt(..)) => {
-                        tracing::warn!(
-                            "index/{id} is damaged ({}) and left out; `cairn repair index` rebuilds the index",
-                            e.detail()
-                        );
-                    }
+                    Err(e @ Error::Corrupt(..)) => damaged.push((id, e.detail())),
                     Err(e) => return Err(e),
                 }
                 if run.records.len() >= RUN_RECORDS {
@@ -431,7 +428,8 @@ impl IndexCache {
             }
             self.add_run(&mut run)
         })?;
-        self.merge_tables(Merge::AsPlanned)
+        self.merge_tables(Merge::AsPlanned)?;
+        Ok(damaged)
     }
 
     /// Writes the records of `run` as a new table and records it with its index files.
