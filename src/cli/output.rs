@@ -87,7 +87,7 @@ pub(crate) use outln;
 /// (`cairn … 2>&1 | head -1`) the message has nobody to reach, and the command goes on
 /// to the exit code its work deserves.
 pub fn err_line(args: fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "{args}");
+    let _ = crate::cli::progress::write_stderr(format!("{args}\n").as_bytes());
 }
 
 /// `eprintln!` that ignores a closed stderr (see `err_line`).

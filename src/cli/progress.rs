@@ -1,12 +1,45 @@
 //! Progress as the command line shows it: a bar on stderr when it is a terminal, and the
 //! counts that `--json` status lines report. Implements the library's `Progress`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn::progress::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar};
+
+/// The bar on screen, if any. A line written to stderr while a bar is drawn would be cut
+/// by its next redraw; written through [`write_stderr`], the bar steps aside for it.
+static DRAWN: Mutex<Option<WeakProgressBar>> = Mutex::new(None);
+
+/// Writes `bytes` to stderr, above the bar when one is drawn.
+pub fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
+    let bar = DRAWN
+        .lock()
+        .ok()
+        .and_then(|drawn| drawn.as_ref().and_then(WeakProgressBar::upgrade));
+    let write = || std::io::stderr().lock().write_all(bytes);
+    match bar {
+        Some(bar) if !bar.is_finished() => bar.suspend(write),
+        _ => write(),
+    }
+}
+
+/// Stderr for the log lines of `tracing` (warnings of the library), through
+/// [`write_stderr`]: each event is formatted whole and written in one call.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_stderr(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Whether a bar should be drawn: stderr is a terminal and the user did not ask for quiet
 /// or JSON output.
@@ -53,6 +86,9 @@ impl Meter {
             }));
             bar.set_prefix(what.to_string());
             bar.enable_steady_tick(Duration::from_millis(200));
+            if let Ok(mut drawn) = DRAWN.lock() {
+                *drawn = Some(bar.downgrade());
+            }
             bar
         });
         Meter {
