@@ -633,3 +633,53 @@ fn forget_that_cannot_remove_says_what_was_removed() {
     );
     assert_eq!(snapshot_count(&env), 2);
 }
+
+/// A file or folder whose extended attributes and contents both cannot be read is one
+/// report, saying what the snapshot truly keeps: nothing of the file, the folder itself.
+#[test]
+fn an_unreadable_path_is_reported_once_with_what_is_kept() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("closed")).unwrap();
+    std::fs::write(src.join("closed/inside"), b"x").unwrap();
+    std::fs::write(src.join("secret"), b"x").unwrap();
+    std::fs::write(src.join("open"), b"x").unwrap();
+    for name in ["closed", "secret"] {
+        xattr::set(src.join(name), "user.note", b"1").unwrap();
+        std::fs::set_permissions(src.join(name), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let mut cmd = env.cmd(&["backup", "--json", src.to_str().unwrap()]);
+    drop_read_override(&mut cmd);
+    let out = cmd.output().unwrap();
+    for name in ["closed", "secret"] {
+        std::fs::set_permissions(src.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let errors: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message_type"] == "error")
+        .collect();
+    let kept: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| {
+            let path = e["path"].as_str().unwrap();
+            let name = path.rsplit('/').next().unwrap().to_string();
+            (name, e["kept"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("closed".to_string(), "folder".to_string()),
+            ("secret".to_string(), "nothing".to_string())
+        ],
+        "{errors:?}"
+    );
+    assert_eq!(summary_line(&out)["files_failed"], 2);
+    let listing = String::from_utf8_lossy(&env.ok(&["ls", "latest"]).stdout).into_owned();
+    assert!(listing.contains("/closed\n"), "{listing}");
+    assert!(!listing.contains("/secret\n"), "{listing}");
+    assert!(listing.contains("/open\n"), "{listing}");
+}

@@ -362,7 +362,7 @@ fn snapshot_time(args: &Args) -> Result<Option<i64>> {
     // Snapshot times are 64-bit nanoseconds (format-spec §8), as restic's and borg's.
     i64::try_from(time).map(Some).map_err(|_| {
         Error::Usage(format!(
-            "--time {text:?} is beyond what a snapshot time can hold (1677-09-22 to 2262-04-11)"
+            "--time {text:?} is beyond what a snapshot time can hold (1677-09-21 00:12:44 to 2262-04-11 23:47:16 UTC)"
         ))
     })
 }

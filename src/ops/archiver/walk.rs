@@ -150,8 +150,8 @@ pub struct Unread {
     pub kept: Kept,
 }
 
-/// What the snapshot holds of a path that could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the snapshot holds of a path that could not be read, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kept {
     /// Nothing: it is left out.
     Nothing,
@@ -224,6 +224,8 @@ pub struct Walker<'a> {
     root: Option<Id>,
     summary: Summary,
     failed: Vec<Unread>,
+    /// Where each path of `failed` is in it.
+    failed_at: HashMap<PathBuf, usize>,
     changed: Vec<PathBuf>,
     left_out: Vec<PathBuf>,
     /// Parent content of files handed to workers, to tell changed from unmodified.
@@ -268,6 +270,7 @@ impl<'a> Walker<'a> {
             root: None,
             summary: Summary::default(),
             failed: Vec::new(),
+            failed_at: HashMap::new(),
             changed: Vec::new(),
             left_out: Vec::new(),
             previous_content: HashMap::new(),
@@ -465,10 +468,19 @@ impl<'a> Walker<'a> {
 
     /// Notes a path that could not be read. `files_failed` counts paths: a folder whose
     /// extended attributes and entries both fail is one.
+    /// A path that fails again (its extended attributes, then its contents) stays one
+    /// report, saying the worse of the two: what the snapshot truly keeps of it.
     fn fail(&mut self, path: &Path, error: String, kept: Kept) {
-        if self.failed.last().is_none_or(|u| u.path != path) {
-            self.summary.files_failed += 1;
+        if let Some(&i) = self.failed_at.get(path) {
+            let earlier = &mut self.failed[i];
+            if kept < earlier.kept {
+                earlier.error = error;
+                earlier.kept = kept;
+            }
+            return;
         }
+        self.summary.files_failed += 1;
+        self.failed_at.insert(path.to_path_buf(), self.failed.len());
         self.failed.push(Unread {
             path: path.to_path_buf(),
             error,
