@@ -174,7 +174,7 @@ fn incompressible_source(env: &Env, seed: u64) -> PathBuf {
 fn another_repository(env: &Env) -> Env {
     let other = match env.store {
         Store::Local => Env::new(),
-        Store::S3(_) => Env::s3(),
+        Store::S3(_) => Env::on_server(S3Server::shared()),
     };
     other.init();
     other
@@ -326,7 +326,7 @@ on_both_backends!(
 /// read its trees without a request.
 #[test]
 fn adopted_tree_packs_are_kept_in_the_local_pack_cache() {
-    let env = Env::s3();
+    let Some(env) = Env::s3() else { return };
     env.init();
     let src = env.path("src");
     for dir in ["a", "b/c", "d"] {

@@ -16,6 +16,12 @@ use nix::unistd::Pid;
 
 use crate::common::*;
 
+/// Whether the moto server is configured: every test here needs it (see
+/// `test_server_var`).
+fn moto_configured() -> bool {
+    test_server_var("CAIRN_TEST_MOTO_ENDPOINT").is_some()
+}
+
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
@@ -292,6 +298,9 @@ fn round_trip_through(profile: Option<&str>, expect: Expect) {
 
 #[test]
 fn moto_itself() {
+    if !moto_configured() {
+        return;
+    }
     round_trip_through(
         None,
         Expect {
@@ -304,6 +313,9 @@ fn moto_itself() {
 
 #[test]
 fn store_that_refuses_conditional_writes_like_b2() {
+    if !moto_configured() {
+        return;
+    }
     round_trip_through(
         Some("no-conditional"),
         Expect {
@@ -315,6 +327,9 @@ fn store_that_refuses_conditional_writes_like_b2() {
 
 #[test]
 fn store_that_ignores_conditional_writes_like_gcs_and_garage() {
+    if !moto_configured() {
+        return;
+    }
     round_trip_through(
         Some("ignore-conditional"),
         Expect {
@@ -326,6 +341,9 @@ fn store_that_ignores_conditional_writes_like_gcs_and_garage() {
 
 #[test]
 fn store_that_refuses_checksum_headers_like_r2_and_ceph() {
+    if !moto_configured() {
+        return;
+    }
     round_trip_through(
         Some("no-checksums"),
         Expect {
@@ -337,6 +355,9 @@ fn store_that_refuses_checksum_headers_like_r2_and_ceph() {
 
 #[test]
 fn store_that_refuses_both() {
+    if !moto_configured() {
+        return;
+    }
     round_trip_through(
         Some("no-conditional,no-checksums"),
         Expect {
@@ -416,16 +437,25 @@ fn second_prune_refuses_while_the_first_holds_the_lock(profile: &str) {
 
 #[test]
 fn lock_holds_where_conditional_writes_are_ignored() {
+    if !moto_configured() {
+        return;
+    }
     second_prune_refuses_while_the_first_holds_the_lock("ignore-conditional");
 }
 
 #[test]
 fn lock_holds_where_conditional_writes_are_refused() {
+    if !moto_configured() {
+        return;
+    }
     second_prune_refuses_while_the_first_holds_the_lock("no-conditional");
 }
 
 #[test]
 fn a_config_is_never_replaced_where_conditional_writes_are_ignored() {
+    if !moto_configured() {
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let proxy = Proxy::start("ignore-conditional", scratch.path());
     let env = Env::on_server(proxy.server());
@@ -479,6 +509,9 @@ fn through(
 
 #[test]
 fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
+    if !moto_configured() {
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let good = Proxy::start("passthrough", scratch.path());
     let env = Env::on_server(good.server());
@@ -563,6 +596,9 @@ fn hung_store_fails_within_the_timeout_and_the_next_backup_completes() {
 
 #[test]
 fn object_lock_is_a_property_of_the_repository() {
+    if !moto_configured() {
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let proxy = Proxy::start("passthrough", scratch.path());
     let mut env = Env::on_server(proxy.server());
@@ -687,6 +723,9 @@ fn object_lock_is_a_property_of_the_repository() {
 
 #[test]
 fn archived_packs_are_reported_once_retrieved_on_request_and_then_restored() {
+    if !moto_configured() {
+        return;
+    }
     let env = Env::on_server(moto_at(var("CAIRN_TEST_MOTO_ENDPOINT")));
     env.init();
     let src = env.path("src");
@@ -801,6 +840,9 @@ impl Drop for IamMoto {
 /// credential is named at once, never retried.
 #[test]
 fn backup_only_credential_backs_up_and_cannot_delete() {
+    if !moto_configured() {
+        return;
+    }
     let moto = IamMoto::start(6);
     let admin =
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
@@ -872,6 +914,9 @@ fn backup_only_credential_backs_up_and_cannot_delete() {
 /// with an empty cache; `ls`, which needs the index, does.
 #[test]
 fn commands_that_need_no_index_read_none() {
+    if !moto_configured() {
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let proxy = Proxy::start("passthrough", scratch.path());
     let env = Env::on_server(proxy.server());

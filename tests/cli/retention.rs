@@ -763,7 +763,7 @@ fn relay(mut client: std::net::TcpStream, upstream: &str) {
 /// with a failing exit code, instead of "removed 0 snapshots" and success.
 #[test]
 fn forget_of_retained_snapshots_fails_naming_the_retention() {
-    let env = Env::s3();
+    let Some(env) = Env::s3() else { return };
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
