@@ -30,7 +30,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
 use crate::ops::archiver::exclude::{ExcludeRules, Excludes};
 use crate::ops::patterns::PatternRules;
-use crate::repo::walk::{root_node, safe_name};
+use crate::repo::tree_walk::{root_node, safe_name};
 use crate::repo::{META_RAW, decode_meta};
 use crate::store::Location;
 

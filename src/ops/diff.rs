@@ -13,7 +13,7 @@ use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::Repository;
-use crate::repo::walk::safe_name;
+use crate::repo::tree_walk::safe_name;
 
 /// How one path differs, with restic's letters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -291,8 +291,8 @@ pub fn diff(
         let root = Path::new("/");
         walk.trees(
             root,
-            &crate::repo::walk::root_node(before),
-            &crate::repo::walk::root_node(after),
+            &crate::repo::tree_walk::root_node(before),
+            &crate::repo::tree_walk::root_node(after),
         )?;
     }
     let Walk {

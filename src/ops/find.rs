@@ -13,7 +13,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{FileTime, Node, NodeKind, Tree};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::{TreeFold, fold_trees};
+use crate::repo::tree_walk::{TreeFold, fold_trees};
 
 /// What to look for.
 #[derive(Clone, Debug, Default)]

@@ -18,7 +18,7 @@ use crate::format::tree::{NodeKind, Tree};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::needed::NeededBlobs;
-use crate::repo::walk::{TreeFold, fold_trees};
+use crate::repo::tree_walk::{TreeFold, fold_trees};
 
 /// What one tree holds, all the way down.
 #[derive(Clone, Copy, Debug, Default)]

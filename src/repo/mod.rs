@@ -4,11 +4,11 @@
 pub mod cache;
 pub mod lock;
 pub(crate) mod needed;
-pub(crate) mod pack_cache;
 pub(crate) mod pool;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod walk;
+pub(crate) mod tree_pack_cache;
+pub mod tree_walk;
 pub(crate) mod writer;
 
 use std::collections::HashSet;
@@ -33,7 +33,7 @@ use crate::format::pack::{BlobType, FinishedPack, PackEntry, decode_header, trai
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::repo::cache::IndexCache;
-use crate::repo::pack_cache::PackCache;
+use crate::repo::tree_pack_cache::TreePackCache;
 use crate::store::counting::{Counting, RequestStats};
 use crate::store::retry::{RetryPolicy, Retrying};
 use crate::store::{Backend, Kind, ObjectName};
@@ -97,7 +97,7 @@ pub struct Repository {
     /// `repair index` runs: damaged index files are reported by it, not by the cache.
     repairing_index: AtomicBool,
     /// Local copies of tree packs, for remote stores with a cache folder.
-    pack_cache: Option<PackCache>,
+    tree_packs: Option<TreePackCache>,
 }
 
 /// Options for a new repository.
@@ -332,9 +332,9 @@ impl Repository {
         if let Some(dir) = &cache_dir {
             keep_config_copy(dir, &config_bytes);
         }
-        let pack_cache = cache_dir
+        let tree_packs = cache_dir
             .filter(|_| backend.remote())
-            .map(|d| PackCache::new(d.join("packs")));
+            .map(|d| TreePackCache::new(d.join("packs")));
         let repo = Repository {
             backend,
             counting,
@@ -346,7 +346,7 @@ impl Repository {
             index_syncing: Mutex::new(()),
             rebuilt_for_damage: Mutex::new(HashSet::new()),
             repairing_index: AtomicBool::new(false),
-            pack_cache,
+            tree_packs,
         };
         Ok(repo)
     }
@@ -656,7 +656,7 @@ impl Repository {
 
     pub fn load_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
         if loc.entry.kind == BlobType::Tree
-            && let Some(cache) = &self.pack_cache
+            && let Some(cache) = &self.tree_packs
         {
             return self.noting_damage(&loc.pack, self.load_cached_tree_blob(cache, loc));
         }
@@ -786,7 +786,7 @@ impl Repository {
 
     /// Drops the local copy of a pack that was deleted from the store.
     pub fn forget_cached_pack(&self, id: &Id) {
-        if let Some(cache) = &self.pack_cache {
+        if let Some(cache) = &self.tree_packs {
             cache.remove_copy(id);
         }
     }
@@ -797,7 +797,7 @@ impl Repository {
     }
 
     /// A tree blob from the local copy of its pack, fetching the whole pack on a miss.
-    fn load_cached_tree_blob(&self, cache: &PackCache, loc: &BlobLocation) -> Result<Vec<u8>> {
+    fn load_cached_tree_blob(&self, cache: &TreePackCache, loc: &BlobLocation) -> Result<Vec<u8>> {
         let (offset, length) = (u64::from(loc.entry.offset), u64::from(loc.entry.length));
         if let Some(sealed) = cache.read_range(&loc.pack, offset, length) {
             match open_blob(&self.key, loc, &sealed) {
@@ -835,7 +835,7 @@ impl Repository {
     /// Keeps a local copy of a tree pack just written (remote stores only), so that the
     /// next backup's comparison with this snapshot reads nothing from the store.
     pub fn cache_tree_pack(&self, id: &Id, bytes: &[u8]) {
-        if let Some(cache) = &self.pack_cache {
+        if let Some(cache) = &self.tree_packs {
             cache.store(id, bytes);
         }
     }

@@ -11,7 +11,7 @@ use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::DistinctTrees;
+use crate::repo::tree_walk::DistinctTrees;
 
 fn short(id: &Id) -> u128 {
     let mut b = [0u8; 16];

@@ -65,7 +65,7 @@ fn retries_carry_a_backup_and_restore_through_five_percent_failures() {
         if !meta.is_file() {
             continue;
         }
-        let node = cairn::repo::walk::find_node(&repo, snap.tree, &file).unwrap();
+        let node = cairn::repo::tree_walk::find_node(&repo, snap.tree, &file).unwrap();
         let mut out = Vec::new();
         restorer::write_content(&repo, &node, &mut out).unwrap();
         assert!(out == std::fs::read(&file).unwrap(), "{}", file.display());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn::format::id::Id;
 use cairn::format::index::IndexFile;
-use cairn::repo::walk::find_node;
+use cairn::repo::tree_walk::find_node;
 use cairn::store::{Kind, ObjectName};
 
 use crate::common::*;

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use cairn::Result;
 use cairn::error::EXIT_OK;
 use cairn::format::tree::{Node, NodeKind};
-use cairn::repo::walk::walk_nodes;
+use cairn::repo::tree_walk::walk_nodes;
 
 use super::{display_bytes, find_path, pick_snapshot};
 use crate::cli::escape::{escape, escape_path};

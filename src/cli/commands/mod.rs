@@ -23,7 +23,7 @@ use cairn::format::snapshot::{Snapshot, resolve};
 use cairn::format::tree::{FileTime, Node, NodeKind, file_time};
 use cairn::ops::archiver::absolute_path;
 use cairn::repo::Repository;
-use cairn::repo::walk::find_node;
+use cairn::repo::tree_walk::find_node;
 use cairn::{Error, Result};
 
 use crate::cli::escape::unescaped_path;

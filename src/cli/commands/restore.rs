@@ -8,7 +8,7 @@ use cairn::ops::restorer::archived::{self, ArchivedPack, Retrieval};
 use cairn::ops::restorer::select::Choice;
 use cairn::ops::restorer::{Action, Change, Overwrite, RestoreOptions, restore};
 use cairn::repo::Repository;
-use cairn::repo::walk::find_node;
+use cairn::repo::tree_walk::find_node;
 use cairn::store::RetrievalTier;
 use cairn::{Error, Result};
 use indicatif::HumanBytes;

@@ -7,11 +7,13 @@
 
 pub(crate) mod adopt;
 pub mod exclude;
+mod file_worker;
+mod known;
+mod packer;
 mod parent_trees;
+pub(crate) mod source_walk;
 mod sparse;
-pub(crate) mod stages;
 mod stream;
-pub(crate) mod walk;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -29,12 +31,13 @@ use crate::repo::Repository;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::counting::RequestStats;
 use exclude::Excludes;
+use known::Known;
+use packer::{BlobStore, Counters, Failure, Packer};
 use parent_trees::ParentTrees;
-use stages::{BlobStore, Counters, Failure, Known, Packer};
-use walk::{LeaveOut, PathTrie, Walker};
+use source_walk::{LeaveOut, PathTrie, Walker};
 
+pub use source_walk::{Kept, Unread};
 pub use stream::{StreamOptions, StreamSource, backup_stream, stream_path};
-pub use walk::{Kept, Unread};
 
 pub struct BackupOptions {
     pub paths: Vec<SourcePath>,
@@ -257,12 +260,14 @@ pub fn backup(
         let _stop_loaders = CloseOnDrop(&parent_trees);
         if progress.watched() {
             let (trie, leave_out) = (&trie, &leave_out);
-            s.spawn(move || walk::scan_totals(trie, leave_out, opts.one_file_system, progress));
+            s.spawn(move || {
+                source_walk::scan_totals(trie, leave_out, opts.one_file_system, progress)
+            });
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
             let (packer, index, failure) = (&packer, &index, &failure);
-            s.spawn(move || stages::run_uploader(packer, rx, index, opts.dry_run, failure));
+            s.spawn(move || packer::run_uploader(packer, rx, index, opts.dry_run, failure));
         }
         drop(pack_rx);
         if opts.parent.is_some() {
@@ -271,16 +276,16 @@ pub fn backup(
                 s.spawn(move || trees.run_loader(repo));
             }
         }
-        let (job_tx, res_rx) = stages::spawn_file_workers(
+        let (job_tx, res_rx) = file_worker::spawn_file_workers(
             s, threads, JOB_QUEUE, &known, &counters, &packer, progress, &failure,
         );
         let (packer, known, counters, trees) = (&packer, &known, &counters, &parent_trees);
         let (trie, leave_out) = (&trie, &leave_out);
-        let walk = move || -> Result<walk::WalkOutcome> {
+        let walk = move || -> Result<source_walk::WalkOutcome> {
             let walker = Walker::new(
                 repo,
                 leave_out,
-                walk::WalkRules {
+                source_walk::WalkRules {
                     one_file_system: opts.one_file_system,
                     xattrs: opts.xattrs,
                 },
@@ -321,7 +326,7 @@ pub fn backup(
     progress.finish();
 
     let mut summary = outcome.summary;
-    walk::counters_summary(&counters, &mut summary);
+    source_walk::counters_summary(&counters, &mut summary);
     let record = SnapshotRecord {
         paths: recorded_paths(&opts.paths),
         tags: &opts.tags,

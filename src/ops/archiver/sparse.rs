@@ -146,7 +146,7 @@ mod tests {
         let mut out = vec![0u8; size as usize];
         let layout_node = crate::format::tree::Node {
             holes: holes.to_vec(),
-            ..crate::repo::walk::root_node(crate::format::id::Id::default())
+            ..crate::repo::tree_walk::root_node(crate::format::id::Id::default())
         };
         for (at, range) in layout_node.layout().pieces(0, content.len()) {
             out[at as usize..at as usize + range.len()].copy_from_slice(&content[range]);

@@ -22,14 +22,14 @@ use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, file_time};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::find_node;
+use crate::repo::tree_walk::find_node;
 use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::sysinfo::NameCache;
 
-use super::stages::{
-    self, BlobStore, Counters, Failure, FileJob, FileOutcome, FileResult, Known, Packer,
-};
-use super::{BackupResult, SnapshotRecord, adopt, save_snapshot, walk};
+use super::file_worker::{self, FileJob, FileOutcome, FileResult};
+use super::known::Known;
+use super::packer::{self, BlobStore, Counters, Failure, Packer};
+use super::{BackupResult, SnapshotRecord, adopt, save_snapshot, source_walk};
 
 /// Where the bytes come from.
 pub enum StreamSource {
@@ -105,12 +105,12 @@ pub fn backup_stream(
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
             let (packer, index, failure) = (&packer, &index, &failure);
-            s.spawn(move || stages::run_uploader(packer, rx, index, opts.dry_run, failure));
+            s.spawn(move || packer::run_uploader(packer, rx, index, opts.dry_run, failure));
         }
         drop(pack_rx);
         // The stream is one file to the file workers: one reads and cuts it, and hands
         // chunks to the others, so hashing and sealing run on every core.
-        let (job_tx, res_rx) = stages::spawn_file_workers(
+        let (job_tx, res_rx) = file_worker::spawn_file_workers(
             s, threads, 1, &known, &counters, &packer, progress, &failure,
         );
         let job = FileJob {
@@ -153,7 +153,7 @@ pub fn backup_stream(
     progress.finish();
 
     let mut summary = Summary::default();
-    walk::counters_summary(&counters, &mut summary);
+    source_walk::counters_summary(&counters, &mut summary);
     count_against_parent(repo, opts, &recorded, &file, parts.len(), &mut summary);
     summary.total_files_processed = 1;
     summary.total_bytes_processed = file.size;

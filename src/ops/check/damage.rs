@@ -9,7 +9,7 @@ use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::{NodeKind, Tree};
 use crate::repo::Repository;
-use crate::repo::walk::TreeFold;
+use crate::repo::tree_walk::TreeFold;
 use crate::store::{Kind, ObjectName};
 
 use super::Problem;

@@ -22,7 +22,7 @@ use crate::format::snapshot::Snapshot;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::cache::MISSING_FROM_STORE;
-use crate::repo::walk::fold_trees;
+use crate::repo::tree_walk::fold_trees;
 use crate::store::{Kind, ObjectName};
 
 /// Which packs `--read-data` covers.

@@ -32,7 +32,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::{TreeFold, fold_trees};
+use crate::repo::tree_walk::{TreeFold, fold_trees};
 use crate::repo::writer::{self, FlushPolicy, IndexWriter, PackFiller};
 use crate::store::counting::RequestStats;
 use crate::store::{Kind, ObjectName};

@@ -18,7 +18,7 @@ use crate::format::id::Id;
 use crate::format::pack::BlobType;
 use crate::format::tree::NodeKind;
 use crate::repo::Repository;
-use crate::repo::walk::root_node;
+use crate::repo::tree_walk::root_node;
 use crate::store::{Availability, Kind, ObjectName, RetrievalTier};
 
 /// One archived data pack a restore needs.

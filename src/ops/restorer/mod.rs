@@ -1,7 +1,7 @@
 //! Restore: a whole snapshot or chosen paths of it, below a target directory, and the
 //! lookups `ls` and `dump` share.
 //!
-//! A planner thread (`plan`) walks what is chosen (`select`) and decides each entry
+//! A placing thread (`place`) walks what is chosen (`select`) and decides each entry
 //! against the target (`target`, `compare`); file contents are written pack by pack
 //! (`fetch`) on this thread meanwhile; directories get their metadata last, deepest
 //! first, so writing their contents does not disturb their mtimes. Every blob is checked
@@ -13,7 +13,7 @@ pub(crate) mod fetch;
 mod meta;
 mod options;
 mod outcome;
-mod plan;
+mod place;
 pub mod select;
 pub(crate) mod target;
 
@@ -30,7 +30,7 @@ use crate::interrupt;
 use crate::ops::fsmeta::XattrRefusals;
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::walk::find_node;
+use crate::repo::tree_walk::find_node;
 use compare::same_content;
 use fetch::FileTarget;
 use meta::Meta;
@@ -199,11 +199,11 @@ pub fn restore(
     let workers = (crate::threads() * 2).max(repo.backend().write_concurrency());
     let stop = fetch::Stop::default();
     let archived = fetch::ArchivedPacks::default();
-    // The planner walks the snapshot, makes directories and hands over batches of files;
+    // The placing thread walks the snapshot, makes directories and hands over batches of files;
     // this thread writes one batch while the next is planned. A rendezvous, so that at
     // most two batches are held: the one being written and the next.
     let (batches, planned) = crossbeam_channel::bounded::<Vec<FileTarget>>(0);
-    let shared = plan::Shared {
+    let shared = place::Shared {
         repo,
         target: &target,
         meta: &meta,
@@ -213,15 +213,17 @@ pub fn restore(
         tally: &tally,
         finish: &finish,
     };
-    let plan = || plan::run(shared, root, batches);
+    let plan = || place::run(shared, root, batches);
     let dirs = std::thread::scope(|s| {
         // The walk recurses once per directory level; give it room for deep trees.
-        let planner = std::thread::Builder::new()
+        let placing = std::thread::Builder::new()
             .stack_size(256 * 1024 * 1024)
             .spawn_scoped(s, plan)
-            .map_err(|e| Error::System(format!("cannot start the restore planner: {e}")))?;
+            .map_err(|e| {
+                Error::System(format!("cannot start the restore's placing thread: {e}"))
+            })?;
         for batch in planned {
-            // Once stopped, batches are only drained until the planner sees it.
+            // Once stopped, batches are only drained until the placing thread sees it.
             if stop.reason().is_none() {
                 fetch::write_contents(
                     repo,
@@ -236,9 +238,9 @@ pub fn restore(
                 );
             }
         }
-        planner
+        placing
             .join()
-            .map_err(|_| Error::Internal("the restore planner panicked".into()))?
+            .map_err(|_| Error::Internal("the restore's placing thread panicked".into()))?
     });
     if let Some(reason) = stop.reason() {
         let s = tally.0.lock().unwrap_or_else(|p| p.into_inner());

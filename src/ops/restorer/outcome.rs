@@ -39,7 +39,7 @@ pub struct Action<'a> {
     pub bytes: u64,
 }
 
-/// Told every action as it is decided (from the planner's thread).
+/// Told every action as it is decided (from the placing thread).
 pub type Report<'a> = dyn Fn(&Action<'_>) + Sync + 'a;
 
 #[derive(Debug, Default, Serialize)]
@@ -76,7 +76,7 @@ pub struct RestoreSummary {
     pub archived_packs: Vec<archived::ArchivedPack>,
 }
 
-/// The summary, shared by the planner and the writers.
+/// The summary, shared by the placing thread and the writers.
 pub(super) struct Tally(pub(super) Mutex<RestoreSummary>);
 
 impl Tally {

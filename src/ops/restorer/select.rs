@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::ops::patterns::Patterns;
 use crate::repo::Repository;
-use crate::repo::walk::safe_name;
+use crate::repo::tree_walk::safe_name;
 
 /// What the user chose; everything when empty.
 #[derive(Clone, Default)]

@@ -15,7 +15,7 @@
 
 mod damaged;
 mod merge;
-mod packs;
+mod pack_lists;
 mod table;
 
 use std::collections::HashSet;
@@ -459,7 +459,7 @@ impl IndexCache {
             w.push(r)?;
         }
         let mut table = w.finish()?;
-        packs::write(
+        pack_lists::write(
             &self.dir.join(packs_name(number)),
             std::mem::take(&mut run.packs),
         )?;
@@ -541,9 +541,9 @@ impl IndexCache {
         let mut table = w.finish()?;
         let mut listed = Vec::new();
         for p in inputs {
-            listed.extend(packs::read(&self.dir.join(packs_name(p.number)))?);
+            listed.extend(pack_lists::read(&self.dir.join(packs_name(p.number)))?);
         }
-        packs::write(&self.dir.join(packs_name(number)), listed)?;
+        pack_lists::write(&self.dir.join(packs_name(number)), listed)?;
         let gone: HashSet<u64> = inputs.iter().map(|p| p.number).collect();
         self.maybe_resident(&mut table, &gone)?;
         let mut state = self.write();
@@ -677,7 +677,7 @@ impl IndexCache {
         let parts = self.read().parts.clone();
         let mut listed = HashSet::new();
         for part in &parts {
-            match packs::read(&self.dir.join(packs_name(part.number))) {
+            match pack_lists::read(&self.dir.join(packs_name(part.number))) {
                 Ok(ids) => listed.extend(ids),
                 Err(e) => {
                     self.discard();

@@ -13,8 +13,10 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::SourcePath;
 use super::exclude::Excludes;
+use super::file_worker::{FileJob, FileOutcome, FileResult};
+use super::known::Known;
+use super::packer::{BlobStore, Counters};
 use super::parent_trees::ParentTrees;
-use super::stages::{BlobStore, Counters, FileJob, FileOutcome, FileResult, Known};
 use crate::error::{Error, Result};
 use crate::format::cbor;
 use crate::format::id::Id;

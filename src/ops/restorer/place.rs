@@ -1,4 +1,4 @@
-//! The restore's planner: walks the chosen part of the snapshot, decides for every entry
+//! Putting every chosen entry in place: walks the chosen part of the snapshot, decides for every entry
 //! what to do with what stands in the target (`--overwrite`, `--delete`), does it for
 //! directories, special files and deletions, hands files to the writers in batches, and
 //! reports each action.
@@ -22,12 +22,12 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::Repository;
-use crate::repo::walk::root_node;
+use crate::repo::tree_walk::root_node;
 
 /// Called once per file when its contents are written (or failed).
 pub(super) type Finish<'a> = dyn Fn(&FileTarget, Option<&File>) + Sync + 'a;
 
-/// What the planner shares with the rest of the restore.
+/// What placing the entries shares with the rest of the restore.
 pub(super) struct Shared<'a> {
     pub(super) repo: &'a Repository,
     pub(super) target: &'a Target,
@@ -41,7 +41,7 @@ pub(super) struct Shared<'a> {
 
 /// Plans the restore of the tree `root`, sending files to `batches`.
 pub(super) fn run(shared: Shared<'_>, root: Id, batches: Sender<Vec<FileTarget>>) -> Result<Plan> {
-    let mut planner = Planner {
+    let mut placer = Placer {
         repo: shared.repo,
         target: shared.target,
         meta: shared.meta,
@@ -69,13 +69,13 @@ pub(super) fn run(shared: Shared<'_>, root: Id, batches: Sender<Vec<FileTarget>>
         None,
         &shared.opts.choice,
         false,
-        &mut |v| planner.visit(v),
+        &mut |v| placer.visit(v),
     )?;
-    planner.send_batch()?;
-    Ok((planner.dirs, planner.links))
+    placer.send_batch()?;
+    Ok((placer.dirs, placer.links))
 }
 
-/// What the planner hands back once the files are written: the directories made (their
+/// What placing hands back once the files are written: the directories made (their
 /// metadata is set last) and the names to link.
 pub(super) type Plan = (Vec<(PathBuf, Node)>, Vec<LinkTo>);
 
@@ -118,7 +118,7 @@ impl BatchLimit {
 /// Walks the snapshot, decides what to do with every chosen entry against what stands
 /// in the target, does it (directories, special files, deletions) or hands it to the
 /// writers (file contents) in batches, and reports each action.
-struct Planner<'a> {
+struct Placer<'a> {
     repo: &'a Repository,
     target: &'a Target,
     meta: &'a Meta,
@@ -143,7 +143,7 @@ struct Planner<'a> {
     pending: Vec<(PathBuf, Node, bool)>,
 }
 
-impl Planner<'_> {
+impl Placer<'_> {
     fn visit(&mut self, v: Visit<'_>) -> Result<bool> {
         if self.stop.reason().is_some() {
             return Err(Error::Stopped("the restore"));

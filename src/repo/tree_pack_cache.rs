@@ -20,14 +20,14 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::store::{Backend, Kind, ObjectName};
 
-pub struct PackCache {
+pub struct TreePackCache {
     dir: PathBuf,
 }
 
-impl PackCache {
+impl TreePackCache {
     /// The cache below `dir` (created on first store).
-    pub fn new(dir: impl Into<PathBuf>) -> PackCache {
-        PackCache { dir: dir.into() }
+    pub fn new(dir: impl Into<PathBuf>) -> TreePackCache {
+        TreePackCache { dir: dir.into() }
     }
 
     fn path(&self, pack: &Id) -> PathBuf {
