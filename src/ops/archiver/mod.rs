@@ -9,11 +9,15 @@ pub(crate) mod adopt;
 pub mod exclude;
 mod file_worker;
 mod known;
+mod leave_out;
 mod packer;
 mod parent_trees;
+mod path_trie;
 pub(crate) mod source_walk;
 mod sparse;
 mod stream;
+mod totals;
+mod unread;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -32,12 +36,14 @@ use crate::repo::writer::{FlushPolicy, IndexWriter};
 use crate::store::counting::RequestStats;
 use exclude::Excludes;
 use known::Known;
+use leave_out::LeaveOut;
 use packer::{BlobStore, Counters, Failure, Packer};
 use parent_trees::ParentTrees;
-use source_walk::{LeaveOut, PathTrie, Walker};
+use path_trie::PathTrie;
+use source_walk::Walker;
 
-pub use source_walk::{Kept, Unread};
 pub use stream::{StreamOptions, StreamSource, backup_stream, stream_path};
+pub use unread::{Kept, Unread};
 
 pub struct BackupOptions {
     pub paths: Vec<SourcePath>,
@@ -260,9 +266,7 @@ pub fn backup(
         let _stop_loaders = CloseOnDrop(&parent_trees);
         if progress.watched() {
             let (trie, leave_out) = (&trie, &leave_out);
-            s.spawn(move || {
-                source_walk::scan_totals(trie, leave_out, opts.one_file_system, progress)
-            });
+            s.spawn(move || totals::scan_totals(trie, leave_out, opts.one_file_system, progress));
         }
         for _ in 0..uploaders {
             let rx = pack_rx.clone();
@@ -326,7 +330,7 @@ pub fn backup(
     progress.finish();
 
     let mut summary = outcome.summary;
-    source_walk::counters_summary(&counters, &mut summary);
+    packer::counters_summary(&counters, &mut summary);
     let record = SnapshotRecord {
         paths: recorded_paths(&opts.paths),
         tags: &opts.tags,

@@ -229,3 +229,11 @@ pub fn run_uploader(
         }
     }
 }
+
+/// The counts of what this run stored, into the snapshot's summary.
+pub fn counters_summary(c: &Counters, s: &mut crate::format::snapshot::Summary) {
+    s.data_blobs = c.data_blobs.load(Relaxed);
+    s.tree_blobs = c.tree_blobs.load(Relaxed);
+    s.data_added = c.data_added.load(Relaxed);
+    s.data_added_packed = c.data_added_packed.load(Relaxed);
+}

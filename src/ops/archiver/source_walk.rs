@@ -2,20 +2,17 @@
 //! hands files to the workers and writes each directory's tree as soon as everything in it
 //! is done, so trees are built bottom-up without holding the whole source in memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::SourcePath;
-use super::exclude::Excludes;
 use super::file_worker::{FileJob, FileOutcome, FileResult};
 use super::known::Known;
-use super::packer::{BlobStore, Counters};
+use super::packer::BlobStore;
 use super::parent_trees::ParentTrees;
 use crate::error::{Error, Result};
 use crate::format::cbor;
@@ -29,91 +26,9 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::sysinfo::NameCache;
 
-/// The backup's paths as a trie of names from `/`: inner entries are directories on the
-/// way to a path, marked entries are the paths themselves (the root itself for `/`).
-#[derive(Default)]
-pub struct PathTrie {
-    children: BTreeMap<OsString, PathTrie>,
-    target: bool,
-    /// For a target: follow a symlink there (see `SourcePath::follow`).
-    follow: bool,
-}
-
-impl PathTrie {
-    /// Builds the trie from absolute, clean paths; a path inside another given path is
-    /// dropped, and a path given twice is one target, followed if either spelling says so.
-    pub fn new(paths: &[SourcePath]) -> PathTrie {
-        let mut root = PathTrie::default();
-        'paths: for p in paths {
-            let mut node = &mut root;
-            for comp in p.path.components().skip(1) {
-                if node.target {
-                    continue 'paths;
-                }
-                node = node
-                    .children
-                    .entry(comp.as_os_str().to_owned())
-                    .or_default();
-            }
-            node.follow |= p.follow;
-            node.target = true;
-            node.children.clear();
-        }
-        root
-    }
-
-    /// What the walk stores for this target: see `SourcePath::metadata`.
-    fn target_metadata(&self, path: &Path) -> std::io::Result<std::fs::Metadata> {
-        SourcePath {
-            path: path.to_path_buf(),
-            follow: self.follow,
-        }
-        .metadata()
-    }
-}
-
-/// Why the walk leaves an entry out, if it does.
-#[derive(PartialEq, Eq)]
-enum Verdict {
-    Keep,
-    Excluded,
-    /// A folder cairn itself uses.
-    Own,
-}
-
-/// What a walk leaves out: the user's excludes, and cairn's own folders wherever they
-/// appear, known by device and inode so that any spelling of their path matches.
-pub struct LeaveOut<'a> {
-    excludes: &'a Excludes,
-    own_dirs: HashSet<(u64, u64)>,
-}
-
-impl<'a> LeaveOut<'a> {
-    /// Folders that do not exist (yet) cannot be met, so they are not looked for.
-    pub fn new(excludes: &'a Excludes, own_dirs: &[PathBuf]) -> LeaveOut<'a> {
-        let own_dirs = own_dirs
-            .iter()
-            .filter_map(|d| std::fs::metadata(d).ok())
-            .map(|m| (m.dev(), m.ino()))
-            .collect();
-        LeaveOut { excludes, own_dirs }
-    }
-
-    fn is_own(&self, meta: &std::fs::Metadata) -> bool {
-        meta.is_dir() && self.own_dirs.contains(&(meta.dev(), meta.ino()))
-    }
-
-    /// The verdict on an entry met inside a backup path.
-    fn judge(&self, path: &Path, meta: &std::fs::Metadata) -> Verdict {
-        if self.is_own(meta) {
-            Verdict::Own
-        } else if self.excludes.leaves_out(path, meta) {
-            Verdict::Excluded
-        } else {
-            Verdict::Keep
-        }
-    }
-}
+use super::leave_out::{LeaveOut, Verdict};
+use super::path_trie::PathTrie;
+use super::unread::{Kept, Unread};
 
 /// A directory whose tree is not written yet.
 struct PendingDir {
@@ -142,48 +57,6 @@ pub struct WalkOutcome {
     pub changed: Vec<PathBuf>,
     /// Folders of cairn's own that were met and left out.
     pub left_out: Vec<PathBuf>,
-}
-
-/// A source path that could not be read, or not wholly, and what the snapshot holds of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unread {
-    pub path: PathBuf,
-    pub error: String,
-    pub kept: Kept,
-}
-
-/// What the snapshot holds of a path that could not be read, least first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kept {
-    /// Nothing: it is left out.
-    Nothing,
-    /// A folder that could not be listed, or not wholly: it is in the snapshot with the
-    /// entries that were listed.
-    Folder,
-    /// The entry, without its extended attributes.
-    WithoutXattrs,
-}
-
-impl Kept {
-    /// Its name in JSON output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kept::Nothing => "nothing",
-            Kept::Folder => "folder",
-            Kept::WithoutXattrs => "without_xattrs",
-        }
-    }
-
-    /// What the user is told.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kept::Nothing => "left out of the snapshot",
-            Kept::Folder => {
-                "the folder is in the snapshot, without the entries that could not be listed"
-            }
-            Kept::WithoutXattrs => "in the snapshot without its extended attributes",
-        }
-    }
 }
 
 /// What the walk stores besides names, types and contents.
@@ -801,78 +674,4 @@ fn subtrees(parent: Option<&Tree>, wanted: impl Fn(&[u8]) -> bool) -> Vec<Id> {
             .filter_map(|n| n.subtree)
             .collect()
     })
-}
-
-/// Counts the bytes under the paths, for the progress bar's total and ETA, leaving out
-/// what the walk leaves out. Runs beside the backup only when someone watches its progress
-/// (a bar, or `--json` status lines); the total is told once the count is complete.
-pub fn scan_totals(
-    trie: &PathTrie,
-    leave_out: &LeaveOut,
-    one_file_system: bool,
-    progress: &dyn Progress,
-) {
-    let mut scan = Scan {
-        leave_out,
-        one_file_system,
-        device: 0,
-        total: 0,
-    };
-    scan.trie(Path::new("/"), trie);
-    progress.total(scan.total);
-}
-
-struct Scan<'a> {
-    leave_out: &'a LeaveOut<'a>,
-    one_file_system: bool,
-    /// Device of the backup path being scanned.
-    device: u64,
-    total: u64,
-}
-
-impl Scan<'_> {
-    fn trie(&mut self, path: &Path, trie: &PathTrie) {
-        if trie.target {
-            match trie.target_metadata(path) {
-                Ok(m) if self.leave_out.is_own(&m) => {}
-                Ok(m) if m.is_dir() => {
-                    self.device = m.dev();
-                    self.dir(path);
-                }
-                Ok(m) if m.is_file() => self.total += m.len(),
-                _ => {}
-            }
-            return;
-        }
-        for (name, child) in &trie.children {
-            self.trie(&path.join(name), child);
-        }
-    }
-
-    fn dir(&mut self, dir: &Path) {
-        let Ok(rd) = reachable(dir).and_then(|p| std::fs::read_dir(&*p)) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let path = dir.join(e.file_name());
-            let Ok(meta) = e.metadata() else { continue };
-            if self.leave_out.judge(&path, &meta) != Verdict::Keep {
-                continue;
-            }
-            if meta.is_dir() {
-                if !self.one_file_system || meta.dev() == self.device {
-                    self.dir(&path);
-                }
-            } else if meta.is_file() {
-                self.total += meta.len();
-            }
-        }
-    }
-}
-
-pub(crate) fn counters_summary(c: &Counters, s: &mut Summary) {
-    s.data_blobs = c.data_blobs.load(Relaxed);
-    s.tree_blobs = c.tree_blobs.load(Relaxed);
-    s.data_added = c.data_added.load(Relaxed);
-    s.data_added_packed = c.data_added_packed.load(Relaxed);
 }

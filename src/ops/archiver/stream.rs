@@ -29,7 +29,7 @@ use crate::sysinfo::NameCache;
 use super::file_worker::{self, FileJob, FileOutcome, FileResult};
 use super::known::Known;
 use super::packer::{self, BlobStore, Counters, Failure, Packer};
-use super::{BackupResult, SnapshotRecord, adopt, save_snapshot, source_walk};
+use super::{BackupResult, SnapshotRecord, adopt, save_snapshot};
 
 /// Where the bytes come from.
 pub enum StreamSource {
@@ -153,7 +153,7 @@ pub fn backup_stream(
     progress.finish();
 
     let mut summary = Summary::default();
-    source_walk::counters_summary(&counters, &mut summary);
+    packer::counters_summary(&counters, &mut summary);
     count_against_parent(repo, opts, &recorded, &file, parts.len(), &mut summary);
     summary.total_files_processed = 1;
     summary.total_bytes_processed = file.size;
