@@ -13,14 +13,18 @@
 //! the rest is read block by block. Building the cache from many index files sorts them
 //! in bounded runs and merges the runs.
 
+mod compaction;
 mod damaged;
 mod merge;
 mod pack_lists;
+mod private_files;
+mod sync;
 mod table;
+
+pub(crate) use private_files::{write_private, write_sealed_file};
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -28,47 +32,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
-use crate::format::index::IndexFile;
 use crate::format::pack::{BlobLocation, BlobType};
 
 use damaged::DamagedPacks;
-use table::{KEY_LEN, LIVE, MARKED, RECORDS_PER_BLOCK, Record, Table, TableWriter};
-
-/// Creates (or truncates) a cache file readable by its owner only. The cache folder is
-/// 0700 already; the files are 0600 as well so that a copy of the folder keeps them private.
-fn create_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-}
+use table::{KEY_LEN, Record, Table};
 
 /// Why a pack that index files list and the store lacks is recorded as damaged.
 pub const MISSING_FROM_STORE: &str = "missing from the store";
-
-/// Writes `bytes` followed by their BLAKE3 hash as the file at `path`, private to its
-/// owner, under a temporary name renamed into place once whole: the way every small file
-/// of the cache (manifest, pack lists, the record of damaged packs) is written.
-pub(crate) fn write_sealed_file(path: &Path, mut bytes: Vec<u8>) -> Result<()> {
-    let sum = *blake3::hash(&bytes).as_bytes();
-    bytes.extend_from_slice(&sum);
-    write_private(path, &bytes)
-}
-
-/// Writes `bytes` as the file at `path`, private to its owner, under a temporary name
-/// renamed into place once whole.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    create_private(&temp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
-        .map_err(|e| Error::io(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
-}
 
 /// Bumped whenever the cache's encoding changes; a mismatch rebuilds it.
 const CACHE_FORMAT: &str = "cairn-cache-5";
@@ -76,12 +46,6 @@ const MANIFEST: &str = "index.manifest";
 /// Records sorted in memory before they are written as one table while the cache is
 /// built from index files: 100k records are 7.9 MB.
 const RUN_RECORDS: usize = 100_000;
-/// A backup adding index files past this many tables merges some at once.
-const MAX_TABLES: usize = 12;
-/// Tables within this factor of the sum of all smaller ones are merged with them.
-const MERGE_FACTOR: u64 = 4;
-/// Inputs of one merge, each reading 32 KiB at a time.
-const MAX_MERGE_INPUTS: usize = 64;
 /// Tables are held in memory, smallest first, up to this many bytes: a repository of up
 /// to 200k blobs is looked up without a system call; beyond, memory stays at this.
 const RESIDENT_BYTES: usize = 16 << 20;
@@ -366,115 +330,6 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Brings the cache in line with the repository's index files. `listed` is the names
-    /// of all index files; `load` reads one. Returns the index files left out as damaged,
-    /// with why, for the caller to report.
-    pub fn sync(
-        &self,
-        repo_id: &Id,
-        listed: &[Id],
-        load: impl Fn(&Id) -> Result<IndexFile> + Sync,
-    ) -> Result<Vec<(Id, String)>> {
-        if self.read().repository != Some(*repo_id) {
-            self.reset(repo_id)?;
-        }
-        let listed_set: HashSet<Id> = listed.iter().copied().collect();
-        let cached: HashSet<Id> = self
-            .read()
-            .parts
-            .iter()
-            .flat_map(|p| p.indexes.iter().copied())
-            .collect();
-        let cached = if cached.is_subset(&listed_set) {
-            cached
-        } else {
-            // An index file it was built from is gone (pruned or replaced): entries may
-            // point at packs that no longer exist. Start over.
-            tracing::info!("index cache is stale; rebuilding");
-            self.reset(repo_id)?;
-            HashSet::new()
-        };
-        let missing: Vec<Id> = listed
-            .iter()
-            .filter(|id| !cached.contains(id))
-            .copied()
-            .collect();
-        let mut damaged = Vec::new();
-        // Index files are decrypted on all cores; their records are sorted into runs here.
-        let (tx, rx) = crossbeam_channel::bounded::<(Id, Result<IndexFile>)>(4);
-        std::thread::scope(|s| -> Result<()> {
-            let (missing, load) = (&missing, &load);
-            s.spawn(move || {
-                crate::repo::pool::for_each(missing, crate::threads(), |id| {
-                    match tx.send((*id, load(id))) {
-                        Ok(()) => ControlFlow::Continue(()),
-                        // The merge below stopped on an error: load no more.
-                        Err(_) => ControlFlow::Break(()),
-                    }
-                })
-            });
-            let mut run = Run::default();
-            for (id, index) in rx {
-                match index {
-                    Ok(index) => run.add(&id, &index),
-                    // A damaged index file must not stop restores of what the others
-                    // list; it stays out of the cache, so the next run tries it again.
-                    Err(e @ Error::Corrupt(..)) => damaged.push((id, e.detail())),
-                    Err(e) => return Err(e),
-                }
-                if run.records.len() >= RUN_RECORDS {
-                    self.add_run(&mut run)?;
-                }
-            }
-            self.add_run(&mut run)
-        })?;
-        self.merge_tables(Merge::AsPlanned)?;
-        Ok(damaged)
-    }
-
-    /// Writes the records of `run` as a new table and records it with its index files.
-    fn add_run(&self, run: &mut Run) -> Result<()> {
-        if run.indexes.is_empty() {
-            return Ok(());
-        }
-        let number = self.allocate();
-        {
-            let damaged = self.damaged_read();
-            let is_damaged = |id: &Id| damaged.contains(id);
-            // Index files arrive in no fixed order: the pack id settles ties, so that the
-            // location picked does not change from one build of the cache to the next.
-            run.records.sort_unstable_by(|a, b| {
-                (a.key(), a.rank(&is_damaged), a.pack()).cmp(&(
-                    b.key(),
-                    b.rank(&is_damaged),
-                    b.pack(),
-                ))
-            });
-        }
-        // The first of equal keys is the best location: live, in a pack not known damaged.
-        run.records
-            .dedup_by(|later, first| later.key() == first.key());
-        let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
-        for r in &run.records {
-            w.push(r)?;
-        }
-        let mut table = w.finish()?;
-        pack_lists::write(
-            &self.dir.join(packs_name(number)),
-            std::mem::take(&mut run.packs),
-        )?;
-        self.maybe_resident(&mut table, &HashSet::new())?;
-        let part = Part {
-            number,
-            indexes: std::mem::take(&mut run.indexes),
-            table,
-        };
-        run.records.clear();
-        let mut state = self.write();
-        state.add(part);
-        self.save(&state)
-    }
-
     /// Holds a new table in memory if it fits in what the other tables, but those in
     /// `leaving`, leave of the budget.
     fn maybe_resident(&self, table: &mut Table, leaving: &HashSet<u64>) -> Result<()> {
@@ -499,68 +354,6 @@ impl IndexCache {
         let n = state.next;
         state.next += 1;
         n
-    }
-
-    /// Records the blobs of an index file that is now in the repository. A blob in a live
-    /// pack wins over one known only from a marked pack.
-    pub fn add_index(&self, id: &Id, index: &IndexFile) -> Result<()> {
-        let mut run = Run::default();
-        run.add(id, index);
-        self.add_run(&mut run)?;
-        if self.read().parts.len() > MAX_TABLES {
-            self.merge_tables(Merge::AtLeastTwo)?;
-        }
-        Ok(())
-    }
-
-    /// Merges tables as [`plan`] says.
-    fn merge_tables(&self, how: Merge) -> Result<()> {
-        let force = matches!(how, Merge::AtLeastTwo);
-        let _one = self.merging.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let parts = self.read().parts.clone();
-            let sizes: Vec<u64> = parts.iter().map(|p| p.table.count()).collect();
-            let chosen = plan(&sizes, force && parts.len() > MAX_TABLES);
-            if chosen.is_empty() {
-                return Ok(());
-            }
-            let inputs: Vec<Arc<Part>> = chosen.iter().map(|&i| parts[i].clone()).collect();
-            self.merge_parts(&inputs)?;
-        }
-    }
-
-    /// Replaces `inputs` by one table holding their records.
-    fn merge_parts(&self, inputs: &[Arc<Part>]) -> Result<()> {
-        let number = self.allocate();
-        let mut w = TableWriter::create(&self.dir.join(table_name(number)))?;
-        let tables: Vec<&Table> = inputs.iter().map(|p| &p.table).collect();
-        {
-            let damaged = self.damaged_read();
-            merge::merge(&tables, &|id| damaged.contains(id), &mut |r| w.push(r))?;
-        }
-        let mut table = w.finish()?;
-        let mut listed = Vec::new();
-        for p in inputs {
-            listed.extend(pack_lists::read(&self.dir.join(packs_name(p.number)))?);
-        }
-        pack_lists::write(&self.dir.join(packs_name(number)), listed)?;
-        let gone: HashSet<u64> = inputs.iter().map(|p| p.number).collect();
-        self.maybe_resident(&mut table, &gone)?;
-        let mut state = self.write();
-        state.parts.retain(|p| !gone.contains(&p.number));
-        state.add(Part {
-            number,
-            indexes: inputs.iter().flat_map(|p| p.indexes.clone()).collect(),
-            table,
-        });
-        self.save(&state)?;
-        drop(state);
-        for p in inputs {
-            // Lookups still holding the old table read it through their open handle.
-            let _ = std::fs::remove_file(p.table.path());
-            let _ = std::fs::remove_file(self.dir.join(packs_name(p.number)));
-        }
-        Ok(())
     }
 
     /// Looks `key` up in every table: the best location by [`Record::rank`], with its
@@ -687,82 +480,13 @@ impl IndexCache {
         }
         Ok(listed)
     }
-
-    /// Merges the tables a run added, so the next run looks up in few.
-    pub fn flush(&self) -> Result<()> {
-        self.merge_tables(Merge::AsPlanned)
-    }
-}
-
-/// Records of index files, gathered to be written as one table.
-#[derive(Default)]
-struct Run {
-    records: Vec<Record>,
-    indexes: Vec<Id>,
-    /// Every pack the index files list, for the table's pack list.
-    packs: Vec<Id>,
-}
-
-impl Run {
-    fn add(&mut self, id: &Id, index: &IndexFile) {
-        for pack in &index.packs {
-            self.packs.push(pack.id);
-            for e in &pack.blobs {
-                self.records.push(Record::new(&pack.id, e, LIVE));
-            }
-        }
-        for pack in &index.delete {
-            self.packs.push(pack.id);
-            for e in &pack.blobs {
-                self.records.push(Record::new(&pack.id, e, MARKED));
-            }
-        }
-        self.indexes.push(*id);
-    }
-}
-
-/// How far `merge_tables` goes.
-#[derive(Clone, Copy)]
-enum Merge {
-    /// What [`plan`] finds worth merging, perhaps nothing.
-    AsPlanned,
-    /// At least the two smallest tables, while there are more than [`MAX_TABLES`].
-    AtLeastTwo,
-}
-
-/// Which tables to merge, given their record counts: the smallest ones, together with
-/// each next bigger table that is at most [`MERGE_FACTOR`] times their sum. Sizes grow
-/// geometrically from one table to the next, so a lookup reads few tables and each record
-/// is rewritten a few times over the cache's life. `force` merges at least the two
-/// smallest. Tables under one block count as one block.
-fn plan(sizes: &[u64], force: bool) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    let size = |i: usize| sizes[order[i]].max(RECORDS_PER_BLOCK as u64);
-    let n = order.len();
-    if n < 2 {
-        return Vec::new();
-    }
-    let mut start = n - 1;
-    let mut total = size(start);
-    while start > 0 && size(start - 1) <= MERGE_FACTOR * total {
-        start -= 1;
-        total += size(start);
-    }
-    if n - start < 2 {
-        if !force {
-            return Vec::new();
-        }
-        start = n - 2;
-    }
-    // Very many inputs (a cache built from a big repository): the smallest first.
-    start = start.max(n.saturating_sub(MAX_MERGE_INPUTS));
-    order[start..].to_vec()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::compaction::{MAX_TABLES, Merge};
     use super::*;
+    use crate::format::index::IndexFile;
     use crate::format::index::IndexedPack;
     use crate::format::pack::{Compression, PackEntry};
 
@@ -1006,21 +730,5 @@ mod tests {
         drop(cache);
         let cache = IndexCache::open(Some(dir.path())).unwrap();
         assert!(cache.read().parts.is_empty(), "rebuilt");
-    }
-
-    #[test]
-    fn plan_merges_similar_sizes_and_leaves_a_big_table_alone() {
-        assert!(plan(&[], false).is_empty());
-        assert!(plan(&[1000], true).is_empty());
-        // 5M and one backup's worth: nothing to do unless forced.
-        assert!(plan(&[5_000_000, 1000], false).is_empty());
-        assert_eq!(plan(&[5_000_000, 1000], true), vec![0, 1]);
-        // Small tables merge with each other, not with the big one.
-        let mut p = plan(&[5_000_000, 1000, 2000, 500], false);
-        p.sort();
-        assert_eq!(p, vec![1, 2, 3]);
-        // Equal runs of a rebuild all merge at once.
-        assert_eq!(plan(&[100_000; 50], false).len(), 50);
-        assert_eq!(plan(&[100_000; 100], false).len(), MAX_MERGE_INPUTS);
     }
 }

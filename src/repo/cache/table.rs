@@ -154,7 +154,7 @@ pub struct TableWriter {
 impl TableWriter {
     pub fn create(path: &Path) -> Result<TableWriter> {
         let temp = path.with_extension("tmp");
-        let file = super::create_private(&temp).map_err(|e| Error::io(&temp, e))?;
+        let file = super::private_files::create_private(&temp).map_err(|e| Error::io(&temp, e))?;
         Ok(TableWriter {
             out: BufWriter::with_capacity(16 * BLOCK_LEN, file),
             temp,
