@@ -77,8 +77,9 @@ install_peers() {
 }
 
 install_peers
-(cd "$here" && cargo build --release --locked -q)
-cairn=$here/target/release/cairn
+# The profile published binaries are built with (Cargo.toml: fat LTO, one codegen unit).
+(cd "$here" && cargo build --profile dist --locked -q)
+cairn=$here/target/dist/cairn
 
 rm -rf "$work"
 mkdir -p "$work"
@@ -317,7 +318,7 @@ for ds in ${datasets//,/ }; do
             each "$ds" forget-prune "$data"
             each "$ds" check "$data" ;;
         scale)
-            (cd "$here" && cargo build --release --locked -q --example fake_index)
+            (cd "$here" && cargo build --profile dist --locked -q --example fake_index)
             copy_source "$data.full"
             mv "$data.full/share" "$data" && rm -rf "$data.full"
             big=5000000
@@ -325,7 +326,7 @@ for ds in ${datasets//,/ }; do
             for n in 100000 "$big"; do
                 "$cairn" -r "$work/scale-$n-repo-cairn" init -q
                 CAIRN_CACHE_DIR=$work/scale-$n-cache-cairn \
-                    "$here/target/release/examples/fake_index" "$work/scale-$n-repo-cairn" "$n" >/dev/null
+                    "$here/target/dist/examples/fake_index" "$work/scale-$n-repo-cairn" "$n" >/dev/null
                 run "scale-$n" cairn backup-first "$data"
                 py small-change "$data"
                 run "scale-$n" cairn backup-small-change "$data"

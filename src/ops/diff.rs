@@ -15,6 +15,13 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::Repository;
 use crate::repo::tree_walk::safe_name;
 
+/// Which of the two snapshots alone has a path: the first (removed) or the second (added).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    First,
+    Second,
+}
+
 /// How one path differs, with restic's letters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Modifier {
@@ -135,9 +142,9 @@ impl Walk<'_> {
         }
     }
 
-    /// Counts a node that only one side has (`added`: the second), with its blobs.
-    fn count(&mut self, node: &Node, added: bool) {
-        let (side, blobs) = if added {
+    /// Counts a node that only one side has, with its blobs.
+    fn count(&mut self, node: &Node, only: Only) {
+        let (side, blobs) = if only == Only::Second {
             (&mut self.stats.added, &mut self.blobs_after)
         } else {
             (&mut self.stats.removed, &mut self.blobs_before)
@@ -154,24 +161,24 @@ impl Walk<'_> {
     }
 
     /// Reports and counts everything below `node` as only on one side.
-    fn children_one_sided(&mut self, path: &Path, node: &Node, added: bool) -> Result<()> {
+    fn children_one_sided(&mut self, path: &Path, node: &Node, only: Only) -> Result<()> {
         if let Some(tree) = self.load(node)? {
             for child in &tree.nodes {
-                self.one_sided(&path.join(safe_name(&child.name)?), child, added)?;
+                self.one_sided(&path.join(safe_name(&child.name)?), child, only)?;
             }
         }
         Ok(())
     }
 
     /// Reports and counts `node` and everything below it as only on one side.
-    fn one_sided(&mut self, path: &Path, node: &Node, added: bool) -> Result<()> {
-        self.count(node, added);
-        if added {
+    fn one_sided(&mut self, path: &Path, node: &Node, only: Only) -> Result<()> {
+        self.count(node, only);
+        if only == Only::Second {
             self.report(path, Modifier::Added, None, Some(node))?;
         } else {
             self.report(path, Modifier::Removed, Some(node), None)?;
         }
-        self.children_one_sided(path, node, added)
+        self.children_one_sided(path, node, only)
     }
 
     /// Compares a path present on both sides.
@@ -180,11 +187,11 @@ impl Walk<'_> {
             // Counted as the old thing removed and the new one added, reported once. What
             // was below a directory is gone, and what is below a new one is new.
             self.stats.type_changed += 1;
-            self.count(a, false);
-            self.count(b, true);
+            self.count(a, Only::First);
+            self.count(b, Only::Second);
             self.report(path, Modifier::TypeChanged, Some(a), Some(b))?;
-            self.children_one_sided(path, a, false)?;
-            return self.children_one_sided(path, b, true);
+            self.children_one_sided(path, a, Only::First)?;
+            return self.children_one_sided(path, b, Only::Second);
         }
         if a.kind == NodeKind::Dir {
             if metadata_differs(a, b) {
@@ -223,12 +230,12 @@ impl Walk<'_> {
             match order {
                 std::cmp::Ordering::Less => {
                     let n = &ta.nodes[i];
-                    self.one_sided(&path.join(safe_name(&n.name)?), n, false)?;
+                    self.one_sided(&path.join(safe_name(&n.name)?), n, Only::First)?;
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
                     let n = &tb.nodes[j];
-                    self.one_sided(&path.join(safe_name(&n.name)?), n, true)?;
+                    self.one_sided(&path.join(safe_name(&n.name)?), n, Only::Second)?;
                     j += 1;
                 }
                 std::cmp::Ordering::Equal => {

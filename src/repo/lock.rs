@@ -239,7 +239,7 @@ pub fn acquire(repo: &Repository, operation: &str) -> Result<RepoLock> {
         hostname: crate::sysinfo::hostname(),
         username: crate::sysinfo::username(),
         pid: std::process::id(),
-        time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        time: crate::format::now_nanos(),
     };
     let (_, bytes) = repo.seal_meta(&info)?;
     let backend = repo.backend();

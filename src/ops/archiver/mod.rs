@@ -372,8 +372,8 @@ fn save_snapshot(
     summary: &mut Summary,
     start_time: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<Id>> {
-    summary.backup_start = start_time.timestamp_nanos_opt().unwrap_or(0);
-    summary.backup_end = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    summary.backup_start = crate::format::to_nanos(start_time);
+    summary.backup_end = crate::format::now_nanos();
     let snapshot = Snapshot {
         v: 1,
         time: record.time.unwrap_or(summary.backup_start),

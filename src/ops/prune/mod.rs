@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexedPack, MarkedPack};
+use crate::format::now_nanos;
 use crate::format::pack::{BlobLocation, BlobType, PackBuilder};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -100,10 +101,6 @@ pub struct PruneStats {
     /// plus an estimate of those a real run would make besides).
     pub requests: RequestStats,
     pub duration_secs: f64,
-}
-
-fn now_nanos() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// Runs a prune: reads what the plan needs, decides (`PrunePlan::build`), then carries

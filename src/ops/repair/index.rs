@@ -167,7 +167,7 @@ pub fn repair_index(
 
     // Decide, and salvage.
     let stored_ids: HashMap<Id, u64> = stored.iter().map(|(id, l)| (*id, l.size)).collect();
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let now = crate::format::now_nanos();
     let mut live: Vec<IndexedPack> = Vec::new();
     let mut marked: Vec<MarkedPack> = listings
         .marked

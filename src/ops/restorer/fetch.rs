@@ -25,7 +25,7 @@ use crate::interrupt;
 use crate::progress::Progress;
 use crate::repo::{Repository, pool};
 
-use super::target::Target;
+use super::target::{Target, TempOpen};
 
 /// Bytes between two wanted blobs that are read and thrown away rather than paying for a
 /// second request (on S3 a request costs about as much time as a megabyte of transfer).
@@ -148,7 +148,15 @@ impl FileTarget {
     /// Opens the temporary file for writing, making it on the first call.
     fn open(&self, target: &Target) -> Result<File> {
         let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        let file = target.open_temp(&self.rel, &self.tmp, !*created)?;
+        let file = target.open_temp(
+            &self.rel,
+            &self.tmp,
+            if *created {
+                TempOpen::Reopen
+            } else {
+                TempOpen::Create
+            },
+        )?;
         *created = true;
         Ok(file)
     }

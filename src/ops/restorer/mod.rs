@@ -35,7 +35,7 @@ use compare::same_content;
 use fetch::FileTarget;
 use meta::Meta;
 use outcome::Tally;
-use target::Target;
+use target::{Target, TempOpen};
 
 pub use options::{Overwrite, RestoreOptions};
 pub use outcome::{Action, Change, Report, RestoreSummary};
@@ -313,7 +313,7 @@ fn finish_file(
     let file = match descriptor {
         Some(file) => file,
         None => {
-            reopened = target.open_temp(&f.rel, &f.tmp, false)?;
+            reopened = target.open_temp(&f.rel, &f.tmp, TempOpen::Reopen)?;
             &reopened
         }
     };

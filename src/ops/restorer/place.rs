@@ -17,7 +17,7 @@ use super::meta::Meta;
 use super::options::{Overwrite, RestoreOptions};
 use super::outcome::{Action, Change, Report, Tally};
 use super::select::{Selection, Visit, walk_selected};
-use super::target::{self, Existing, Found, Target};
+use super::target::{self, Existing, Found, Target, TempOpen};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::tree::{Node, NodeKind, Tree};
@@ -466,7 +466,7 @@ impl Placer<'_> {
             let file = if f.in_place {
                 None
             } else {
-                Some(self.target.open_temp(&f.rel, &f.tmp, true)?)
+                Some(self.target.open_temp(&f.rel, &f.tmp, TempOpen::Create)?)
             };
             (self.finish)(&f, file.as_ref());
             return Ok(());
@@ -492,7 +492,7 @@ impl Placer<'_> {
             && c.present.iter().any(|p| *p)
             && (self.opts.dry_run || {
                 let name = v.rel.file_name().unwrap_or_default();
-                self.target.open_temp(v.rel, name, false).is_ok()
+                self.target.open_temp(v.rel, name, TempOpen::Reopen).is_ok()
             })
     }
 

@@ -97,6 +97,15 @@ pub struct Target {
     path: PathBuf,
 }
 
+/// How [`Target::open_temp`] opens a temporary file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TempOpen {
+    /// Made, or emptied if it is there.
+    Create,
+    /// Opened as it is: written by this restore already.
+    Reopen,
+}
+
 /// Whether this kernel lets us use `openat2` (probed once).
 fn have_openat2() -> &'static OnceLock<bool> {
     static HAVE: OnceLock<bool> = OnceLock::new();
@@ -380,9 +389,10 @@ impl Target {
         }
     }
 
-    /// Opens (creating it when `create`, emptied) the temporary file `tmp` next to `rel`
-    /// for writing, and reading back by `--verify`.
-    pub fn open_temp(&self, rel: &Path, tmp: &OsStr, create: bool) -> Result<File> {
+    /// Opens the temporary file `tmp` next to `rel` for writing, and reading back by
+    /// `--verify`: made (emptied) or reopened as `how` says.
+    pub fn open_temp(&self, rel: &Path, tmp: &OsStr, how: TempOpen) -> Result<File> {
+        let create = how == TempOpen::Create;
         let (dir, _) = self.parent(rel)?;
         let mut flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         if create {
@@ -649,7 +659,9 @@ mod tests {
                 _ => symlink("/etc/passwd", &p).unwrap(),
             }
             let tmp = temp_name(OsStr::new(name), |_| false);
-            let mut f = target.open_temp(Path::new(name), &tmp, true).unwrap();
+            let mut f = target
+                .open_temp(Path::new(name), &tmp, TempOpen::Create)
+                .unwrap();
             std::io::Write::write_all(&mut f, b"new").unwrap();
             let r = target.commit(&root, &tmp, OsStr::new(name), Path::new(name));
             if prepare == 2 {
