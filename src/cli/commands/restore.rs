@@ -288,7 +288,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
                 // in the other.
                 "path": a.path.to_string_lossy(),
                 "path_escaped": escape_path(a.path),
-                "kind": a.kind,
+                "kind": a.kind.as_str(),
                 "bytes": a.bytes,
             }))
         } else {

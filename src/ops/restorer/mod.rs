@@ -38,7 +38,7 @@ use outcome::Tally;
 use target::{Target, TempOpen};
 
 pub use options::{Overwrite, RestoreOptions};
-pub use outcome::{Action, Change, Report, RestoreSummary};
+pub use outcome::{Action, ActionKind, Change, Report, RestoreSummary};
 
 /// Writes a file's content to `out` in order, reading neighbouring blobs together.
 pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {

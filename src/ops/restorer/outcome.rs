@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::archived;
+use crate::format::tree::NodeKind;
 use crate::ops::fsmeta::XattrRefusal;
 
 /// What happens (or, in a dry run, would happen) to one path of the target.
@@ -27,14 +28,42 @@ pub enum Change {
     Delete,
 }
 
+/// What an action is done to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    /// An entry of the snapshot, of its type.
+    Entry(NodeKind),
+    /// A further name of a file restored already: a hard link to it.
+    HardLink,
+    /// Something in the target that is no file, folder or symlink (a FIFO, socket or
+    /// device node), removed by `--delete`.
+    Other,
+}
+
+impl ActionKind {
+    /// Its name in output: `file`, `dir`, `symlink`, ..., `hardlink`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Entry(kind) => kind.as_str(),
+            ActionKind::HardLink => "hardlink",
+            ActionKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One path and what the restore does with it.
 #[derive(Debug)]
 pub struct Action<'a> {
     pub change: Change,
     /// The full path in the target.
     pub path: &'a Path,
-    /// `file`, `dir`, `symlink`, ... (`hardlink` for a further name of a file).
-    pub kind: &'static str,
+    pub kind: ActionKind,
     /// Bytes to fetch for it.
     pub bytes: u64,
 }

@@ -15,7 +15,7 @@ use super::compare;
 use super::fetch::{FileTarget, Stop};
 use super::meta::Meta;
 use super::options::{Overwrite, RestoreOptions};
-use super::outcome::{Action, Change, Report, Tally};
+use super::outcome::{Action, ActionKind, Change, Report, Tally};
 use super::select::{Selection, Visit, walk_selected};
 use super::target::{self, Existing, Found, Target, TempOpen};
 use crate::error::{Error, Result};
@@ -23,6 +23,9 @@ use crate::format::id::Id;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::Repository;
 use crate::repo::tree_walk::root_node;
+
+const FILE: ActionKind = ActionKind::Entry(NodeKind::File);
+const DIR: ActionKind = ActionKind::Entry(NodeKind::Dir);
 
 /// Called once per file when its contents are written (or failed).
 pub(super) type Finish<'a> = dyn Fn(&FileTarget, Option<&File>) + Sync + 'a;
@@ -196,7 +199,7 @@ impl Placer<'_> {
         made
     }
 
-    fn tell(&self, change: Change, dest: &Path, kind: &'static str, bytes: u64) {
+    fn tell(&self, change: Change, dest: &Path, kind: ActionKind, bytes: u64) {
         (self.report)(&Action {
             change,
             path: dest,
@@ -214,7 +217,7 @@ impl Placer<'_> {
         }
     }
 
-    fn keep(&self, dest: &Path, kind: &'static str) {
+    fn keep(&self, dest: &Path, kind: ActionKind) {
         self.tell(Change::Keep, dest, kind, 0);
         self.tally.count(|s| s.kept += 1);
     }
@@ -254,14 +257,14 @@ impl Placer<'_> {
         match found {
             Some(f) if f.kind == Existing::Dir => {}
             Some(f) if self.keeps(&f, node) => {
-                self.keep(&dest, "dir");
+                self.keep(&dest, DIR);
                 self.tally
                     .count(|s| s.folders_not_restored.push(dest.clone()));
                 return Ok(false);
             }
-            Some(_) => self.tell(Change::Replace, &dest, "dir", 0),
+            Some(_) => self.tell(Change::Replace, &dest, DIR, 0),
             None if rel.as_os_str().is_empty() => {}
-            None => self.tell(Change::Create, &dest, "dir", 0),
+            None => self.tell(Change::Create, &dest, DIR, 0),
         }
         let existed = found.is_some_and(|f| f.kind == Existing::Dir);
         if self.opts.dry_run {
@@ -317,10 +320,10 @@ impl Placer<'_> {
     fn remove(&self, rel: &Path, found: &Found) -> Result<()> {
         let dest = self.target.display(rel);
         let kind = match found.kind {
-            Existing::Dir => "dir",
-            Existing::File { .. } => "file",
-            _ if found.symlink => "symlink",
-            _ => "other",
+            Existing::Dir => DIR,
+            Existing::File { .. } => FILE,
+            _ if found.symlink => ActionKind::Entry(NodeKind::Symlink),
+            _ => ActionKind::Other,
         };
         self.tell(Change::Delete, &dest, kind, 0);
         if !self.opts.dry_run {
@@ -363,12 +366,12 @@ impl Placer<'_> {
                     .look(&first)?
                     .is_some_and(|o| o.inode == f.inode);
             if linked {
-                self.tell(Change::Unchanged, dest, "hardlink", 0);
+                self.tell(Change::Unchanged, dest, ActionKind::HardLink, 0);
                 self.tally.count(|s| s.hard_links += 1);
                 return Ok(());
             }
             if self.keeps(f, v.node) {
-                self.keep(dest, "hardlink");
+                self.keep(dest, ActionKind::HardLink);
                 return Ok(());
             }
             self.clear_dir(v, dest, f)?;
@@ -378,7 +381,7 @@ impl Placer<'_> {
         } else {
             Change::Create
         };
-        self.tell(change, dest, "hardlink", 0);
+        self.tell(change, dest, ActionKind::HardLink, 0);
         if self.opts.dry_run {
             self.tally.count(|s| s.hard_links += 1);
             return Ok(());
@@ -400,7 +403,7 @@ impl Placer<'_> {
         let mut present = None;
         if let Some(f) = &found {
             if self.keeps(f, node) {
-                self.keep(dest, "file");
+                self.keep(dest, FILE);
                 return Ok(());
             }
             self.clear_dir(v, dest, f)?;
@@ -435,7 +438,7 @@ impl Placer<'_> {
             Some(c) => c.missing_bytes(self.repo, node)?,
             None => node.size - node.holes.iter().map(|h| h.length).sum::<u64>(),
         };
-        self.tell(change, dest, "file", bytes);
+        self.tell(change, dest, FILE, bytes);
         if self.opts.dry_run {
             self.tally.count(|s| {
                 s.files += 1;
@@ -498,7 +501,7 @@ impl Placer<'_> {
 
     /// A file already holding the snapshot's content: its metadata is set.
     fn unchanged(&mut self, file: &File, dest: &Path, node: &Node) -> Result<()> {
-        self.tell(Change::Unchanged, dest, "file", 0);
+        self.tell(Change::Unchanged, dest, FILE, 0);
         if let Some(k) = node.link_key() {
             self.kept_firsts.insert(k);
         }
@@ -512,7 +515,7 @@ impl Placer<'_> {
     /// Symlinks, FIFOs and device nodes; a symlink already pointing where the
     /// snapshot's does is kept.
     fn special(&mut self, v: &Visit<'_>, dest: &Path) -> Result<()> {
-        let kind = v.node.kind.as_str();
+        let kind = ActionKind::Entry(v.node.kind);
         let found = self.target.look(v.rel)?;
         let mut change = Change::Create;
         if let Some(f) = &found {
