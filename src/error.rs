@@ -250,6 +250,39 @@ impl Error {
         }
     }
 
+    /// The same error again, for a failure remembered and told to every later caller (a
+    /// failed S3 probe): its kind, and so its exit code and advice, kept. A passing
+    /// failure becomes a lasting one (nothing is retried against a remembered answer), and
+    /// an I/O error, whose source cannot be copied, becomes its message.
+    pub fn again(&self) -> Error {
+        match self {
+            Error::BucketNotFound(b) => Error::BucketNotFound(b.clone()),
+            Error::AccessDenied { bucket, message } => Error::AccessDenied {
+                bucket: bucket.clone(),
+                message: message.clone(),
+            },
+            Error::GaveUp {
+                what,
+                attempts,
+                message,
+            } => Error::GaveUp {
+                what: what.clone(),
+                attempts: *attempts,
+                message: message.clone(),
+            },
+            Error::NoCredentials(m) => Error::NoCredentials(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::Retained { object, until } => Error::Retained {
+                object: object.clone(),
+                until: until.clone(),
+            },
+            Error::Interrupted(m) => Error::Interrupted(m.clone()),
+            Error::Usage(m) => Error::Usage(m.clone()),
+            Error::Invalid(m) => Error::Invalid(m.clone()),
+            e => Error::Store(e.to_string()),
+        }
+    }
+
     /// What went wrong, for a report that names the object itself and gives its own
     /// advice (`check`): a damaged object's reason without its name and the advice to
     /// run `check`.
@@ -282,3 +315,26 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_told_again_keeps_its_kind_and_exit_code() {
+        let first = Error::BucketNotFound("b".into());
+        assert_eq!(first.again().exit_code(), first.exit_code());
+        assert_eq!(first.again().to_string(), first.to_string());
+        let denied = Error::AccessDenied {
+            bucket: "b".into(),
+            message: "no".into(),
+        };
+        assert!(matches!(denied.again(), Error::AccessDenied { .. }));
+        // A passing failure is remembered as a lasting one, with its words.
+        let passing = Error::Transient {
+            what: "PUT x".into(),
+            message: "slow down".into(),
+        };
+        assert!(matches!(passing.again(), Error::Store(m) if m == passing.to_string()));
+    }
+}

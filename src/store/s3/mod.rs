@@ -59,7 +59,7 @@ pub struct S3Backend {
     /// probe).
     /// A failed probe is remembered too: every upload waiting on it fails with it, and
     /// none probes again.
-    capabilities: Mutex<Option<std::result::Result<Capabilities, String>>>,
+    capabilities: Mutex<Option<std::result::Result<Capabilities, Error>>>,
     /// The retention every object but locks is written with: the repository's, or a longer
     /// one the command line asked for. Set when the repository's config has been read.
     retention: Mutex<Option<ObjectLockConfig>>,

@@ -66,7 +66,7 @@ impl S3Backend {
             .map_err(|_| Error::Internal("S3 capability state poisoned".into()))?;
         match &*known {
             Some(Ok(c)) => return Ok(*c),
-            Some(Err(e)) => return Err(Error::Store(e.clone())),
+            Some(Err(e)) => return Err(e.again()),
             None => {}
         }
         let overrides = self.opts.overrides;
@@ -92,7 +92,8 @@ impl S3Backend {
                 let caps = match self.probe() {
                     Ok(caps) => caps,
                     Err(e) => {
-                        *known = Some(Err(e.to_string()));
+                        // Every later upload fails with the same kind of error.
+                        *known = Some(Err(e.again()));
                         return Err(e);
                     }
                 };
