@@ -2,6 +2,7 @@
 
 mod commands;
 mod escape;
+mod exit;
 mod file_time;
 mod output;
 mod password;
@@ -385,16 +386,16 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(Error::OutputClosed) => Error::OutputClosed.exit_code(),
+        Err(Error::OutputClosed) => exit::code(&Error::OutputClosed),
         Err(e) => {
             if g.json {
                 // The error is on stderr too; a closed stdout cannot make it worse.
                 let _ = print_json(
-                    &serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": e.exit_code()}),
+                    &serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": exit::code(&e)}),
                 );
             }
             errln!("error: {e}");
-            e.exit_code()
+            exit::code(&e)
         }
     }
 }

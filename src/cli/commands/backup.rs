@@ -3,7 +3,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn::error::{EXIT_OK, EXIT_PARTIAL};
+use crate::cli::exit::{EXIT_OK, EXIT_PARTIAL};
 use cairn::format::snapshot::resolve;
 use cairn::ops::archiver::exclude::{ExcludeRules, Excludes, parse_size};
 use cairn::ops::archiver::{

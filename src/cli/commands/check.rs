@@ -1,6 +1,6 @@
 //! `cairn check`: is the repository complete, and (with `--read-data`) sound?
 
-use cairn::error::{EXIT_FATAL, EXIT_OK};
+use crate::cli::exit::{EXIT_FATAL, EXIT_OK};
 use cairn::ops::check::{CheckReport, DataSubset, check};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;

@@ -1,7 +1,7 @@
 //! `cairn diff A B`: which files were added, removed or changed between two snapshots.
 
+use crate::cli::exit::EXIT_OK;
 use cairn::Result;
-use cairn::error::EXIT_OK;
 use cairn::format::tree::NodeKind;
 use cairn::ops::diff::{Change, Modifier, diff};
 use indicatif::HumanBytes;

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::format::tree::{Node, NodeKind};
 use cairn::ops::restorer::write_content;
 use cairn::{Error, Result};

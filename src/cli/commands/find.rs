@@ -1,7 +1,7 @@
 //! `cairn find PATTERN...`: which snapshots hold files or folders of a matching name.
 
+use crate::cli::exit::EXIT_OK;
 use cairn::Result;
-use cairn::error::EXIT_OK;
 use cairn::ops::find::{FindQuery, find};
 use indicatif::HumanBytes;
 

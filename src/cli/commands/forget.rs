@@ -1,8 +1,9 @@
 //! `cairn forget`: remove snapshots by retention policy or by id (their data stays until
 //! `prune`).
 
+use crate::cli::exit::{EXIT_FATAL, EXIT_OK};
+use cairn::Error;
 use cairn::Result;
-use cairn::error::{EXIT_FATAL, EXIT_OK, Error};
 use cairn::format::id::Id;
 use cairn::format::snapshot::Snapshot;
 use cairn::ops::forget::{self, Named, Removal};

@@ -1,6 +1,6 @@
 use std::ops::RangeInclusive;
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::format::config::{
     CHUNK_AVG_LIMITS, CHUNK_MAX_LIMITS, CHUNK_MIN_LIMITS, ChunkerParams, Config, ZSTD_LEVELS,
 };

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::ops::keys;
 use cairn::{Error, Result};
 use zeroize::Zeroizing;

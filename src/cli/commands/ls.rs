@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
+use crate::cli::exit::EXIT_OK;
 use cairn::Result;
-use cairn::error::EXIT_OK;
 use cairn::format::tree::{Node, NodeKind};
 use cairn::repo::tree_walk::walk_nodes;
 

@@ -1,7 +1,7 @@
 //! `cairn prune`: delete data no snapshot needs (see `cairn::ops::prune` for how it stays safe
 //! beside running backups).
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::ops::prune::{PruneOptions, PruneStats, prune};
 use cairn::repo::Repository;
 use cairn::{Error, Result};

@@ -1,7 +1,7 @@
 //! `cairn repair config | index | snapshots`: bring a damaged repository back (see
 //! `cairn::ops::repair`, and README's "When something is damaged" for the order).
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::ops::repair::config::{ConfigRepair, ConfigSource, repair_config};
 use cairn::ops::repair::index::{IndexRepairOptions, IndexRepairReport, repair_index};
 use cairn::ops::repair::snapshots::{

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use cairn::error::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
+use crate::cli::exit::{EXIT_ARCHIVED, EXIT_FATAL, EXIT_OK};
 use cairn::format::id::Id;
 use cairn::format::snapshot::Snapshot;
 use cairn::ops::patterns::{PatternRules, Patterns};

@@ -1,5 +1,5 @@
+use crate::cli::exit::EXIT_OK;
 use cairn::Result;
-use cairn::error::EXIT_OK;
 
 use crate::cli::output::outln;
 use crate::cli::{Global, print_json};

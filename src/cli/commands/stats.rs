@@ -1,6 +1,6 @@
 //! `cairn stats [SNAPSHOT...]`: sizes before and after deduplication and compression.
 
-use cairn::error::EXIT_OK;
+use crate::cli::exit::EXIT_OK;
 use cairn::ops::stats::{Stats, stats};
 use cairn::{Error, Result};
 use indicatif::HumanBytes;

@@ -1,7 +1,7 @@
 //! `cairn unlock`: remove a lock left by a prune that no longer runs.
 
+use crate::cli::exit::EXIT_OK;
 use cairn::Result;
-use cairn::error::EXIT_OK;
 
 use crate::cli::output::regardless;
 use crate::cli::{Global, print_json};
