@@ -388,7 +388,9 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(Error::OutputClosed) => exit::code(&Error::OutputClosed),
         Err(e) => {
-            if g.json {
+            // `dump` writes the file's bytes to stdout: a JSON line there would end up in
+            // the user's file.
+            if g.json && !matches!(cli.command, Command::Dump(_)) {
                 // The error is on stderr too; a closed stdout cannot make it worse.
                 let _ = print_json(
                     &serde_json::json!({"message_type": "error", "error": e.to_string(), "exit_code": exit::code(&e)}),

@@ -75,9 +75,15 @@ impl fmt::Display for Id {
     }
 }
 
+/// A CBOR byte string in the repository; hex text in JSON output, as users see ids
+/// everywhere else.
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
@@ -95,8 +101,15 @@ impl<'de> Deserialize<'de> for Id {
                     .map_err(|_| E::invalid_length(v.len(), &self))?;
                 Ok(Id(arr))
             }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Id, E> {
+                Id::from_hex(v).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
         }
-        d.deserialize_bytes(IdVisitor)
+        if d.is_human_readable() {
+            d.deserialize_str(IdVisitor)
+        } else {
+            d.deserialize_bytes(IdVisitor)
+        }
     }
 }
 
@@ -131,6 +144,18 @@ pub mod bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_hex_in_json_and_bytes_in_cbor() {
+        let id = Id([0xab; 32]);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<Id>(&json).unwrap(), id);
+        let cbor = crate::format::cbor::encode(&id);
+        assert_eq!(cbor.len(), 2 + 32, "a CBOR byte string of 32 bytes");
+        let back: Id = ciborium::from_reader(cbor.as_slice()).unwrap();
+        assert_eq!(back, id);
+    }
 
     #[test]
     fn a_prefix_names_one_id_or_says_why_not() {

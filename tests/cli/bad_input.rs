@@ -683,3 +683,28 @@ fn an_unreadable_path_is_reported_once_with_what_is_kept() {
     assert!(!listing.contains("/secret\n"), "{listing}");
     assert!(listing.contains("/open\n"), "{listing}");
 }
+
+/// `dump` writes a file's bytes to stdout: with `--json`, a failure is said on stderr
+/// only, never as a JSON line mixed into the data.
+#[test]
+fn a_failed_dump_writes_no_json_into_the_data() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"data").unwrap();
+    env.backup_json(&[&src], &[]);
+    let out = env.run(&[
+        "dump",
+        "--json",
+        "latest",
+        src.join("missing").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+}

@@ -321,6 +321,12 @@ fn a_lost_config_is_never_initialised_over_and_comes_back(env: Env) {
     std::fs::remove_dir_all(env.path("cache")).unwrap();
     let made = summary_line(&env.ok(&["repair", "config", "--json"]));
     assert_eq!(made["source"], "new", "{made}");
+    // Ids in JSON are hex, as everywhere else users see them.
+    let repo_id = made["repository_id"].as_str().unwrap_or_default();
+    assert!(
+        repo_id.len() == 64 && repo_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{made}"
+    );
     let (code, report) = check_json(&env, &["--read-data"]);
     assert_eq!(code, Some(0), "{report}");
     env.assert_restores(&first, &src);
