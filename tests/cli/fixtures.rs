@@ -51,6 +51,20 @@ fn restore_and_check_hello(env: &Env, pw: &str, dir: &str, text: &[u8], mtime: i
     restored
 }
 
+/// The content of the fixtures' `sparse.img` (versions 3 and 4): 300,000 bytes, byte i =
+/// (i * 7919) mod 251 but for zeros from 8,192 to 200,000.
+fn sparse_pattern() -> Vec<u8> {
+    (0..300_000u64)
+        .map(|i| {
+            if (8192..200_000).contains(&i) {
+                0
+            } else {
+                ((i * 7919) % 251) as u8
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn version_2_repository_is_read_restored_checked_and_extended() {
     let env = Env::new();
@@ -116,15 +130,7 @@ fn version_3_repository_is_read_restored_checked_and_extended() {
         std::fs::metadata(&a).unwrap().ino(),
         std::fs::metadata(&b).unwrap().ino()
     );
-    let pattern: Vec<u8> = (0..300_000u64)
-        .map(|i| {
-            if (8192..200_000).contains(&i) {
-                0
-            } else {
-                ((i * 7919) % 251) as u8
-            }
-        })
-        .collect();
+    let pattern = sparse_pattern();
     assert_eq!(std::fs::read(data.join("sparse.img")).unwrap(), pattern);
 
     // Its zeros were stored as data; --sparse makes them holes again.
@@ -201,15 +207,7 @@ fn version_4_repository_is_read_restored_checked_and_extended() {
         std::fs::metadata(&a).unwrap().ino(),
         std::fs::metadata(&b).unwrap().ino()
     );
-    let pattern: Vec<u8> = (0..300_000u64)
-        .map(|i| {
-            if (8192..200_000).contains(&i) {
-                0
-            } else {
-                ((i * 7919) % 251) as u8
-            }
-        })
-        .collect();
+    let pattern = sparse_pattern();
     let img = data.join("sparse.img");
     assert_eq!(std::fs::read(&img).unwrap(), pattern);
     let allocated = std::fs::metadata(&img).unwrap().blocks() * 512;

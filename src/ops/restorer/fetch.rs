@@ -320,13 +320,15 @@ fn write_pack(
     let locs: Vec<BlobLocation> = order.iter().map(|w| w.loc).collect();
     let mut writer = RunWriter {
         repo,
-        target,
         files,
-        stop,
-        progress,
         done,
-        open: None,
-        sparse,
+        out: Output {
+            target,
+            stop,
+            progress,
+            open: None,
+            sparse,
+        },
     };
     for run in runs(&locs) {
         if stop.reason().is_some() {
@@ -371,15 +373,9 @@ fn write_pack(
 /// Writes the blobs of runs of one pack to the files that want them.
 struct RunWriter<'a> {
     repo: &'a Repository,
-    target: &'a Target,
     files: &'a [FileTarget],
-    stop: &'a Stop,
-    progress: &'a dyn Progress,
     done: &'a Done<'a>,
-    /// The file last written, kept open: neighbouring blobs usually belong to one file.
-    open: Option<(usize, File)>,
-    /// `restore --sparse`: blocks of zeros are left as holes.
-    sparse: bool,
+    out: Output<'a>,
 }
 
 impl RunWriter<'_> {
@@ -387,13 +383,7 @@ impl RunWriter<'_> {
     /// the run was handed over.
     fn write_run(&mut self, members: &[&Want], locs: &[BlobLocation]) -> Result<()> {
         let (repo, files, done) = (self.repo, self.files, self.done);
-        let mut out = Output {
-            target: self.target,
-            stop: self.stop,
-            progress: self.progress,
-            open: &mut self.open,
-            sparse: self.sparse,
-        };
+        let out = &mut self.out;
         repo.read_run(locs, &mut |i, plain| {
             let w = members[i];
             let f = &files[w.file];
@@ -417,15 +407,8 @@ impl RunWriter<'_> {
             self.fail_all(&[w], e);
             return;
         };
-        let mut out = Output {
-            target: self.target,
-            stop: self.stop,
-            progress: self.progress,
-            open: &mut self.open,
-            sparse: self.sparse,
-        };
-        out.write(f, w, &data);
-        finish_one(f, out.descriptor(w.file), self.done);
+        self.out.write(f, w, &data);
+        finish_one(f, self.out.descriptor(w.file), self.done);
     }
 
     /// The read failed: every file waiting on these blobs fails with it.
@@ -439,21 +422,23 @@ impl RunWriter<'_> {
 }
 
 /// Where the blobs of a run go: the files of the target, one kept open.
-struct Output<'a, 'o> {
+struct Output<'a> {
     target: &'a Target,
     stop: &'a Stop,
     progress: &'a dyn Progress,
-    open: &'o mut Option<(usize, File)>,
+    /// The file last written, kept open: neighbouring blobs usually belong to one file.
+    open: Option<(usize, File)>,
+    /// `restore --sparse`: blocks of zeros are left as holes.
     sparse: bool,
 }
 
-impl Output<'_, '_> {
+impl Output<'_> {
     /// Writes one blob where `w` wants it, unless its file failed already.
     fn write(&mut self, f: &FileTarget, w: &Want, data: &[u8]) {
         if f.error().is_none()
             && let Err(e) = write_at(
                 self.target,
-                self.open,
+                &mut self.open,
                 w.file,
                 f,
                 data,
@@ -469,7 +454,7 @@ impl Output<'_, '_> {
 
     /// The descriptor of file `index`, when it is the one kept open.
     fn descriptor(&self, index: usize) -> Option<&File> {
-        match &*self.open {
+        match &self.open {
             Some((i, file)) if *i == index => Some(file),
             _ => None,
         }
